@@ -1,0 +1,288 @@
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { envSchema } from 'env-schema'
+import { Type, type Static } from '@sinclair/typebox'
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+const Int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  Type.Integer({ default: def, minimum: min, maximum: max })
+
+const EnvSchema = Type.Object({
+  PORT: Int(8080, 0, 65535),
+  HOST: Type.String({ default: '0.0.0.0', minLength: 1 }),
+  UPSTREAM_BASE_URL: Type.String({ default: 'https://api.quickrouter.ai' }),
+  UPSTREAM_API_KEY: Type.Optional(Type.String()),
+  UPSTREAM_API_KEY_FILE: Type.Optional(Type.String()),
+  UPSTREAM_AUTH_STYLE: Type.Union([Type.Literal('bearer'), Type.Literal('mj-api-secret')], { default: 'bearer' }),
+  UPSTREAM_CA_FILE: Type.Optional(Type.String()),
+  UPSTREAM_TIMEOUT_MS: Int(10000, 1),
+  UPSTREAM_RETRIES: Int(2, 0, 10),
+  UPSTREAM_MAX_BODY_BYTES: Int(10485760, 1),
+  CACHE_MAX_BYTES: Int(134217728, 1),
+  CACHE_TTL_SECONDS: Int(3600, 1),
+  CACHE_URL_EXPIRY_MARGIN_SECONDS: Int(300, 0),
+  POLL_CACHE_MS: Int(1000, 0),
+  STALE_IF_ERROR_SECONDS: Int(60, 0),
+  CLIENT_KEYS: Type.String({ default: '' }),
+  CLIENT_KEYS_FILE: Type.Optional(Type.String()),
+  RATE_LIMIT_PER_MINUTE: Int(600, 0),
+  CORS_ORIGINS: Type.String({ default: '' }),
+  REDIS_URL: Type.String({ default: '' }),
+  METRICS_TOKEN: Type.String({ default: '' }),
+  TRUST_PROXY: Type.String({ default: 'false' }),
+  LOG_LEVEL: Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), { default: 'info' }),
+  PASSTHROUGH: Type.Union([Type.Literal('auto'), Type.Literal('on'), Type.Literal('off')], { default: 'auto' }),
+  SUBMIT_MAX_BODY_BYTES: Int(20971520, 1),
+  ALLOW_NOTIFY_HOOK: Type.Boolean({ default: false }),
+  EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0)
+})
+type Env = Static<typeof EnvSchema>
+
+export interface ClientKey {
+  /** what logs and rate limits see: the configured name, else a fingerprint */
+  readonly name: string
+  readonly token: string
+}
+
+export interface Config {
+  readonly port: number
+  readonly host: string
+  readonly upstream: {
+    readonly baseUrl: string
+    readonly apiKey: string
+    /** sha256 prefix of the key: namespaces caches and stands in for the key in logs */
+    readonly keyFingerprint: string
+    readonly authStyle: 'bearer' | 'mj-api-secret'
+    readonly ca?: string
+    readonly timeoutMs: number
+    readonly retries: number
+    readonly maxBodyBytes: number
+  }
+  readonly cache: {
+    readonly maxBytes: number
+    readonly ttlSeconds: number
+    readonly urlExpiryMarginSeconds: number
+    readonly pollCacheMs: number
+    readonly staleIfErrorSeconds: number
+  }
+  readonly clientKeys: readonly ClientKey[]
+  readonly clientKeysFile?: string
+  readonly rateLimitPerMinute: number
+  readonly corsOrigins: readonly string[]
+  readonly redisUrl: string
+  readonly metricsToken: string
+  readonly trustProxy: boolean | number | string
+  readonly logLevel: (typeof LOG_LEVELS)[number]
+  readonly passthrough: 'auto' | 'on' | 'off'
+  readonly submitMaxBodyBytes: number
+  readonly allowNotifyHook: boolean
+  readonly eventLoopMaxDelayMs: number
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+export function fingerprint(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex').slice(0, 12)
+}
+
+function readSecretFile(variable: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '')
+  } catch (err) {
+    throw new ConfigError(`${variable}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+  }
+}
+
+/** `token` or `name:token`, separated by commas or newlines; blank lines and `#` comments ignored. */
+export function parseClientKeys(text: string): ClientKey[] {
+  const keys: ClientKey[] = []
+  for (const raw of text.split(/[,\n]/)) {
+    const item = raw.trim()
+    if (item === '' || item.startsWith('#')) continue
+    const colon = item.indexOf(':')
+    const token = colon === -1 ? item : item.slice(colon + 1).trim()
+    const name = colon === -1 ? `client-${fingerprint(token).slice(0, 8)}` : item.slice(0, colon).trim()
+    if (token === '' || name === '') throw new ConfigError('CLIENT_KEYS: an entry has an empty name or token')
+    keys.push({ name, token })
+  }
+  return keys
+}
+
+export function loadClientKeys(env: { CLIENT_KEYS?: string | undefined; CLIENT_KEYS_FILE?: string | undefined }): ClientKey[] {
+  const keys = parseClientKeys(env.CLIENT_KEYS ?? '')
+  if (env.CLIENT_KEYS_FILE) keys.push(...parseClientKeys(readSecretFile('CLIENT_KEYS_FILE', env.CLIENT_KEYS_FILE)))
+  return keys
+}
+
+function parseBaseUrl(value: string): string {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new ConfigError(`UPSTREAM_BASE_URL: not a valid URL: ${JSON.stringify(value)}`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(`UPSTREAM_BASE_URL: must be http or https, got ${url.protocol}`)
+  }
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash || url.username || url.password) {
+    throw new ConfigError('UPSTREAM_BASE_URL: must be an origin only (scheme, host, port), no path, query or credentials')
+  }
+  return url.origin
+}
+
+function parseTrustProxy(value: string): boolean | number | string {
+  const v = value.trim().toLowerCase()
+  if (v === 'true') return true
+  if (v === 'false' || v === '') return false
+  if (/^\d+$/.test(v)) return Number(v)
+  if (/^[0-9a-f.:/, ]+$/.test(v)) return value.trim()
+  throw new ConfigError(`TRUST_PROXY: expected true, false, a hop count or a list of addresses, got ${JSON.stringify(value)}`)
+}
+
+function parseOrigins(value: string): string[] {
+  return value
+    .split(',')
+    .map((o) => o.trim())
+    .filter((o) => o !== '')
+    .map((o) => {
+      if (o === '*') throw new ConfigError('CORS_ORIGINS: "*" is not allowed; list exact origins')
+      let url: URL
+      try {
+        url = new URL(o)
+      } catch {
+        throw new ConfigError(`CORS_ORIGINS: not a valid origin: ${JSON.stringify(o)}`)
+      }
+      if (url.origin !== o.replace(/\/$/, '')) throw new ConfigError(`CORS_ORIGINS: not an origin (scheme://host[:port]): ${JSON.stringify(o)}`)
+      return url.origin
+    })
+}
+
+function formatAjvError(err: unknown): string {
+  const e = err as { errors?: { instancePath?: string; message?: string; params?: Record<string, unknown> }[]; message?: string }
+  const first = e.errors?.[0]
+  if (first?.instancePath) {
+    const variable = first.instancePath.replace(/^\//, '')
+    const allowed = first.params?.['allowedValues'] ?? first.params?.['allowedValue']
+    return `${variable}: ${first.message ?? 'invalid'}${allowed === undefined ? '' : ` (${JSON.stringify(allowed)})`}`
+  }
+  return e.message ?? String(err)
+}
+
+/** Reads and validates the environment once. Throws ConfigError with one line naming the variable. */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  // Empty strings mean "unset", as in most deploy tools' env files.
+  const data: Record<string, string> = {}
+  for (const [k, v] of Object.entries(source)) if (v !== undefined && v !== '') data[k] = v
+
+  let env: Env
+  try {
+    env = envSchema<Env>({ schema: EnvSchema, data, dotenv: false })
+  } catch (err) {
+    throw new ConfigError(formatAjvError(err))
+  }
+
+  let apiKey = env.UPSTREAM_API_KEY
+  if (!apiKey && env.UPSTREAM_API_KEY_FILE) apiKey = readSecretFile('UPSTREAM_API_KEY_FILE', env.UPSTREAM_API_KEY_FILE)
+  if (!apiKey) {
+    throw new ConfigError('UPSTREAM_API_KEY is not set: set UPSTREAM_API_KEY (or UPSTREAM_API_KEY_FILE), or try `npm run demo`')
+  }
+  if (/[\r\n]/.test(apiKey)) throw new ConfigError('UPSTREAM_API_KEY: must be a single line')
+
+  const ca = env.UPSTREAM_CA_FILE ? readSecretFile('UPSTREAM_CA_FILE', env.UPSTREAM_CA_FILE) : undefined
+  if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new ConfigError(`UPSTREAM_CA_FILE: ${env.UPSTREAM_CA_FILE} holds no PEM certificate`)
+  }
+
+  if (env.REDIS_URL && !/^rediss?:\/\//.test(env.REDIS_URL)) {
+    throw new ConfigError('REDIS_URL: must start with redis:// or rediss://')
+  }
+
+  const config: Config = {
+    port: env.PORT,
+    host: env.HOST,
+    upstream: {
+      baseUrl: parseBaseUrl(env.UPSTREAM_BASE_URL),
+      apiKey,
+      keyFingerprint: fingerprint(apiKey),
+      authStyle: env.UPSTREAM_AUTH_STYLE,
+      ...(ca === undefined ? {} : { ca }),
+      timeoutMs: env.UPSTREAM_TIMEOUT_MS,
+      retries: env.UPSTREAM_RETRIES,
+      maxBodyBytes: env.UPSTREAM_MAX_BODY_BYTES
+    },
+    cache: {
+      maxBytes: env.CACHE_MAX_BYTES,
+      ttlSeconds: env.CACHE_TTL_SECONDS,
+      urlExpiryMarginSeconds: env.CACHE_URL_EXPIRY_MARGIN_SECONDS,
+      pollCacheMs: env.POLL_CACHE_MS,
+      staleIfErrorSeconds: env.STALE_IF_ERROR_SECONDS
+    },
+    clientKeys: loadClientKeys(env),
+    ...(env.CLIENT_KEYS_FILE === undefined ? {} : { clientKeysFile: env.CLIENT_KEYS_FILE }),
+    rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
+    corsOrigins: parseOrigins(env.CORS_ORIGINS),
+    redisUrl: env.REDIS_URL,
+    metricsToken: env.METRICS_TOKEN,
+    trustProxy: parseTrustProxy(env.TRUST_PROXY),
+    logLevel: env.LOG_LEVEL,
+    passthrough: env.PASSTHROUGH,
+    submitMaxBodyBytes: env.SUBMIT_MAX_BODY_BYTES,
+    allowNotifyHook: env.ALLOW_NOTIFY_HOOK,
+    eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS
+  }
+  return deepFreeze(config)
+}
+
+function deepFreeze<T extends object>(o: T): T {
+  for (const v of Object.values(o)) if (v !== null && typeof v === 'object') deepFreeze(v as object)
+  return Object.freeze(o)
+}
+
+/** The effective configuration, fit for a log line: every secret a fingerprint or [redacted]. */
+export function describeConfig(c: Config): Record<string, unknown> {
+  return {
+    PORT: c.port,
+    HOST: c.host,
+    UPSTREAM_BASE_URL: c.upstream.baseUrl,
+    UPSTREAM_API_KEY: `[redacted sha256:${c.upstream.keyFingerprint}]`,
+    UPSTREAM_AUTH_STYLE: c.upstream.authStyle,
+    UPSTREAM_CA_FILE: c.upstream.ca === undefined ? null : 'set',
+    UPSTREAM_TIMEOUT_MS: c.upstream.timeoutMs,
+    UPSTREAM_RETRIES: c.upstream.retries,
+    UPSTREAM_MAX_BODY_BYTES: c.upstream.maxBodyBytes,
+    CACHE_MAX_BYTES: c.cache.maxBytes,
+    CACHE_TTL_SECONDS: c.cache.ttlSeconds,
+    CACHE_URL_EXPIRY_MARGIN_SECONDS: c.cache.urlExpiryMarginSeconds,
+    POLL_CACHE_MS: c.cache.pollCacheMs,
+    STALE_IF_ERROR_SECONDS: c.cache.staleIfErrorSeconds,
+    CLIENT_KEYS: `[redacted: ${c.clientKeys.length} token(s)]`,
+    CLIENT_KEYS_FILE: c.clientKeysFile ?? null,
+    RATE_LIMIT_PER_MINUTE: c.rateLimitPerMinute,
+    CORS_ORIGINS: c.corsOrigins,
+    REDIS_URL: c.redisUrl === '' ? null : redactUrl(c.redisUrl),
+    METRICS_TOKEN: c.metricsToken === '' ? null : '[redacted]',
+    TRUST_PROXY: c.trustProxy,
+    LOG_LEVEL: c.logLevel,
+    PASSTHROUGH: c.passthrough,
+    SUBMIT_MAX_BODY_BYTES: c.submitMaxBodyBytes,
+    ALLOW_NOTIFY_HOOK: c.allowNotifyHook,
+    EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs
+  }
+}
+
+function redactUrl(raw: string): string {
+  try {
+    const u = new URL(raw)
+    if (u.password) u.password = 'redacted'
+    if (u.username && u.password === '') u.username = 'redacted'
+    return u.toString()
+  } catch {
+    return '[redacted]'
+  }
+}
+
+/** Every environment variable the gateway reads (deploy files are tested against this list). */
+export const ENV_VARIABLES: readonly string[] = Object.keys(EnvSchema.properties)

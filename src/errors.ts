@@ -1,0 +1,51 @@
+import { STATUS_CODES } from 'node:http'
+import createError from '@fastify/error'
+import type { FastifyError, FastifyInstance } from 'fastify'
+
+export const BadTaskIdError = createError('MJGW_BAD_TASK_ID', 'task id must match ^[A-Za-z0-9_-]{1,64}$', 400)
+export const UnauthorizedError = createError('MJGW_UNAUTHORIZED', 'missing or invalid client token', 401)
+export const RateLimitedError = createError('MJGW_RATE_LIMITED', 'rate limit exceeded, retry in %s', 429)
+export const TaskNotFoundError = createError('MJGW_TASK_NOT_FOUND', 'task %s not found upstream', 404)
+export const UpstreamAuthError = createError('MJGW_UPSTREAM_AUTH', 'upstream refused the gateway credentials (HTTP %s)', 502)
+export const UpstreamHttpError = createError('MJGW_UPSTREAM_ERROR', 'upstream failed with HTTP %s', 502)
+export const UpstreamUnreachableError = createError('MJGW_UPSTREAM_UNREACHABLE', 'upstream unreachable (%s)', 502)
+export const UpstreamTimeoutError = createError('MJGW_UPSTREAM_TIMEOUT', 'upstream did not answer within %s ms', 504)
+export const UpstreamBadResponseError = createError('MJGW_UPSTREAM_BAD_RESPONSE', 'upstream sent an unusable response: %s', 502)
+
+/** Upstream *failures*: a last-known response may stand in for these (CONTRACT §5.5). Answers (4xx, 401/403) may not. */
+const FAILURE_CODES = new Set(['MJGW_UPSTREAM_ERROR', 'MJGW_UPSTREAM_UNREACHABLE', 'MJGW_UPSTREAM_TIMEOUT', 'MJGW_UPSTREAM_BAD_RESPONSE'])
+
+export function isUpstreamFailure(err: unknown): boolean {
+  return err instanceof Error && FAILURE_CODES.has((err as FastifyError).code)
+}
+
+export interface ErrorBody {
+  statusCode: number
+  code: string
+  error: string
+  message: string
+}
+
+export function errorBody(statusCode: number, code: string, message: string): ErrorBody {
+  return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message }
+}
+
+/** The one error handler: Fastify's error shape, and a 5xx that is not ours never shows its message. */
+export function installErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const raw = err.statusCode ?? 500
+    const statusCode = raw >= 400 && raw <= 599 ? raw : 500
+    const ours = typeof err.code === 'string' && err.code.startsWith('MJGW_')
+    if (statusCode >= 500 && !ours) {
+      request.log.error({ err }, 'unhandled error')
+      void reply.code(500).send(errorBody(500, 'MJGW_INTERNAL', 'internal error'))
+      return
+    }
+    if (statusCode >= 500) request.log.warn({ code: err.code, msg: err.message }, 'upstream problem')
+    const code = err.code ?? `HTTP_${statusCode}`
+    void reply.code(statusCode).send(errorBody(statusCode, code, err.message))
+  })
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send(errorBody(404, 'MJGW_NOT_FOUND', `no such route (${request.method})`))
+  })
+}

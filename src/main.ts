@@ -1,0 +1,28 @@
+import closeWithGrace from 'close-with-grace'
+import { ConfigError, describeConfig, loadConfig, type Config } from './config.js'
+import { buildApp } from './app.js'
+
+let config: Config
+try {
+  config = loadConfig()
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err
+  console.error(`mj-gateway: ${err.message}`)
+  process.exit(1)
+}
+
+const app = await buildApp(config)
+app.log.info({ config: describeConfig(config) }, 'effective configuration')
+
+closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+  if (err !== undefined) app.log.error({ err }, 'closing after an error')
+  else app.log.info({ signal }, 'closing: finishing in-flight requests')
+  await app.close()
+})
+
+try {
+  await app.listen({ port: config.port, host: config.host })
+} catch (err) {
+  app.log.fatal({ err }, 'cannot listen')
+  process.exit(1)
+}

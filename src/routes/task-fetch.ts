@@ -1,0 +1,52 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { TaskCache } from '../cache/task-cache.js'
+import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
+import type { GatewayMetrics } from '../metrics.js'
+import type { TaskService } from '../task-service.js'
+
+export const TASK_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$'
+
+export const taskIdParams = {
+  type: 'object',
+  properties: { id: { type: 'string', pattern: TASK_ID_PATTERN } },
+  required: ['id']
+} as const
+
+interface Deps {
+  cache: TaskCache
+  service: TaskService
+  metrics: GatewayMetrics
+}
+
+type FetchRequest = FastifyRequest<{ Params: { id: string } }>
+
+/** `If-None-Match` holds this etag (a list, `*` and weak forms included). */
+function matches(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false
+  if (header === etag || header === '*') return true
+  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag)
+}
+
+function send(request: FetchRequest, reply: FastifyReply, body: Buffer, etag: string, cacheControl: string, cache: string): FastifyReply {
+  reply.header('x-cache', cache).header('etag', etag).header('cache-control', cacheControl)
+  if (matches(request.headers['if-none-match'], etag)) return reply.code(304).send()
+  return reply.header('content-type', JSON_CONTENT_TYPE).send(body)
+}
+
+export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics }: Deps): Promise<void> {
+  app.get('/mj/task/:id/fetch', { schema: { params: taskIdParams } }, async (request: FetchRequest, reply) => {
+    const id = request.params.id
+    const now = Date.now()
+    const hit = cache.fresh(id, now)
+    if (hit !== undefined) {
+      metrics.lookup('hit')
+      const cacheControl = hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache'
+      return send(request, reply, hit.body, hit.etag, cacheControl, 'HIT')
+    }
+    const served = await service.fetch(id)
+    if (served.kind === 'task') return send(request, reply, served.body, served.etag, served.cacheControl, served.cache)
+    reply.code(served.status).header('content-type', served.contentType ?? JSON_CONTENT_TYPE)
+    if (served.retryAfter !== undefined) reply.header('retry-after', served.retryAfter)
+    return reply.send(served.body)
+  })
+}

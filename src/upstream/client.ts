@@ -1,0 +1,183 @@
+import { rootCertificates } from 'node:tls'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Pool, errors as undiciErrors, type Dispatcher } from 'undici'
+import type { Config } from '../config.js'
+import type { GatewayMetrics, UpstreamOutcome } from '../metrics.js'
+import {
+  UpstreamBadResponseError,
+  UpstreamHttpError,
+  UpstreamTimeoutError,
+  UpstreamUnreachableError
+} from '../errors.js'
+
+export interface UpstreamResponse {
+  status: number
+  body: Buffer
+  contentType: string | undefined
+  retryAfter: string | undefined
+}
+
+export interface UpstreamRequest {
+  method: 'GET' | 'POST'
+  path: string
+  body?: Buffer
+  /** GETs are retried; a submit is not (it spends money and is not idempotent). */
+  idempotent: boolean
+}
+
+const RETRY_STATUSES = new Set([502, 503, 504])
+const BACKOFF_BASE_MS = 100
+const BACKOFF_CAP_MS = 1000
+
+class BodyTooLarge extends Error {}
+
+/**
+ * undici Pool with keep-alive, the key injected per UPSTREAM_AUTH_STYLE, one time budget over all tries,
+ * and full-jitter retries. Hand-written rather than undici's RetryAgent because that one neither bounds all
+ * tries by one deadline nor lets each attempt be counted in metrics, and both are in the contract.
+ */
+export class UpstreamClient {
+  private readonly pool: Pool
+  private readonly authHeader: [string, string]
+
+  constructor(
+    private readonly cfg: Config['upstream'],
+    private readonly metrics: GatewayMetrics,
+    private readonly random: () => number = Math.random
+  ) {
+    this.authHeader = cfg.authStyle === 'bearer' ? ['authorization', `Bearer ${cfg.apiKey}`] : ['mj-api-secret', cfg.apiKey]
+    this.pool = new Pool(cfg.baseUrl, {
+      connections: 64,
+      keepAliveTimeout: 30_000,
+      headersTimeout: cfg.timeoutMs,
+      bodyTimeout: cfg.timeoutMs,
+      connect: {
+        timeout: Math.min(cfg.timeoutMs, 10_000),
+        rejectUnauthorized: true,
+        ...(cfg.ca === undefined ? {} : { ca: [...rootCertificates, cfg.ca] })
+      }
+    })
+  }
+
+  /** The headers every upstream call carries: exactly one credential, the gateway's. */
+  headers(extra?: Record<string, string>): Record<string, string> {
+    return { accept: 'application/json', 'user-agent': 'mj-gateway', ...extra, [this.authHeader[0]]: this.authHeader[1] }
+  }
+
+  get dispatcher(): Dispatcher {
+    return this.pool
+  }
+
+  /** Resolves with any upstream status below 500 (and 5xx once retries are spent, as UpstreamHttpError). */
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const deadline = Date.now() + this.cfg.timeoutMs
+    const maxTries = req.idempotent ? this.cfg.retries + 1 : 1
+    let lastError: Error = new UpstreamTimeoutError(this.cfg.timeoutMs)
+    for (let attempt = 0; attempt < maxTries; attempt++) {
+      if (attempt > 0) {
+        const delay = this.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt)
+        if (Date.now() + delay >= deadline) break
+        await sleep(delay)
+      }
+      const remaining = deadline - Date.now()
+      if (remaining <= 0) {
+        lastError = new UpstreamTimeoutError(this.cfg.timeoutMs)
+        break
+      }
+      const result = await this.attempt(req, remaining)
+      if ('failure' in result) {
+        lastError = result.failure
+        if (!result.retry) break
+        continue
+      }
+      if (result.status < 500) return result
+      lastError = new UpstreamHttpError(result.status)
+      if (!RETRY_STATUSES.has(result.status)) break
+    }
+    throw lastError
+  }
+
+  private async attempt(req: UpstreamRequest, budgetMs: number): Promise<UpstreamResponse | Failure> {
+    const started = performance.now()
+    const controller = new AbortController()
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      controller.abort()
+    }, budgetMs)
+    this.metrics.upstreamInflight.inc()
+    let outcome: UpstreamOutcome = 'error'
+    try {
+      const res = await this.pool.request({
+        method: req.method,
+        path: req.path,
+        headers: this.headers(req.body ? { 'content-type': 'application/json' } : undefined),
+        body: req.body ?? null,
+        signal: controller.signal
+      })
+      const body = await this.readBody(res)
+      outcome = res.statusCode >= 500 ? 'http_5xx' : res.statusCode >= 400 ? 'http_4xx' : 'ok'
+      return {
+        status: res.statusCode,
+        body,
+        contentType: headerValue(res.headers['content-type']),
+        retryAfter: headerValue(res.headers['retry-after'])
+      }
+    } catch (err) {
+      if (timedOut) {
+        outcome = 'timeout'
+        return { failure: new UpstreamTimeoutError(this.cfg.timeoutMs), retry: false }
+      }
+      if (err instanceof BodyTooLarge) {
+        return { failure: new UpstreamBadResponseError(`body larger than ${this.cfg.maxBodyBytes} bytes`), retry: false }
+      }
+      return unreachable(err)
+    } finally {
+      clearTimeout(timer)
+      this.metrics.upstreamInflight.dec()
+      this.metrics.upstreamAttempt(outcome, (performance.now() - started) / 1000)
+    }
+  }
+
+  private async readBody(res: Dispatcher.ResponseData): Promise<Buffer> {
+    const max = this.cfg.maxBodyBytes
+    const declared = Number(res.headers['content-length'])
+    if (declared > max) {
+      res.body.destroy()
+      throw new BodyTooLarge()
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length
+      if (size > max) {
+        res.body.destroy()
+        throw new BodyTooLarge()
+      }
+      chunks.push(chunk as Buffer)
+    }
+    return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close()
+  }
+}
+
+interface Failure {
+  failure: Error
+  retry: boolean
+}
+
+const TLS_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/
+
+/** A connection-level failure; TLS trust failures are final (retrying cannot help), others are retried. */
+function unreachable(err: unknown): Failure {
+  const e = err as { code?: string; cause?: { code?: string } }
+  const code = e.cause?.code ?? e.code ?? 'error'
+  return { failure: new UpstreamUnreachableError(code), retry: !TLS_CODES.test(code) && !(err instanceof undiciErrors.InvalidArgumentError) }
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v
+}
