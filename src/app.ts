@@ -59,6 +59,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
   await app.register(metricsPlugin, { metrics, token: config.metricsToken })
   await app.register(healthRoutes, { redisState: () => 'off' })
-  await app.register(taskFetchRoutes, { cache, service, metrics })
+  // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
+  await app.register(async (mj) => {
+    await mj.register(taskFetchRoutes, { cache, service, metrics })
+  })
   return app
 }
