@@ -1,0 +1,119 @@
+/**
+ * `npm run demo`: the gateway in front of the built-in simulated upstream, no key and no network.
+ * Prints ready-to-paste curl lines. Ctrl-C closes both and exits 0.
+ */
+import { buildApp } from '../app.js'
+import { ConfigError, loadConfig, type Config } from '../config.js'
+import { startSimulatedUpstream } from './simulated-upstream.js'
+
+const DEMO_UPSTREAM_KEY = 'demo-upstream-key'
+const DEMO_CLIENT_KEYS = 'demo:demo-client-token'
+
+const authStyle = process.env.UPSTREAM_AUTH_STYLE === 'mj-api-secret' ? 'mj-api-secret' : 'bearer'
+const sim = await startSimulatedUpstream({ apiKey: DEMO_UPSTREAM_KEY, authStyle })
+
+let config: Config
+try {
+  config = loadConfig({
+    ...process.env,
+    UPSTREAM_BASE_URL: sim.url,
+    UPSTREAM_API_KEY: DEMO_UPSTREAM_KEY,
+    PORT: process.env.PORT ?? '8080',
+    HOST: process.env.HOST ?? '127.0.0.1',
+    CLIENT_KEYS: process.env.CLIENT_KEYS ?? DEMO_CLIENT_KEYS,
+    // keep the banner readable; LOG_LEVEL=info shows one JSON line per request
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn'
+  })
+} catch (err) {
+  await sim.close()
+  console.error(err instanceof ConfigError ? err.message : err)
+  process.exit(1)
+}
+
+const app = await buildApp(config)
+try {
+  await app.listen({ port: config.port, host: config.host })
+} catch (err) {
+  await app.close().catch(() => undefined)
+  await sim.close()
+  if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+    console.error(`Port ${config.port} on ${config.host} is already in use: set PORT to a free port, e.g. PORT=8081 npm run demo`)
+  } else {
+    console.error(err)
+  }
+  process.exit(1)
+}
+
+let closing = false
+const shutdown = (signal: string): void => {
+  if (closing) return
+  closing = true
+  console.log(`\n${signal}: closing the gateway and the simulated upstream`)
+  Promise.allSettled([app.close()])
+    .then(() => sim.close())
+    .finally(() => process.exit(0))
+}
+process.once('SIGINT', () => shutdown('SIGINT'))
+process.once('SIGTERM', () => shutdown('SIGTERM'))
+
+const address = app.server.address()
+const port = typeof address === 'object' && address !== null ? address.port : config.port
+const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host === '::' ? '[::1]' : config.host.includes(':') ? `[${config.host}]` : config.host
+const base = `http://${host}:${port}`
+
+const usingDemoToken = process.env.CLIENT_KEYS === undefined
+const auth =
+  config.clientKeys.length === 0 ? '' : usingDemoToken ? ` -H 'Authorization: Bearer demo-client-token'` : ` -H "Authorization: Bearer $MJGW_TOKEN"`
+const metricsAuth = config.metricsToken === '' ? '' : ` -H "Authorization: Bearer $METRICS_TOKEN"`
+const submitOn = config.passthrough === 'on' || (config.passthrough === 'auto' && config.clientKeys.length > 0)
+
+const live = sim.createTask({ prompt: 'a red fox in fresh snow, golden hour --v 6.1', outcome: 'SUCCESS' })
+const failing = sim.createTask({ prompt: 'a forbidden prompt --v 6.1', outcome: 'FAILURE' })
+const stuck = sim.createTask({ prompt: 'a slow render of a glacier --v 6.1', outcome: 'never' })
+const finished = sim.finishedTask({ outcome: 'SUCCESS' })
+const fetchUrl = (id: string): string => `${base}/mj/task/${id}/fetch`
+
+const lines = [
+  '',
+  `mj-gateway demo: gateway on ${base}, simulated upstream on ${sim.url} (tasks finish ~4-6 s after submit)`,
+  usingDemoToken || config.clientKeys.length === 0 ? '' : 'Client tokens come from CLIENT_KEYS: export MJGW_TOKEN=<one of them> first.',
+  '',
+  '# a task submitted at start-up that SUCCEEDS ~5 s later: poll it (x-cache MISS, HIT within POLL_CACHE_MS, then the cached terminal)',
+  `curl -i ${fetchUrl(live)}${auth}`,
+  `for i in $(seq 1 8); do curl -s -D - ${fetchUrl(live)}${auth} | grep -Eio '^x-cache: [A-Z]+|"status":"[A-Z_]*"|"progress":"[0-9]*%"' | tr '\\n' ' '; echo; sleep 1; done`,
+  '',
+  '# a task that will end in FAILURE, and one that stays IN_PROGRESS forever',
+  `curl -i ${fetchUrl(failing)}${auth}`,
+  `curl -i ${fetchUrl(stuck)}${auth}`,
+  '',
+  '# an already finished task: the first fetch is a MISS, the second a HIT',
+  `curl -s -o /dev/null -D - ${fetchUrl(finished)}${auth} | grep -Ei '^(x-cache|etag|cache-control)'`,
+  `curl -s -o /dev/null -D - ${fetchUrl(finished)}${auth} | grep -Ei '^(x-cache|etag|cache-control)'`,
+  '',
+  '# conditional request: 304 Not Modified with the current etag',
+  `ETAG=$(curl -s -o /dev/null -D - ${fetchUrl(finished)}${auth} | awk 'tolower($1)=="etag:" {print $2}' | tr -d '\\r'); curl -i ${fetchUrl(finished)}${auth} -H "If-None-Match: $ETAG"`,
+  '',
+  '# a malformed id (400, never reaches upstream) and an unknown id (404)',
+  `curl -i ${base}/mj/task/not.a.valid.id/fetch${auth}`,
+  `curl -i ${fetchUrl('1700000000000999')}${auth}`,
+  ''
+]
+if (submitOn) {
+  lines.push(
+    '# submit a new task through the gateway, then poll its id',
+    `ID=$(curl -s -X POST ${base}/mj/submit/imagine${auth} -H 'content-type: application/json' -d '{"prompt":"a lighthouse at dusk --v 6.1"}' | sed -E 's/.*"result":"([^"]+)".*/\\1/'); echo "task $ID"`,
+    `for i in $(seq 1 8); do curl -s -D - ${base}/mj/task/$ID/fetch${auth} | grep -Eio '^x-cache: [A-Z]+|"status":"[A-Z_]*"|"progress":"[0-9]*%"' | tr '\\n' ' '; echo; sleep 1; done`,
+    ''
+  )
+} else {
+  lines.push('# submit routes are off (PASSTHROUGH=auto turns them on only when CLIENT_KEYS is set)', '')
+}
+lines.push(
+  '# health, readiness and metrics',
+  `curl -s ${base}/healthz`,
+  `curl -s ${base}/readyz`,
+  `curl -s ${base}/metrics${metricsAuth} | grep mj_gateway_cache`,
+  '',
+  'Ctrl-C stops the demo.'
+)
+console.log(lines.filter((l, i) => l !== '' || lines[i - 1] !== '').join('\n'))
