@@ -12,7 +12,7 @@ export interface RateLimitPluginOptions {
   perMinute: number
   /** a shared store, so every replica counts the same requests; default: this process's memory */
   redis?: Redis
-  /** prefix of the Redis keys (a fingerprint of the upstream key keeps gateways with different keys apart) */
+  /** prefix of the Redis keys (a fingerprint of the upstream key keeps gateways with different keys apart); default @fastify/rate-limit's */
   namespace?: string
 }
 
@@ -35,7 +35,7 @@ async function rateLimitPlugin(app: FastifyInstance, opts: RateLimitPluginOption
       ? {}
       : {
           redis: opts.redis,
-          nameSpace: opts.namespace ?? 'mjgw:rl:',
+          nameSpace: opts.namespace,
           // A Redis outage must not turn every request into a 500: the limit is skipped until Redis is back.
           skipOnError: true
         })

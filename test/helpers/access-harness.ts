@@ -63,9 +63,11 @@ export interface Answer {
 export async function call(
   gw: Pick<Gateway, 'url'>,
   path: string,
-  opts: { method?: Dispatcher.HttpMethod; headers?: Record<string, string>; body?: string } = {}
+  opts: { method?: Dispatcher.HttpMethod | string; headers?: Record<string, string | undefined>; body?: string } = {}
 ): Promise<Answer> {
-  const res = await request(gw.url + path, { method: opts.method ?? 'GET', headers: opts.headers ?? {}, body: opts.body ?? null })
+  const headers: Record<string, string> = {}
+  for (const [k, v] of Object.entries(opts.headers ?? {})) if (v !== undefined) headers[k] = v
+  const res = await request(gw.url + path, { method: (opts.method ?? 'GET') as Dispatcher.HttpMethod, headers, body: opts.body ?? null })
   const text = await res.body.text()
   let json: Record<string, unknown> | undefined
   try {
