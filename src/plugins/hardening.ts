@@ -1,8 +1,8 @@
 import type { Socket } from 'node:net'
 import { STATUS_CODES, type ServerOptions } from 'node:http'
 import fp from 'fastify-plugin'
-import type { ConnectionError, FastifyInstance } from 'fastify'
-import { BadRequestError, HeadersTooLargeError, UriTooLongError, errorBody } from '../errors.js'
+import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
+import { BadRequestError, BadTaskIdError, HeadersTooLargeError, UriTooLongError, errorBody } from '../errors.js'
 
 /** Time limits against slow clients (slowloris, slow bodies, idle sockets). */
 export interface Timeouts {
@@ -70,6 +70,18 @@ function clientErrorHandler(err: ConnectionError, socket: Socket): void {
   socket.destroy(err)
 }
 
+type FrameworkErrors = NonNullable<FastifyServerOptions['frameworkErrors']>
+
+/**
+ * URLs the router refuses before any hook runs. Every path parameter of the gateway is a task id, so one too
+ * long for the router is a bad task id (400, as CONTRACT §4 says of any id off the pattern). The path is not
+ * echoed back.
+ */
+function frameworkErrors(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const e = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? new BadTaskIdError() : new BadRequestError('malformed URL')
+  void reply.code(e.statusCode).headers(SECURITY_HEADERS).send(errorBody(e.statusCode, e.code, e.message))
+}
+
 /** Fastify options of the hardening: size limits and timeouts the server enforces before any hook runs. */
 export interface HardeningServerOptions {
   connectionTimeout: number
@@ -77,6 +89,7 @@ export interface HardeningServerOptions {
   requestTimeout: number
   http: ServerOptions
   clientErrorHandler: (err: ConnectionError, socket: Socket) => void
+  frameworkErrors: FrameworkErrors
 }
 
 export function hardeningServerOptions(t: Timeouts): HardeningServerOptions {
@@ -85,29 +98,28 @@ export function hardeningServerOptions(t: Timeouts): HardeningServerOptions {
     keepAliveTimeout: t.keepAliveMs,
     requestTimeout: t.requestMs,
     http: { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: t.headersMs, connectionsCheckingInterval: t.checkIntervalMs },
-    clientErrorHandler
+    clientErrorHandler,
+    frameworkErrors
   }
 }
 
 /**
- * Refuses what no honest client sends, before routing does any work: absurd URLs, header floods, a body on
- * GET/HEAD/OPTIONS, and both content-length and transfer-encoding (the request-smuggling pair). Also sets
- * the security headers on every response, errors included.
+ * Refuses what no honest client sends, before any route does work: absurd URLs, header floods, a body on
+ * GET/HEAD/OPTIONS. (Both content-length and transfer-encoding, the request-smuggling pair, never get this far:
+ * Node's parser refuses them, and clientErrorHandler answers.) Also sets the security headers on every
+ * response, errors included.
  */
 async function hardeningPlugin(app: FastifyInstance): Promise<void> {
   app.addHook('onRequest', (request, reply, done) => {
     reply.headers(SECURITY_HEADERS)
-    const raw = request.raw
-    const headers = raw.headers
-    if ((raw.url ?? '').length > MAX_URL_BYTES) return done(new UriTooLongError(MAX_URL_BYTES))
-    if (raw.rawHeaders.length > 2 * MAX_HEADER_COUNT) return done(new HeadersTooLargeError(MAX_HEADER_COUNT))
-    const te = headers['transfer-encoding']
-    const cl = headers['content-length']
-    if (te !== undefined && cl !== undefined) return done(new BadRequestError('both content-length and transfer-encoding'))
-    if (BODYLESS.has(request.method) && (te !== undefined || (cl !== undefined && cl !== '0'))) {
-      return done(new BadRequestError(`a ${request.method} request must not carry a body`))
-    }
-    done()
+    if (request.url.length > MAX_URL_BYTES) return done(new UriTooLongError(MAX_URL_BYTES))
+    if (request.raw.rawHeaders.length > 2 * MAX_HEADER_COUNT) return done(new HeadersTooLargeError(MAX_HEADER_COUNT))
+    const te = request.headers['transfer-encoding']
+    const cl = request.headers['content-length']
+    if (!BODYLESS.has(request.method) || (te === undefined && (cl === undefined || cl === '0'))) return done()
+    // The unread body must not be taken for the next request on this connection.
+    reply.header('connection', 'close')
+    done(new BadRequestError(`a ${request.method} request must not carry a body`))
   })
 }
 
