@@ -25,7 +25,8 @@ async function corsPlugin(app: FastifyInstance, { origins }: CorsPluginOptions):
     exposedHeaders: EXPOSED_HEADERS,
     credentials: false,
     maxAge: 600,
-    strictPreflight: true
+    // a malformed preflight falls through to the routes (404 or 401 in the contract's shape), not a text/plain 400
+    strictPreflight: false
   })
 }
 
