@@ -163,3 +163,18 @@ t.test('the rate-limit store is pluggable: replicas sharing one Redis share the 
   t.ok(Number(over.headers['retry-after']) >= 1)
   t.same(await redis.keys(`${namespace}*`), [`${namespace}client:alpha`], 'keyed by the client name, never the token')
 })
+
+t.test('a Redis rate-limit store that is down lets requests through rather than failing them', async (t) => {
+  const redis = new Redis({ host: '127.0.0.1', port: 1, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  redis.on('error', () => undefined)
+  t.teardown(() => redis.disconnect())
+  const config = loadConfig({ UPSTREAM_API_KEY: 'k' })
+  const app = Fastify()
+  installErrorHandler(app)
+  const table = new ClientKeyTable(config)
+  await app.register(authPlugin, { table })
+  await app.register(rateLimitPlugin, { table, perMinute: 1, redis, namespace: 'mjgw-test:down:' })
+  app.get('/mj/ping', async () => ({ pong: true }))
+  t.teardown(() => app.close())
+  for (let i = 0; i < 3; i++) t.equal((await app.inject({ url: '/mj/ping' })).statusCode, 200)
+})
