@@ -117,6 +117,22 @@ t.test('§3 TRUST_PROXY decides which IP counts', async (t) => {
   })
 })
 
+t.test('§3 TRUST_PROXY as a list of proxy addresses: only those proxies are believed', async (t) => {
+  t.test('the client connects from a listed proxy: X-Forwarded-For counts', async (t) => {
+    const gw = await startGateway(t, { RATE_LIMIT_PER_MINUTE: '1', TRUST_PROXY: '127.0.0.1, 10.0.0.0/8' })
+    const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+    t.equal((await call(gw, path, { headers: { 'x-forwarded-for': '203.0.113.1' } })).status, 200)
+    t.equal((await call(gw, path, { headers: { 'x-forwarded-for': '203.0.113.2' } })).status, 200)
+    assertLimited(t, await call(gw, path, { headers: { 'x-forwarded-for': '203.0.113.2' } }), 1)
+  })
+  t.test('the client is not a listed proxy: X-Forwarded-For is ignored', async (t) => {
+    const gw = await startGateway(t, { RATE_LIMIT_PER_MINUTE: '1', TRUST_PROXY: '10.0.0.0/8' })
+    const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+    t.equal((await call(gw, path, { headers: { 'x-forwarded-for': '203.0.113.1' } })).status, 200)
+    assertLimited(t, await call(gw, path, { headers: { 'x-forwarded-for': '203.0.113.2' } }), 1)
+  })
+})
+
 t.test('§3 RATE_LIMIT_PER_MINUTE=0 = off', async (t) => {
   const gw = await startGateway(t, { RATE_LIMIT_PER_MINUTE: '0' })
   const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
