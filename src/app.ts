@@ -8,6 +8,8 @@ import { UpstreamClient } from './upstream/client.js'
 import metricsPlugin from './plugins/metrics.js'
 import { healthRoutes } from './routes/health.js'
 import { taskFetchRoutes } from './routes/task-fetch.js'
+import { passthroughRoutes } from './routes/passthrough.js'
+import { TaskListService } from './task-list.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -53,6 +55,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   })
   const upstream = new UpstreamClient(config.upstream, metrics)
   const service = new TaskService(config.cache, cache, upstream, metrics)
+  const list = new TaskListService(config.cache, cache, upstream, metrics)
   app.addHook('onClose', async () => {
     await upstream.close()
   })
@@ -62,6 +65,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
   await app.register(async (mj) => {
     await mj.register(taskFetchRoutes, { cache, service, metrics })
+    await mj.register(passthroughRoutes, { config, upstream, list })
   })
   return app
 }
