@@ -51,7 +51,9 @@ const strict: FastifySchemaCompiler<FastifySchema> = ({ schema }) => {
   return (data: unknown) => {
     if (check.Check(data)) return { value: data }
     const first = check.Errors(data).First()
-    return { error: new Error(`body${first?.path ?? ''} ${first?.message ?? 'is invalid'}`) }
+    /* c8 ignore next -- a failed Check always has a first error */
+    const why = first === undefined ? 'is invalid' : `${first.path} ${first.message}`
+    return { error: new Error(`body${why}`) }
   }
 }
 
