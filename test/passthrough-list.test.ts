@@ -198,7 +198,7 @@ t.test('§4 list-by-condition: odd upstream elements are skipped; empty, null an
 t.test('§6 list-by-condition: upstream failures map as in §6, upstream answers pass through', async (t) => {
   const up = await startScriptedUpstream()
   t.teardown(() => up.close())
-  const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_TIMEOUT_MS: '300', UPSTREAM_RETRIES: '2' })
+  const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_TIMEOUT_MS: '1000', UPSTREAM_RETRIES: '2' })
   const cases: Array<[string, ScriptedUpstream['script'], number, string, number]> = [
     ['401 → 502 MJGW_UPSTREAM_AUTH', () => ({ status: 401, body: '{}' }), 502, 'MJGW_UPSTREAM_AUTH', 1],
     ['403 → 502 MJGW_UPSTREAM_AUTH', () => ({ status: 403, body: '{}' }), 502, 'MJGW_UPSTREAM_AUTH', 1],

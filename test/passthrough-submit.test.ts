@@ -191,7 +191,7 @@ t.test('§4 upstream answers pass through with their status: 4xx but 401/403, wi
 
 t.test('§6 upstream failures on pass-through routes map to the contract codes', async (t) => {
   const up = await upstream(t)
-  const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_TIMEOUT_MS: '300', UPSTREAM_RETRIES: '0', UPSTREAM_MAX_BODY_BYTES: '1000' })
+  const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_TIMEOUT_MS: '1000', UPSTREAM_RETRIES: '0', UPSTREAM_MAX_BODY_BYTES: '1000' })
   const cases: Array<[string, () => ReturnType<ScriptedUpstream['script']>, number, string]> = [
     ['upstream 401 → 502 MJGW_UPSTREAM_AUTH', () => ({ status: 401, body: '{"error":"bad key"}' }), 502, 'MJGW_UPSTREAM_AUTH'],
     ['upstream 403 → 502 MJGW_UPSTREAM_AUTH', () => ({ status: 403, body: '{}' }), 502, 'MJGW_UPSTREAM_AUTH'],
