@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { MAX_LIST_IDS } from '../src/routes/passthrough.js'
-import { startScriptedUpstream, type Received, type ScriptedUpstream } from './helpers/scripted-upstream.js'
+import { startFakeUpstream, type FakeUpstream, type Handler, type RecordedRequest } from './helpers/fake-upstream.js'
 import { startGateway, CLIENT_AUTH, CLIENT_TOKEN, type Gateway, type Reply } from './helpers/passthrough-harness.js'
 
 const LIST = '/mj/task/list-by-condition'
@@ -13,7 +13,7 @@ function task(id: string, status: string, imageUrlEx = HOUR_AHEAD()): string {
   return `{"id":"${id}","action":"IMAGINE","status":"${status}","progress":"${status === 'SUCCESS' ? '100%' : '40%'}","imageUrl":"${url}","buttons":[]}`
 }
 
-interface Upstream extends ScriptedUpstream {
+interface Upstream extends FakeUpstream {
   /** the upstream's tasks by id, answered by list-by-condition and fetch */
   tasks: Map<string, string>
   /** list-by-condition calls, with the ids each asked for */
@@ -24,19 +24,20 @@ interface Upstream extends ScriptedUpstream {
 async function upstream(t: Test): Promise<Upstream> {
   const tasks = new Map<string, string>()
   tasks.set('intruder', task('intruder', 'SUCCESS'))
-  const up = await startScriptedUpstream((req: Received) => {
+  const handler: Handler = (req: RecordedRequest) => {
     if (req.url === LIST) {
       const { ids } = JSON.parse(req.body.toString()) as { ids: string[] }
       const found = [...ids, 'intruder'].reverse().flatMap((id) => tasks.get(id) ?? [])
-      return { body: `[\n  ${found.join(',\n  ')}\n]` }
+      return { kind: 'raw', body: `[\n  ${found.join(',\n  ')}\n]` }
     }
     const id = /^\/mj\/task\/([^/]+)\/fetch$/.exec(req.url)?.[1] ?? ''
-    return { body: tasks.get(id) ?? 'null' }
-  })
+    return { kind: 'raw', body: tasks.get(id) ?? 'null' }
+  }
+  const up = await startFakeUpstream({ handler })
   t.teardown(() => up.close())
   return Object.assign(up, {
     tasks,
-    listCalls: () => up.received.filter((r) => r.url === LIST).map((r) => (JSON.parse(r.body.toString()) as { ids: string[] }).ids)
+    listCalls: () => up.requests.filter((r) => r.url === LIST).map((r) => (JSON.parse(r.body.toString()) as { ids: string[] }).ids)
   })
 }
 
@@ -44,7 +45,7 @@ const list = (gw: Gateway, ids: unknown): Promise<Reply> => gw.post(LIST, { ids 
 const ids = (r: Reply): string[] => (r.json as Array<{ id: string }>).map((x) => x.id)
 
 function isError(t: Test, r: Reply, status: number, code: string): void {
-  t.equal(r.status, status)
+  t.equal(r.status, status, `status ${status}: ${r.text.slice(0, 200)}`)
   t.same(r.json, { statusCode: status, code, error: (r.json as { error: string }).error, message: (r.json as { message: string }).message })
   t.equal((r.json as { code: string }).code, code)
 }
@@ -76,7 +77,7 @@ t.test('§4 list-by-condition: 1–100 valid ids, else 400 with no upstream call
   }
   isError(t, await gw.call('POST', LIST, { headers: CLIENT_AUTH }), 400, 'FST_ERR_VALIDATION')
   isError(t, await gw.post(LIST, '{"ids":', CLIENT_AUTH), 400, 'FST_ERR_CTP_INVALID_JSON_BODY')
-  t.same(up.received, [], 'no upstream call')
+  t.same(up.requests, [], 'no upstream call')
 
   const hundred = Array.from({ length: MAX_LIST_IDS }, (_, i) => `T${i}`)
   up.tasks.set('T7', task('T7', 'SUCCESS'))
@@ -126,7 +127,7 @@ t.test('§4 list-by-condition stores terminal results that GET /mj/task/:id/fetc
   t.ok(hit.headers.etag)
   const live = await gw.call('GET', '/mj/task/B2/fetch', { headers: CLIENT_AUTH })
   t.equal(live.headers['x-cache'], 'MISS', 'a live task from a list is not stored')
-  t.equal(up.received.filter((r) => r.url.endsWith('/fetch')).length, 1, 'only B2 was fetched upstream')
+  t.equal(up.requests.filter((r) => r.url.endsWith('/fetch')).length, 1, 'only B2 was fetched upstream')
 })
 
 t.test('§4 list-by-condition answers a terminal task cached by fetch from the cache, but not a live poll-cache entry', async (t) => {
@@ -179,15 +180,15 @@ t.test('§4 list-by-condition: a repeated id is answered once, at its first posi
 })
 
 t.test('§4 list-by-condition: odd upstream elements are skipped; empty, null and [] answers mean no tasks', async (t) => {
-  const up = await startScriptedUpstream()
+  const up = await startFakeUpstream()
   t.teardown(() => up.close())
   const gw = await startGateway(t, up.url, GUARDED)
   const a = task('A1', 'SUCCESS')
-  up.script = () => ({ body: `[null, 7, "A1", ["A1"], {"noid":true}, {"id":7}, ${a}, ${task('A1', 'FAILURE')}]` })
+  up.setHandler(() => ({ kind: 'raw', body: `[null, 7, "A1", ["A1"], {"noid":true}, {"id":7}, ${a}, ${task('A1', 'FAILURE')}]` }))
   const r = await list(gw, ['A1'])
   t.equal(r.text, `[${a}]`, 'the first element for an id wins')
   for (const body of ['', 'null', '[]', ' [ ] ']) {
-    up.script = () => ({ body })
+    up.setHandler(() => ({ kind: 'raw', body }))
     const e = await list(gw, ['Z9'])
     t.equal(e.status, 200, JSON.stringify(body))
     t.equal(e.text, '[]')
@@ -196,35 +197,35 @@ t.test('§4 list-by-condition: odd upstream elements are skipped; empty, null an
 })
 
 t.test('§6 list-by-condition: upstream failures map as in §6, upstream answers pass through', async (t) => {
-  const up = await startScriptedUpstream()
+  const up = await startFakeUpstream()
   t.teardown(() => up.close())
   const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_TIMEOUT_MS: '1000', UPSTREAM_RETRIES: '2' })
-  const cases: Array<[string, ScriptedUpstream['script'], number, string, number]> = [
-    ['401 → 502 MJGW_UPSTREAM_AUTH', () => ({ status: 401, body: '{}' }), 502, 'MJGW_UPSTREAM_AUTH', 1],
-    ['403 → 502 MJGW_UPSTREAM_AUTH', () => ({ status: 403, body: '{}' }), 502, 'MJGW_UPSTREAM_AUTH', 1],
-    ['500 → 502 MJGW_UPSTREAM_ERROR, not retried', () => ({ status: 500, body: 'x' }), 502, 'MJGW_UPSTREAM_ERROR', 1],
-    ['not JSON → 502 MJGW_UPSTREAM_BAD_RESPONSE', () => ({ body: '<html>' }), 502, 'MJGW_UPSTREAM_BAD_RESPONSE', 1],
-    ['an object, not an array → 502 MJGW_UPSTREAM_BAD_RESPONSE', () => ({ body: '{"id":"A1"}' }), 502, 'MJGW_UPSTREAM_BAD_RESPONSE', 1],
-    ['a redirect → 502 MJGW_UPSTREAM_BAD_RESPONSE', () => ({ status: 301, headers: { location: '/x' } }), 502, 'MJGW_UPSTREAM_BAD_RESPONSE', 1],
-    ['over the budget → 504 MJGW_UPSTREAM_TIMEOUT', () => 'hang', 504, 'MJGW_UPSTREAM_TIMEOUT', 1]
+  const cases: Array<[string, Handler, number, string, number]> = [
+    ['401 → 502 MJGW_UPSTREAM_AUTH', () => ({ kind: 'raw', status: 401, body: '{}' }), 502, 'MJGW_UPSTREAM_AUTH', 1],
+    ['403 → 502 MJGW_UPSTREAM_AUTH', () => ({ kind: 'raw', status: 403, body: '{}' }), 502, 'MJGW_UPSTREAM_AUTH', 1],
+    ['500 → 502 MJGW_UPSTREAM_ERROR, not retried', () => ({ kind: 'raw', status: 500, body: 'x' }), 502, 'MJGW_UPSTREAM_ERROR', 1],
+    ['not JSON → 502 MJGW_UPSTREAM_BAD_RESPONSE', () => ({ kind: 'raw', body: '<html>' }), 502, 'MJGW_UPSTREAM_BAD_RESPONSE', 1],
+    ['an object, not an array → 502 MJGW_UPSTREAM_BAD_RESPONSE', () => ({ kind: 'raw', body: '{"id":"A1"}' }), 502, 'MJGW_UPSTREAM_BAD_RESPONSE', 1],
+    ['a redirect → 502 MJGW_UPSTREAM_BAD_RESPONSE', () => ({ kind: 'raw', status: 301, body: '', headers: { location: '/x' } }), 502, 'MJGW_UPSTREAM_BAD_RESPONSE', 1],
+    ['over the budget → 504 MJGW_UPSTREAM_TIMEOUT', () => ({ kind: 'hang' }), 504, 'MJGW_UPSTREAM_TIMEOUT', 1]
   ]
   for (const [name, script, status, code, calls] of cases) {
     t.test(name, async (t) => {
-      up.script = script
-      const before = up.received.length
+      up.setHandler(script)
+      const before = up.requests.length
       isError(t, await list(gw, ['A1', 'B2']), status, code)
-      t.equal(up.received.length - before, calls, `${calls} upstream call(s)`)
+      t.equal(up.requests.length - before, calls, `${calls} upstream call(s)`)
     })
   }
   t.test('503 → 502 MJGW_UPSTREAM_ERROR after the retries (a query, not a submit: safe to retry)', async (t) => {
     const roomy = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_RETRIES: '2' })
-    up.script = () => ({ status: 503 })
-    const before = up.received.length
+    up.setHandler(() => ({ kind: 'raw', status: 503, body: '' }))
+    const before = up.requests.length
     isError(t, await list(roomy, ['A1']), 502, 'MJGW_UPSTREAM_ERROR')
-    t.equal(up.received.length - before, 3, '1 + UPSTREAM_RETRIES calls')
+    t.equal(up.requests.length - before, 3, '1 + UPSTREAM_RETRIES calls')
   })
   t.test('a 4xx answer passes through with status, body and retry-after', async (t) => {
-    up.script = () => ({ status: 429, body: '{"description":"slow down"}', headers: { 'retry-after': '3' } })
+    up.setHandler(() => ({ kind: 'raw', status: 429, body: '{"description":"slow down"}', headers: { 'retry-after': '3' } }))
     const r = await list(gw, ['A1'])
     t.equal(r.status, 429)
     t.equal(r.text, '{"description":"slow down"}')
@@ -238,7 +239,7 @@ t.test('§4 list-by-condition: ids all cached need no upstream, so an upstream o
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   const gw = await startGateway(t, up.url, GUARDED)
   await list(gw, ['A1'])
-  up.script = () => 'reset'
+  up.setHandler(() => ({ kind: 'reset' }))
   const r = await list(gw, ['A1'])
   t.equal(r.status, 200)
   t.equal(r.headers['x-cache-hits'], '1')

@@ -1,19 +1,20 @@
 import t, { type Test } from 'tap'
 import { SUBMIT_KINDS, OPEN_PASSTHROUGH_WARNING } from '../src/routes/passthrough.js'
-import { startScriptedUpstream, closedOrigin, SUBMIT_OK, type ScriptedUpstream } from './helpers/scripted-upstream.js'
-import { startGateway, CLIENT_AUTH, CLIENT_TOKEN, UPSTREAM_KEY, type Reply } from './helpers/passthrough-harness.js'
+import { startFakeUpstream, type FakeUpstream, type Handler } from './helpers/fake-upstream.js'
+import { startGateway, closedOrigin, CLIENT_AUTH, CLIENT_TOKEN, SUBMIT_OK, UPSTREAM_KEY, type Reply } from './helpers/passthrough-harness.js'
 
 const GUARDED = { CLIENT_KEYS: `ci:${CLIENT_TOKEN}` }
 const ERROR_KEYS = ['code', 'error', 'message', 'statusCode']
 
-async function upstream(t: { teardown(fn: () => unknown): void }): Promise<ScriptedUpstream> {
-  const up = await startScriptedUpstream()
+/** an upstream that accepts every submit */
+async function upstream(t: { teardown(fn: () => unknown): void }): Promise<FakeUpstream> {
+  const up = await startFakeUpstream({ handler: () => ({ kind: 'raw', body: SUBMIT_OK }) })
   t.teardown(() => up.close())
   return up
 }
 
 function isError(t: Test, r: Reply, status: number, code: string): void {
-  t.equal(r.status, status, `status ${status}`)
+  t.equal(r.status, status, `status ${status}: ${r.text.slice(0, 200)}`)
   const body = r.json as Record<string, unknown>
   t.same(Object.keys(body).sort(), ERROR_KEYS, 'Fastify error shape')
   t.equal(body['statusCode'], status)
@@ -23,20 +24,20 @@ function isError(t: Test, r: Reply, status: number, code: string): void {
 t.test('§4 every allowlisted submit route is forwarded to the same upstream path, answer byte for byte', async (t) => {
   const up = await upstream(t)
   const answer = '{"code":1, "description":"Submit success","properties":{},"result":"1730621826053455"}\n'
-  up.script = () => ({ body: answer, headers: { 'content-type': 'application/json;charset=UTF-8' } })
+  up.setHandler(() => ({ kind: 'raw', body: answer, headers: { 'content-type': 'application/json;charset=UTF-8' } }))
   const gw = await startGateway(t, up.url, GUARDED)
   for (const kind of SUBMIT_KINDS) {
     const r = await gw.post(`/mj/submit/${kind}`, { prompt: `p-${kind}`, base64Array: ['data:image/png;base64,AAAA'] }, CLIENT_AUTH)
     t.equal(r.status, 200, kind)
     t.equal(r.text, answer, `${kind}: body byte for byte`)
     t.equal(r.headers['content-type'], 'application/json;charset=UTF-8', `${kind}: upstream content-type`)
-    const got = up.received.at(-1)
+    const got = up.requests.at(-1)
     t.equal(got?.method, 'POST')
     t.equal(got?.url, `/mj/submit/${kind}`)
     t.same(JSON.parse(got?.body.toString() ?? ''), { prompt: `p-${kind}`, base64Array: ['data:image/png;base64,AAAA'] })
     t.equal(got?.headers['content-type'], 'application/json')
   }
-  t.equal(up.received.length, SUBMIT_KINDS.length, 'one upstream call per submit')
+  t.equal(up.requests.length, SUBMIT_KINDS.length, 'one upstream call per submit')
 })
 
 t.test('§4 the client query string is not forwarded: the upstream path is the allowlisted one', async (t) => {
@@ -44,7 +45,7 @@ t.test('§4 the client query string is not forwarded: the upstream path is the a
   const gw = await startGateway(t, up.url, GUARDED)
   const r = await gw.post('/mj/submit/imagine?x=/mj/task/list&url=http://evil', { prompt: 'a' }, CLIENT_AUTH)
   t.equal(r.status, 200)
-  t.equal(up.received[0]?.url, '/mj/submit/imagine')
+  t.equal(up.requests[0]?.url, '/mj/submit/imagine')
 })
 
 const CLIENT_JUNK = {
@@ -67,8 +68,8 @@ for (const style of ['bearer', 'mj-api-secret'] as const) {
     const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_AUTH_STYLE: style })
     t.equal((await gw.post('/mj/submit/imagine', { prompt: 'a' }, CLIENT_JUNK)).status, 200)
     t.equal((await gw.call('GET', '/mj/task/1730621826053455/image-seed', { headers: CLIENT_JUNK })).status, 200)
-    t.equal(up.received.length, 2)
-    for (const got of up.received) {
+    t.equal(up.requests.length, 2)
+    for (const got of up.requests) {
       const h = got.headers
       if (style === 'bearer') {
         t.equal(h.authorization, `Bearer ${UPSTREAM_KEY}`)
@@ -99,7 +100,7 @@ t.test('§4 notifyHook is removed from submit bodies (the upstream would call an
   }
   for (const kind of ['imagine', 'action', 'blend']) {
     t.equal((await gw.post(`/mj/submit/${kind}`, body, CLIENT_AUTH)).status, 200)
-    const sent = JSON.parse(up.received.at(-1)?.body.toString() ?? '') as Record<string, unknown>
+    const sent = JSON.parse(up.requests.at(-1)?.body.toString() ?? '') as Record<string, unknown>
     t.same(sent, { prompt: 'a cat', state: 'keep me', base64Array: ['x'], nested: { notifyHook: 'not top-level, left alone' } }, kind)
   }
 })
@@ -108,7 +109,7 @@ t.test('§4 ALLOW_NOTIFY_HOOK=true keeps the client notifyHook', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { ...GUARDED, ALLOW_NOTIFY_HOOK: 'true' })
   t.equal((await gw.post('/mj/submit/imagine', { prompt: 'a', notifyHook: 'https://hooks.example/mj' }, CLIENT_AUTH)).status, 200)
-  t.same(JSON.parse(up.received[0]?.body.toString() ?? ''), { prompt: 'a', notifyHook: 'https://hooks.example/mj' })
+  t.same(JSON.parse(up.requests[0]?.body.toString() ?? ''), { prompt: 'a', notifyHook: 'https://hooks.example/mj' })
 })
 
 t.test('§4 SUBMIT_MAX_BODY_BYTES: a larger submit body gets 413 in the error shape and never reaches upstream', async (t) => {
@@ -123,7 +124,7 @@ t.test('§4 SUBMIT_MAX_BODY_BYTES: a larger submit body gets 413 in the error sh
   isError(t, chunked, 413, 'FST_ERR_CTP_BODY_TOO_LARGE')
   const fits = JSON.stringify({ prompt: 'a', base64Array: ['A'.repeat(900)] })
   t.equal((await gw.post('/mj/submit/blend', fits, CLIENT_AUTH)).status, 200, 'a body under the limit passes')
-  t.equal(up.received.length, 1, 'only the body under the limit reached upstream')
+  t.equal(up.requests.length, 1, 'only the body under the limit reached upstream')
 })
 
 t.test('§4 SUBMIT_MAX_BODY_BYTES default (20 MiB): a 3 MB base64 blend body, past Fastify’s own 1 MiB default, is forwarded whole', async (t) => {
@@ -132,7 +133,7 @@ t.test('§4 SUBMIT_MAX_BODY_BYTES default (20 MiB): a 3 MB base64 blend body, pa
   const image = Buffer.alloc(2_300_000, 7).toString('base64')
   const r = await gw.post('/mj/submit/blend', { base64Array: [image, image.slice(0, 10)], dimensions: 'SQUARE' }, CLIENT_AUTH)
   t.equal(r.status, 200)
-  const sent = JSON.parse(up.received[0]?.body.toString() ?? '') as { base64Array: string[] }
+  const sent = JSON.parse(up.requests[0]?.body.toString() ?? '') as { base64Array: string[] }
   t.equal(sent.base64Array[0], image)
 })
 
@@ -152,21 +153,21 @@ t.test('§4 a submit body that is not a JSON object is a 400 (or 415) and never 
     body: 'prompt=a'
   })
   isError(t, form, 415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
-  t.equal(up.received.length, 0)
+  t.equal(up.requests.length, 0)
 })
 
 t.test('§4 retries never apply to submit: one upstream try on 503 and on a reset, while an image-seed GET is retried', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_RETRIES: '2' })
-  up.script = () => ({ status: 503, body: '{"error":"busy"}' })
+  up.setHandler(() => ({ kind: 'raw', status: 503, body: '{"error":"busy"}' }))
   isError(t, await gw.post('/mj/submit/imagine', { prompt: 'a' }, CLIENT_AUTH), 502, 'MJGW_UPSTREAM_ERROR')
-  t.equal(up.received.length, 1, 'submit on 503: one try')
-  up.script = () => 'reset'
+  t.equal(up.requests.length, 1, 'submit on 503: one try')
+  up.setHandler(() => ({ kind: 'reset' }))
   isError(t, await gw.post('/mj/submit/action', { taskId: '1', customId: 'MJ::JOB::upsample::1::x' }, CLIENT_AUTH), 502, 'MJGW_UPSTREAM_UNREACHABLE')
-  t.equal(up.received.length, 2, 'submit on a reset: one try')
-  up.script = () => ({ status: 503, body: '{}' })
+  t.equal(up.requests.length, 2, 'submit on a reset: one try')
+  up.setHandler(() => ({ kind: 'raw', status: 503, body: '{}' }))
   isError(t, await gw.call('GET', '/mj/task/1730621826053455/image-seed', { headers: CLIENT_AUTH }), 502, 'MJGW_UPSTREAM_ERROR')
-  t.equal(up.received.length, 5, 'image-seed: 1 + UPSTREAM_RETRIES tries')
+  t.equal(up.requests.length, 5, 'image-seed: 1 + UPSTREAM_RETRIES tries')
 })
 
 t.test('§4 upstream answers pass through with their status: 4xx but 401/403, with body and retry-after', async (t) => {
@@ -174,7 +175,7 @@ t.test('§4 upstream answers pass through with their status: 4xx but 401/403, wi
   const gw = await startGateway(t, up.url, GUARDED)
   for (const status of [400, 404, 409, 422, 429]) {
     const body = `{"code":4,"description":"upstream says ${status}"}`
-    up.script = () => ({ status, body, headers: status === 429 ? { 'retry-after': '7' } : undefined })
+    up.setHandler(() => ({ kind: 'raw', status, body, headers: status === 429 ? { 'retry-after': '7' } : undefined }))
     const r = await gw.post('/mj/submit/imagine', { prompt: 'a' }, CLIENT_AUTH)
     t.equal(r.status, status)
     t.equal(r.text, body)
@@ -183,7 +184,7 @@ t.test('§4 upstream answers pass through with their status: 4xx but 401/403, wi
     t.equal(seed.status, status, `image-seed ${status}`)
     t.equal(seed.text, body)
   }
-  up.script = () => ({ status: 200, body: '', headers: { 'content-type': '' } })
+  up.setHandler(() => ({ kind: 'raw', status: 200, body: '', headers: { 'content-type': '' } }))
   const empty = await gw.post('/mj/submit/imagine', { prompt: 'a' }, CLIENT_AUTH)
   t.equal(empty.status, 200, 'a 200 without content-type passes through')
   t.match(empty.headers['content-type'], /^application\/json/, 'and is labelled JSON')
@@ -192,17 +193,17 @@ t.test('§4 upstream answers pass through with their status: 4xx but 401/403, wi
 t.test('§6 upstream failures on pass-through routes map to the contract codes', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_TIMEOUT_MS: '1000', UPSTREAM_RETRIES: '0', UPSTREAM_MAX_BODY_BYTES: '1000' })
-  const cases: Array<[string, () => ReturnType<ScriptedUpstream['script']>, number, string]> = [
-    ['upstream 401 → 502 MJGW_UPSTREAM_AUTH', () => ({ status: 401, body: '{"error":"bad key"}' }), 502, 'MJGW_UPSTREAM_AUTH'],
-    ['upstream 403 → 502 MJGW_UPSTREAM_AUTH', () => ({ status: 403, body: '{}' }), 502, 'MJGW_UPSTREAM_AUTH'],
-    ['upstream 500 → 502 MJGW_UPSTREAM_ERROR', () => ({ status: 500, body: 'oops' }), 502, 'MJGW_UPSTREAM_ERROR'],
-    ['upstream 302 → 502 MJGW_UPSTREAM_BAD_RESPONSE', () => ({ status: 302, headers: { location: 'http://elsewhere/' } }), 502, 'MJGW_UPSTREAM_BAD_RESPONSE'],
-    ['upstream body over UPSTREAM_MAX_BODY_BYTES → 502 MJGW_UPSTREAM_BAD_RESPONSE', () => ({ body: 'x'.repeat(5000) }), 502, 'MJGW_UPSTREAM_BAD_RESPONSE'],
-    ['upstream over the time budget → 504 MJGW_UPSTREAM_TIMEOUT', () => 'hang', 504, 'MJGW_UPSTREAM_TIMEOUT']
+  const cases: Array<[string, Handler, number, string]> = [
+    ['upstream 401 → 502 MJGW_UPSTREAM_AUTH', () => ({ kind: 'raw', status: 401, body: '{"error":"bad key"}' }), 502, 'MJGW_UPSTREAM_AUTH'],
+    ['upstream 403 → 502 MJGW_UPSTREAM_AUTH', () => ({ kind: 'raw', status: 403, body: '{}' }), 502, 'MJGW_UPSTREAM_AUTH'],
+    ['upstream 500 → 502 MJGW_UPSTREAM_ERROR', () => ({ kind: 'raw', status: 500, body: 'oops' }), 502, 'MJGW_UPSTREAM_ERROR'],
+    ['upstream 302 → 502 MJGW_UPSTREAM_BAD_RESPONSE', () => ({ kind: 'raw', status: 302, body: '', headers: { location: 'http://elsewhere/' } }), 502, 'MJGW_UPSTREAM_BAD_RESPONSE'],
+    ['upstream body (chunked) over UPSTREAM_MAX_BODY_BYTES → 502 MJGW_UPSTREAM_BAD_RESPONSE', () => ({ kind: 'huge', bytes: 5000, chunked: true }), 502, 'MJGW_UPSTREAM_BAD_RESPONSE'],
+    ['upstream over the time budget → 504 MJGW_UPSTREAM_TIMEOUT', () => ({ kind: 'hang' }), 504, 'MJGW_UPSTREAM_TIMEOUT']
   ]
   for (const [name, script, status, code] of cases) {
     t.test(name, async (t) => {
-      up.script = script
+      up.setHandler(script)
       isError(t, await gw.post('/mj/submit/imagine', { prompt: 'a' }, CLIENT_AUTH), status, code)
       isError(t, await gw.call('GET', '/mj/task/17/image-seed', { headers: CLIENT_AUTH }), status, code)
     })
@@ -217,20 +218,20 @@ t.test('§6 upstream unreachable on a submit → 502 MJGW_UPSTREAM_UNREACHABLE',
 t.test('§4 GET /mj/task/:id/image-seed: same id rule as fetch (400, no upstream call), valid ids forwarded', async (t) => {
   const up = await upstream(t)
   const seed = '{"code":1,"description":"success","result":"3372291804"}'
-  up.script = () => ({ body: seed })
+  up.setHandler(() => ({ kind: 'raw', body: seed }))
   const gw = await startGateway(t, up.url, GUARDED)
   for (const bad of ['a.b', 'a%20b', 'x'.repeat(65), '%2e%2e', 'a%2Fb', '..%2F..%2Ftask%2Flist', '%252e%252e']) {
     const r = await gw.call('GET', `/mj/task/${bad}/image-seed`, { headers: CLIENT_AUTH })
     t.equal(r.status, 400, `${bad} → 400`)
     t.match((r.json as { code: string }).code, /^(FST_ERR_VALIDATION|MJGW_BAD_TASK_ID)$/)
   }
-  t.equal(up.received.length, 0, 'no bad id reached upstream')
+  t.equal(up.requests.length, 0, 'no bad id reached upstream')
   const id = 'Ab_-9'.repeat(12) + 'abcd'
   const r = await gw.call('GET', `/mj/task/${id}/image-seed`, { headers: CLIENT_AUTH })
   t.equal(r.status, 200)
   t.equal(r.text, seed)
-  t.equal(up.received[0]?.method, 'GET')
-  t.equal(up.received[0]?.url, `/mj/task/${id}/image-seed`)
+  t.equal(up.requests[0]?.method, 'GET')
+  t.equal(up.requests[0]?.url, `/mj/task/${id}/image-seed`)
 })
 
 // Every request here must end at the gateway: 404 (no such route) or 400 (an id that fails the pattern).
@@ -289,7 +290,7 @@ const UNLISTED: Array<[string, string]> = [
 
 t.test('§4 everything else under /mj/* is 404 — GET /mj/task/list above all — whatever the encoding, case or dot-segment trick', async (t) => {
   const up = await upstream(t)
-  up.script = () => ({ body: '[{"id":"someone-elses-task"}]' })
+  up.setHandler(() => ({ kind: 'raw', body: '[{"id":"someone-elses-task"}]' }))
   const gw = await startGateway(t, up.url, { ...GUARDED, PASSTHROUGH: 'on' })
   for (const [method, path] of UNLISTED) {
     const isPost = method === 'POST' || method === 'PUT'
@@ -301,17 +302,17 @@ t.test('§4 everything else under /mj/* is 404 — GET /mj/task/list above all �
     t.notMatch(r.text, 'someone-elses-task', `${method} ${path}: no upstream body`)
     if (method !== 'HEAD') t.match((r.json as { code: string }).code, /^(MJGW_NOT_FOUND|FST_ERR_VALIDATION|MJGW_BAD_TASK_ID)$/)
   }
-  t.same(up.received.map((r) => `${r.method} ${r.url}`), [], 'not one of them reached upstream')
+  t.same(up.requests.map((r) => `${r.method} ${r.url}`), [], 'not one of them reached upstream')
 })
 
 t.test('§4 PASSTHROUGH=auto without client tokens: the pass-through routes are off (404), fetch still works', async (t) => {
   const up = await upstream(t)
-  up.script = () => ({ body: '{"id":"17","status":"IN_PROGRESS"}' })
+  up.setHandler(() => ({ kind: 'raw', body: '{"id":"17","status":"IN_PROGRESS"}' }))
   const gw = await startGateway(t, up.url, { PASSTHROUGH: 'auto' })
   isError(t, await gw.post('/mj/submit/imagine', { prompt: 'a' }), 404, 'MJGW_NOT_FOUND')
   isError(t, await gw.post('/mj/task/list-by-condition', { ids: ['17'] }), 404, 'MJGW_NOT_FOUND')
   isError(t, await gw.call('GET', '/mj/task/17/image-seed'), 404, 'MJGW_NOT_FOUND')
-  t.same(up.received, [], 'nothing reached upstream')
+  t.same(up.requests, [], 'nothing reached upstream')
   t.equal((await gw.call('GET', '/mj/task/17/fetch')).status, 200, 'fetch is not a pass-through route')
   t.notMatch(gw.logs(), 'PASSTHROUGH=on', 'no open-gateway warning')
 })
@@ -323,7 +324,7 @@ t.test('§4 PASSTHROUGH=auto with client tokens: the pass-through routes are on,
   t.equal(r.status, 200)
   t.equal(r.text, SUBMIT_OK)
   t.equal((await gw.call('GET', '/mj/task/17/image-seed', { headers: CLIENT_AUTH })).status, 200)
-  t.equal(up.received.length, 2)
+  t.equal(up.requests.length, 2)
   t.notMatch(gw.logs(), 'PASSTHROUGH=on', 'guarded: no open-gateway warning')
 })
 
@@ -355,23 +356,23 @@ t.test('§4 PASSTHROUGH=off: never, even with client tokens (404)', async (t) =>
   for (const kind of SUBMIT_KINDS) isError(t, await gw.post(`/mj/submit/${kind}`, { prompt: 'a' }, CLIENT_AUTH), 404, 'MJGW_NOT_FOUND')
   isError(t, await gw.post('/mj/task/list-by-condition', { ids: ['17'] }, CLIENT_AUTH), 404, 'MJGW_NOT_FOUND')
   isError(t, await gw.call('GET', '/mj/task/17/image-seed', { headers: CLIENT_AUTH }), 404, 'MJGW_NOT_FOUND')
-  t.same(up.received, [])
+  t.same(up.requests, [])
 })
 
 t.test('§6 no error, log line or response of the pass-through routes contains the upstream key or a client token', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { ...GUARDED, LOG_LEVEL: 'trace', UPSTREAM_RETRIES: '0', UPSTREAM_TIMEOUT_MS: '300' })
   const seen: string[] = []
-  const scripts: Array<ScriptedUpstream['script']> = [
-    () => ({ body: SUBMIT_OK }),
-    () => ({ status: 401, body: '{"error":"invalid key"}' }),
-    () => ({ status: 500, body: 'boom' }),
-    () => ({ status: 400, body: '{"description":"bad prompt"}' }),
-    () => 'reset',
-    () => 'hang'
+  const scripts: Handler[] = [
+    () => ({ kind: 'raw', body: SUBMIT_OK }),
+    () => ({ kind: 'raw', status: 401, body: '{"error":"invalid key"}' }),
+    () => ({ kind: 'raw', status: 500, body: 'boom' }),
+    () => ({ kind: 'raw', status: 400, body: '{"description":"bad prompt"}' }),
+    () => ({ kind: 'reset' }),
+    () => ({ kind: 'hang' })
   ]
   for (const script of scripts) {
-    up.script = script
+    up.setHandler(script)
     seen.push((await gw.post('/mj/submit/imagine', { prompt: 'a' }, CLIENT_JUNK)).text)
     seen.push((await gw.call('GET', '/mj/task/17/image-seed', { headers: CLIENT_JUNK })).text)
     seen.push((await gw.post('/mj/task/list-by-condition', { ids: ['17'] }, CLIENT_JUNK)).text)
@@ -385,7 +386,7 @@ t.test('§6 no error, log line or response of the pass-through routes contains t
 
 t.test('§7 http metrics for the pass-through routes are labelled with the route pattern, never the raw URL', async (t) => {
   const up = await upstream(t)
-  up.script = (req) => (req.url.startsWith('/mj/task/list') ? { body: '[]' } : { body: SUBMIT_OK })
+  up.setHandler((req) => (req.url.startsWith('/mj/task/list') ? { kind: 'raw', body: '[]' } : { kind: 'raw', body: SUBMIT_OK }))
   const gw = await startGateway(t, up.url, GUARDED)
   await gw.post('/mj/submit/imagine', { prompt: 'a' }, CLIENT_AUTH)
   await gw.post('/mj/submit/imagine', { prompt: 'b' }, CLIENT_AUTH)

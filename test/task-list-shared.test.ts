@@ -4,7 +4,7 @@ import { GatewayMetrics } from '../src/metrics.js'
 import { TaskListService } from '../src/task-list.js'
 import type { SharedTier } from '../src/task-service.js'
 import { UpstreamClient } from '../src/upstream/client.js'
-import { startScriptedUpstream } from './helpers/scripted-upstream.js'
+import { startFakeUpstream } from './helpers/fake-upstream.js'
 
 const rules = { ttlSeconds: 3600, urlExpiryMarginSeconds: 300, pollCacheMs: 1000 }
 const body = (id: string, status: string): string => `{"id":"${id}","status":"${status}","imageUrl":""}`
@@ -22,7 +22,7 @@ class MapTier implements SharedTier {
 }
 
 t.test('§4 with a shared tier: ids cached there count as cached (hit_shared), are kept locally, and terminal upstream results are shared', async (t) => {
-  const up = await startScriptedUpstream(() => ({ body: `[${body('U1', 'SUCCESS')},${body('L1', 'IN_PROGRESS')}]` }))
+  const up = await startFakeUpstream({ handler: () => ({ kind: 'raw', body: `[${body('U1', 'SUCCESS')},${body('L1', 'IN_PROGRESS')}]` }) })
   t.teardown(() => up.close())
   const cache = new TaskCache({ maxBytes: 1 << 20, staleIfErrorMs: 0 })
   const metrics = new GatewayMetrics({ cache: { entries: () => cache.entries, bytes: () => cache.bytes }, redis: true })
@@ -40,7 +40,7 @@ t.test('§4 with a shared tier: ids cached there count as cached (hit_shared), a
   if (r.kind !== 'list') return
   t.equal(r.hits, 1, 'S1 came from the shared tier')
   t.equal(r.body.toString(), `[${body('S1', 'FAILURE')},${body('U1', 'SUCCESS')},${body('L1', 'IN_PROGRESS')}]`)
-  t.same(JSON.parse(up.received[0]?.body.toString() ?? ''), { ids: ['U1', 'broken', 'L1'] }, 'a failing shared lookup is a miss')
+  t.same(JSON.parse(up.requests[0]?.body.toString() ?? ''), { ids: ['U1', 'broken', 'L1'] }, 'a failing shared lookup is a miss')
   t.equal(cache.fresh('S1', Date.now())?.terminal, true, 'the shared hit is now in the local tier')
   t.equal(tier.data.get('U1')?.body.toString(), body('U1', 'SUCCESS'), 'the terminal upstream result is shared')
   t.notOk(tier.data.has('L1'), 'a live one is not')
@@ -50,5 +50,5 @@ t.test('§4 with a shared tier: ids cached there count as cached (hit_shared), a
 
   const again = await service.list(['U1', 'S1'])
   t.equal(again.kind === 'list' && again.hits, 2, 'both now local')
-  t.equal(up.received.length, 1)
+  t.equal(up.requests.length, 1)
 })

@@ -1,4 +1,4 @@
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
+import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { Writable } from 'node:stream'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
@@ -9,6 +9,8 @@ export const UPSTREAM_KEY = 'upstream-key-Zq9vX41'
 export const CLIENT_TOKEN = 'client-token-Lp7wR22'
 /** what a client sends when CLIENT_KEYS holds CLIENT_TOKEN */
 export const CLIENT_AUTH = { authorization: `Bearer ${CLIENT_TOKEN}` }
+/** midjourney-proxy's answer to a submit */
+export const SUBMIT_OK = JSON.stringify({ code: 1, description: 'Submit success', properties: {}, result: '1730621826053455' })
 
 interface Teardown {
   teardown(fn: () => unknown): void
@@ -88,4 +90,13 @@ function rawCall(port: number, method: string, path: string, headers: Record<str
     req.on('error', reject)
     req.end(body)
   })
+}
+
+/** An origin on which nothing listens (connection refused). */
+export async function closedOrigin(): Promise<string> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return `http://127.0.0.1:${port}`
 }
