@@ -14,6 +14,8 @@ import rateLimitPlugin from './plugins/rate-limit.js'
 import sheddingPlugin from './plugins/shedding.js'
 import { healthRoutes } from './routes/health.js'
 import { taskFetchRoutes } from './routes/task-fetch.js'
+import { passthroughRoutes } from './routes/passthrough.js'
+import { TaskListService } from './task-list.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -68,6 +70,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   })
   const upstream = new UpstreamClient(config.upstream, metrics)
   const service = new TaskService(config.cache, cache, upstream, metrics)
+  const list = new TaskListService(config.cache, cache, upstream, metrics)
   app.addHook('onClose', async () => {
     await upstream.close()
   })
@@ -82,6 +85,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     await mj.register(authPlugin, { table: clientKeys })
     if (config.rateLimitPerMinute > 0) await mj.register(rateLimitPlugin, { table: clientKeys, perMinute: config.rateLimitPerMinute })
     await mj.register(taskFetchRoutes, { cache, service, metrics })
+    await mj.register(passthroughRoutes, { config, upstream, list })
   })
   return app
 }
