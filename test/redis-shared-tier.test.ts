@@ -143,3 +143,14 @@ t.test('§4/§7 without REDIS_URL: /readyz says redis off, and neither redis_up 
   await fetchTask(r, id)
   t.equal((await fetchTask(r, id)).headers.get('x-cache'), 'HIT')
 })
+
+t.test('closing an app closes its Redis client quietly', async (t) => {
+  const [r] = await replicas(1)
+  if (r === undefined) throw new Error('no replica')
+  const clientsBefore = Number(/connected_clients:(\d+)/.exec(await redis.admin().info('clients'))?.[1])
+  await r.app.close()
+  await sleep(100)
+  const clientsAfter = Number(/connected_clients:(\d+)/.exec(await redis.admin().info('clients'))?.[1])
+  t.equal(clientsAfter, clientsBefore - 1, 'its connection is gone')
+  t.notOk(r.logs.some((l) => l.includes('connection lost')), 'a deliberate close is not reported as a lost connection')
+})

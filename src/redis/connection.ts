@@ -28,6 +28,7 @@ export class RedisConnection {
   private readonly password: string
   private readonly lastWarned = new Map<string, number>()
   private wasUp = false
+  private closing = false
 
   constructor(opts: RedisConnectionOptions) {
     this.log = opts.log
@@ -47,7 +48,7 @@ export class RedisConnection {
     })
     this.client.on('close', () => {
       opts.onState(false)
-      if (this.wasUp) this.log.warn('redis: connection lost; serving from memory and upstream until it is back')
+      if (this.wasUp && !this.closing) this.log.warn('redis: connection lost; serving from memory and upstream until it is back')
       this.wasUp = false
     })
     this.client.on('error', (err: Error) => {
@@ -75,6 +76,7 @@ export class RedisConnection {
   }
 
   async close(): Promise<void> {
+    this.closing = true
     if (this.up) {
       try {
         await this.client.quit()
