@@ -37,15 +37,15 @@ class FallbackStore implements FastifyRateLimitStore {
 
   incr(key: string, cb: IncrCallback, timeWindow?: number, max?: number): void {
     if (!this.redis.up) return this.local.incr(key, cb, timeWindow, max)
-    this.shared.incr(
-      key,
-      (err, result) => {
-        if (err === null) return cb(null, result)
+    const counted = new Promise<{ current: number; ttl: number } | undefined>((resolve, reject) =>
+      this.shared.incr(key, (err, result) => (err === null ? resolve(result) : reject(err)), timeWindow, max)
+    )
+    this.redis.within(counted).then(
+      (result) => cb(null, result),
+      (err: unknown) => {
         this.redis.warn('rate-limit', err)
         this.local.incr(key, cb, timeWindow, max)
-      },
-      timeWindow,
-      max
+      }
     )
   }
 

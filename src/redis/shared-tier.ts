@@ -113,7 +113,7 @@ export class RedisSharedTier implements SharedTier {
     for (;;) {
       let reply: BeginReply
       try {
-        reply = await this.redis.client.mjgwBeginBuffer(...keys, token, this.opts.lockTtlMs, waitingOn)
+        reply = await this.redis.within(this.redis.client.mjgwBeginBuffer(...keys, token, this.opts.lockTtlMs, waitingOn))
       } catch (err) {
         this.redis.warn('read', err)
         return { kind: 'go', token: undefined }
