@@ -6,6 +6,9 @@ import { TaskCache } from './cache/task-cache.js'
 import { TaskService } from './task-service.js'
 import { UpstreamClient } from './upstream/client.js'
 import { ClientKeyTable } from './auth.js'
+import { RedisConnection } from './redis/connection.js'
+import { RedisSharedTier } from './redis/shared-tier.js'
+import { sharedRateLimitStore } from './redis/rate-limit-store.js'
 import metricsPlugin from './plugins/metrics.js'
 import hardeningPlugin, { defaultTimeouts, hardeningServerOptions, type Timeouts } from './plugins/hardening.js'
 import authPlugin, { reloadClientKeys } from './plugins/auth.js'
@@ -43,6 +46,17 @@ function trustProxyOption(v: Config['trustProxy']): boolean | string[] | ((addr:
   return v
 }
 
+/** How long a replica waits for another replica's upstream call for the same task before calling itself. */
+const LOCK_WAIT_MS = 3000
+
+function connectRedis(app: FastifyInstance, config: Config, metrics: GatewayMetrics): RedisConnection {
+  return new RedisConnection({
+    url: config.redisUrl,
+    log: app.log.child({ module: 'redis' }),
+    onState: (up) => metrics.redisUp?.set(up ? 1 : 0)
+  })
+}
+
 /** Builds the gateway; never listens (main.ts does). */
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
   const app = Fastify({
@@ -69,21 +83,34 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     onEvict: () => metrics.cacheEvictions.inc()
   })
   const upstream = new UpstreamClient(config.upstream, metrics)
-  const service = new TaskService(config.cache, cache, upstream, metrics)
-  const list = new TaskListService(config.cache, cache, upstream, metrics)
+  const redis = config.redisUrl === '' ? undefined : connectRedis(app, config, metrics)
+  const shared =
+    redis === undefined
+      ? undefined
+      : new RedisSharedTier(redis, {
+          namespace: config.upstream.keyFingerprint,
+          lockTtlMs: config.upstream.timeoutMs + 1000,
+          lockWaitMs: Math.min(LOCK_WAIT_MS, config.upstream.timeoutMs)
+        })
+  const service = new TaskService(config.cache, cache, upstream, metrics, shared)
+  const list = new TaskListService(config.cache, cache, upstream, metrics, shared)
   app.addHook('onClose', async () => {
     await upstream.close()
+    await redis?.close()
   })
 
   await app.register(metricsPlugin, { metrics, token: config.metricsToken })
-  await app.register(healthRoutes, { redisState: () => 'off' })
+  await app.register(healthRoutes, { redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down') })
   // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
   // Hook order inside: CORS (answers preflights), shedding, rate limit (onRequest), client token (preParsing).
   await app.register(async (mj) => {
     if (config.corsOrigins.length > 0) await mj.register(corsPlugin, { origins: config.corsOrigins })
     if (config.eventLoopMaxDelayMs > 0) await mj.register(sheddingPlugin, { maxEventLoopDelayMs: config.eventLoopMaxDelayMs })
     await mj.register(authPlugin, { table: clientKeys })
-    if (config.rateLimitPerMinute > 0) await mj.register(rateLimitPlugin, { table: clientKeys, perMinute: config.rateLimitPerMinute })
+    if (config.rateLimitPerMinute > 0) {
+      const store = redis === undefined ? undefined : sharedRateLimitStore(redis, config.upstream.keyFingerprint)
+      await mj.register(rateLimitPlugin, { table: clientKeys, perMinute: config.rateLimitPerMinute, ...(store && { store }) })
+    }
     await mj.register(taskFetchRoutes, { cache, service, metrics })
     await mj.register(passthroughRoutes, { config, upstream, list })
   })

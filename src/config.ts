@@ -162,6 +162,18 @@ function parseOrigins(value: string): string[] {
     })
 }
 
+/** The URL is never echoed: it may hold a password. */
+function checkRedisUrl(value: string): void {
+  if (!/^rediss?:\/\//.test(value)) throw new ConfigError('REDIS_URL: must start with redis:// or rediss://')
+  try {
+    const url = new URL(value)
+    decodeURIComponent(url.username)
+    decodeURIComponent(url.password)
+  } catch {
+    throw new ConfigError('REDIS_URL: not a valid URL (percent-encode special characters in the password)')
+  }
+}
+
 function formatAjvError(err: unknown): string {
   const e = err as { errors?: { instancePath?: string; message?: string; params?: Record<string, unknown> }[]; message?: string }
   const first = e.errors?.[0]
@@ -199,9 +211,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`UPSTREAM_CA_FILE: ${env.UPSTREAM_CA_FILE} holds no PEM certificate`)
   }
 
-  if (env.REDIS_URL && !/^rediss?:\/\//.test(env.REDIS_URL)) {
-    throw new ConfigError('REDIS_URL: must start with redis:// or rediss://')
-  }
+  if (env.REDIS_URL) checkRedisUrl(env.REDIS_URL)
 
   const config: Config = {
     port: env.PORT,

@@ -1,5 +1,4 @@
 import type { GatewayMetrics } from './metrics.js'
-import type { SharedTier } from './task-service.js'
 import type { UpstreamClient } from './upstream/client.js'
 import { arrayElementSources } from './upstream/json-array.js'
 import { classify, type CacheRules } from './cache/policy.js'
@@ -7,6 +6,12 @@ import { etagOf, type TaskCache } from './cache/task-cache.js'
 import { UpstreamAuthError, UpstreamBadResponseError } from './errors.js'
 
 export const LIST_PATH = '/mj/task/list-by-condition'
+
+/** The shared tier's terminal tasks, read and written one by one (no lock: a list is not single-flighted). */
+export interface TerminalStore {
+  get(id: string): Promise<{ body: Buffer; ttlMs: number } | undefined>
+  set(id: string, body: Buffer, ttlMs: number): void
+}
 
 /** The answer to a list-by-condition: a JSON array of tasks, or an upstream 4xx answer passed through. */
 export type Listed =
@@ -24,7 +29,7 @@ export class TaskListService {
     private readonly cache: TaskCache,
     private readonly upstream: UpstreamClient,
     private readonly metrics: GatewayMetrics,
-    private readonly shared?: SharedTier
+    private readonly shared?: TerminalStore
   ) {}
 
   /** `ids` are already valid; duplicates are answered once, at their first position. */
@@ -57,7 +62,7 @@ export class TaskListService {
     return { kind: 'list', body: joinArray(parts), hits }
   }
 
-  private async fromShared(shared: SharedTier, ids: string[], bodies: Map<string, Buffer>): Promise<string[]> {
+  private async fromShared(shared: TerminalStore, ids: string[], bodies: Map<string, Buffer>): Promise<string[]> {
     const found = await Promise.all(ids.map((id) => shared.get(id).catch(() => undefined)))
     const now = Date.now()
     const missing: string[] = []

@@ -12,10 +12,24 @@ import {
 
 export type CacheStatus = 'HIT' | 'MISS' | 'COALESCED' | 'STALE'
 
-/** A second, shared cache tier (Redis) for terminal tasks. */
+/** What the shared tier (Redis) answers before an upstream call. */
+export type SharedBegin =
+  /**
+   * A response found there: `from: 'tier'` was stored earlier, `from: 'peer'` came from another replica's
+   * upstream call that this request waited for. `keep` says how to keep it in memory (undefined: not at all).
+   */
+  | { kind: 'hit'; body: Buffer; keep: { terminal: boolean; ttlMs: number } | undefined; from: 'tier' | 'peer' }
+  /** call upstream; `token` set = this replica holds the cross-replica lock for the id */
+  | { kind: 'go'; token: string | undefined }
+
+/** What an upstream 200 leaves in the shared tier: a cacheable response, or a handoff to waiting replicas only. */
+export type Share = { kind: 'terminal' | 'live'; body: Buffer; ttlMs: number } | { kind: 'handoff'; body: Buffer }
+
+/** A second, shared cache tier and cross-replica single-flight. Implementations never throw: trouble is a miss. */
 export interface SharedTier {
-  get(id: string): Promise<{ body: Buffer; ttlMs: number } | undefined>
-  set(id: string, body: Buffer, ttlMs: number): void
+  begin(id: string): Promise<SharedBegin>
+  /** publishes an upstream result (if any) and releases the lock; returns at once */
+  finish(id: string, token: string | undefined, share: Share | undefined): void
 }
 
 /** What a task fetch answers with: a 200 task body, or an upstream 4xx answer passed through. */
@@ -25,7 +39,7 @@ export type Served =
 
 /** One flight's result, shared by the leader and every request coalesced onto it. */
 type Loaded =
-  | { kind: 'task'; body: Buffer; etag: string; maxAgeSeconds: number | undefined; source: 'upstream' | 'shared' | 'stale' }
+  | { kind: 'task'; body: Buffer; etag: string; maxAgeSeconds: number | undefined; source: 'upstream' | 'shared' | 'peer' | 'stale' }
   | { kind: 'answer'; status: number; body: Buffer; contentType: string | undefined; retryAfter: string | undefined }
 
 export function cacheControlFor(maxAgeSeconds: number | undefined): string {
@@ -66,6 +80,10 @@ export class TaskService {
     } else if (loaded.source === 'shared') {
       cache = 'HIT'
       this.metrics.lookup('hit_shared')
+    } else if (loaded.source === 'peer') {
+      // another replica's upstream call, waited for through the shared tier
+      cache = 'COALESCED'
+      this.metrics.lookup('coalesced')
     } else {
       cache = leader ? 'MISS' : 'COALESCED'
       this.metrics.lookup(leader ? 'miss' : 'coalesced')
@@ -74,14 +92,29 @@ export class TaskService {
   }
 
   private async load(id: string): Promise<Loaded> {
-    if (this.shared !== undefined) {
-      const hit = await this.shared.get(id)
-      if (hit !== undefined) {
-        const etag = etagOf(hit.body)
-        this.cache.store(id, hit.body, etag, true, hit.ttlMs, Date.now())
-        return { kind: 'task', body: hit.body, etag, maxAgeSeconds: Math.floor(hit.ttlMs / 1000), source: 'shared' }
-      }
+    const shared = this.shared
+    if (shared === undefined) return this.fromUpstream(id, () => undefined)
+    const begun = await shared.begin(id)
+    if (begun.kind === 'hit') return this.fromShared(id, begun)
+    let share: Share | undefined
+    try {
+      return await this.fromUpstream(id, (s) => (share = s))
+    } finally {
+      shared.finish(id, begun.token, share)
     }
+  }
+
+  private fromShared(id: string, hit: Extract<SharedBegin, { kind: 'hit' }>): Loaded {
+    const etag = etagOf(hit.body)
+    const source = hit.from === 'peer' ? 'peer' : 'shared'
+    const keep = hit.keep
+    if (keep === undefined) return { kind: 'task', body: hit.body, etag, maxAgeSeconds: undefined, source }
+    this.cache.store(id, hit.body, etag, keep.terminal, keep.ttlMs, Date.now())
+    const maxAgeSeconds = keep.terminal ? Math.floor(keep.ttlMs / 1000) : undefined
+    return { kind: 'task', body: hit.body, etag, maxAgeSeconds, source }
+  }
+
+  private async fromUpstream(id: string, publish: (share: Share) => void): Promise<Loaded> {
     let res
     try {
       res = await this.upstream.request({ method: 'GET', path: `/mj/task/${id}/fetch`, idempotent: true })
@@ -102,17 +135,20 @@ export class TaskService {
       case 'bad':
         return this.standIn(id, new UpstreamBadResponseError(verdict.reason))
       case 'foreign':
+        publish({ kind: 'handoff', body: res.body })
         return { kind: 'task', body: res.body, etag, maxAgeSeconds: undefined, source: 'upstream' }
       case 'live':
         this.cache.store(id, res.body, etag, false, verdict.ttlMs, now)
+        publish(verdict.ttlMs > 0 ? { kind: 'live', body: res.body, ttlMs: verdict.ttlMs } : { kind: 'handoff', body: res.body })
         return { kind: 'task', body: res.body, etag, maxAgeSeconds: undefined, source: 'upstream' }
       case 'terminal': {
         if (verdict.ttlMs === 0) {
           this.cache.delete(id)
+          publish({ kind: 'handoff', body: res.body })
           return { kind: 'task', body: res.body, etag, maxAgeSeconds: undefined, source: 'upstream' }
         }
         this.cache.store(id, res.body, etag, true, verdict.ttlMs, now)
-        this.shared?.set(id, res.body, verdict.ttlMs)
+        publish({ kind: 'terminal', body: res.body, ttlMs: verdict.ttlMs })
         return { kind: 'task', body: res.body, etag, maxAgeSeconds: Math.floor(verdict.ttlMs / 1000), source: 'upstream' }
       }
     }

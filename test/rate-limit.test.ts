@@ -1,13 +1,8 @@
-import { randomUUID } from 'node:crypto'
-import Fastify from 'fastify'
-import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { ClientKeyTable } from '../src/auth.js'
-import { loadConfig } from '../src/config.js'
-import { installErrorHandler } from '../src/errors.js'
-import authPlugin from '../src/plugins/auth.js'
-import rateLimitPlugin from '../src/plugins/rate-limit.js'
+import { startSimulatedUpstream } from '../src/demo/simulated-upstream.js'
 import { UPSTREAM_KEY, call, startGateway, type Answer } from './helpers/access-harness.js'
+import { startRedisServer } from './helpers/redis-server.js'
+import { get as replicaGet, startReplica, waitRedis } from './helpers/replicas.js'
 
 const ALPHA = 'tok-alpha-rl-1122334455'
 const ALPHA_NEXT = 'tok-alpha-rl-next-667788'
@@ -143,54 +138,23 @@ t.test('§3 RATE_LIMIT_PER_MINUTE=0 = off', async (t) => {
   }
 })
 
-t.test('the rate-limit store is pluggable: replicas sharing one Redis share the count', async (t) => {
-  const redis = new Redis({ host: '127.0.0.1', port: 6379, lazyConnect: true, maxRetriesPerRequest: 1 })
-  try {
-    await redis.connect()
-  } catch {
-    redis.disconnect()
-    t.fail('Redis on 127.0.0.1:6379 is needed (CI starts it)')
-    return
-  }
-  const namespace = `mjgw-test:rl:${randomUUID()}:`
-  t.teardown(async () => {
-    const keys = await redis.keys(`${namespace}*`)
-    if (keys.length > 0) await redis.del(...keys)
-    redis.disconnect()
-  })
-  const config = loadConfig({ UPSTREAM_API_KEY: 'k', CLIENT_KEYS: `alpha:${ALPHA}` })
-  const replica = async () => {
-    const app = Fastify()
-    installErrorHandler(app)
-    const table = new ClientKeyTable(config)
-    await app.register(authPlugin, { table })
-    await app.register(rateLimitPlugin, { table, perMinute: 2, redis, namespace })
-    app.get('/mj/ping', async () => ({ pong: true }))
-    t.teardown(() => app.close())
-    return app
-  }
-  const [a, b] = [await replica(), await replica()]
+t.test('§3 with REDIS_URL the rate limit is shared: two replicas count one client together, keyed by name, never the token', async (t) => {
+  const redis = await startRedisServer(t)
+  const up = await startSimulatedUpstream({ apiKey: UPSTREAM_KEY })
+  t.teardown(() => up.close())
+  const env = { UPSTREAM_BASE_URL: up.url, UPSTREAM_API_KEY: UPSTREAM_KEY, REDIS_URL: redis.url, CLIENT_KEYS: `alpha:${ALPHA}`, RATE_LIMIT_PER_MINUTE: '2' }
+  const [a, b] = [await startReplica(t, env), await startReplica(t, env)]
+  await waitRedis(a, 'up')
+  await waitRedis(b, 'up')
+  const path = `/mj/task/${up.finishedTask()}/fetch`
   const headers = { authorization: `Bearer ${ALPHA}` }
-  t.equal((await a.inject({ url: '/mj/ping', headers })).statusCode, 200)
-  t.equal((await b.inject({ url: '/mj/ping', headers })).statusCode, 200)
-  const over = await a.inject({ url: '/mj/ping', headers })
-  t.equal(over.statusCode, 429, 'the third request in the minute, across two replicas')
-  t.equal(over.json().code, 'MJGW_RATE_LIMITED')
-  t.ok(Number(over.headers['retry-after']) >= 1)
-  t.same(await redis.keys(`${namespace}*`), [`${namespace}client:alpha`], 'keyed by the client name, never the token')
-})
-
-t.test('a Redis rate-limit store that is down lets requests through rather than failing them', async (t) => {
-  const redis = new Redis({ host: '127.0.0.1', port: 1, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
-  redis.on('error', () => undefined)
-  t.teardown(() => redis.disconnect())
-  const config = loadConfig({ UPSTREAM_API_KEY: 'k' })
-  const app = Fastify()
-  installErrorHandler(app)
-  const table = new ClientKeyTable(config)
-  await app.register(authPlugin, { table })
-  await app.register(rateLimitPlugin, { table, perMinute: 1, redis, namespace: 'mjgw-test:down:' })
-  app.get('/mj/ping', async () => ({ pong: true }))
-  t.teardown(() => app.close())
-  for (let i = 0; i < 3; i++) t.equal((await app.inject({ url: '/mj/ping' })).statusCode, 200)
+  t.equal((await replicaGet(a.url, path, headers)).status, 200)
+  t.equal((await replicaGet(b.url, path, headers)).status, 200)
+  const over = await replicaGet(a.url, path, headers)
+  t.equal(over.status, 429, 'the third request in the minute, across two replicas')
+  t.equal((JSON.parse(over.text) as { code: string }).code, 'MJGW_RATE_LIMITED')
+  t.ok(Number(over.headers.get('retry-after')) >= 1)
+  const keys = await redis.admin().keys('*:rl:*')
+  t.ok(keys.length > 0, `rate-limit keys in Redis: ${keys.join(' ')}`)
+  t.ok(keys.every((k) => k.includes('client:alpha') && !k.includes(ALPHA)), 'keyed by the client name, never the token')
 })

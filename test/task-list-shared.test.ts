@@ -2,7 +2,7 @@ import t from 'tap'
 import { TaskCache } from '../src/cache/task-cache.js'
 import { GatewayMetrics } from '../src/metrics.js'
 import { TaskListService } from '../src/task-list.js'
-import type { SharedTier } from '../src/task-service.js'
+import type { TerminalStore } from '../src/task-list.js'
 import { UpstreamClient } from '../src/upstream/client.js'
 import { startFakeUpstream } from './helpers/fake-upstream.js'
 
@@ -10,7 +10,7 @@ const rules = { ttlSeconds: 3600, urlExpiryMarginSeconds: 300, pollCacheMs: 1000
 const body = (id: string, status: string): string => `{"id":"${id}","status":"${status}","imageUrl":""}`
 
 /** A shared tier in a Map; `get` of `broken` rejects, as a Redis outage might. */
-class MapTier implements SharedTier {
+class MapTier implements TerminalStore {
   readonly data = new Map<string, { body: Buffer; ttlMs: number }>()
   async get(id: string): Promise<{ body: Buffer; ttlMs: number } | undefined> {
     if (id === 'broken') throw new Error('redis down')

@@ -1,7 +1,6 @@
 import fp from 'fastify-plugin'
-import rateLimit from '@fastify/rate-limit'
+import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
-import type { Redis } from 'ioredis'
 import type { ClientKeyTable } from '../auth.js'
 import { RateLimitedError } from '../errors.js'
 import { clientOf } from './auth.js'
@@ -10,10 +9,8 @@ export interface RateLimitPluginOptions {
   table: ClientKeyTable
   /** requests per client per minute (> 0) */
   perMinute: number
-  /** a shared store, so every replica counts the same requests; default: this process's memory */
-  redis?: Redis
-  /** prefix of the Redis keys (a fingerprint of the upstream key keeps gateways with different keys apart); default @fastify/rate-limit's */
-  namespace?: string
+  /** a shared store (REDIS_URL: sharedRateLimitStore), so every replica counts the same requests; default: this process's memory */
+  store?: FastifyRateLimitStoreCtor
 }
 
 /**
@@ -31,14 +28,7 @@ async function rateLimitPlugin(app: FastifyInstance, opts: RateLimitPluginOption
       return name === undefined ? `ip:${request.ip}` : `client:${name}`
     },
     errorResponseBuilder: (_request, context) => new RateLimitedError(context.after),
-    ...(opts.redis === undefined
-      ? {}
-      : {
-          redis: opts.redis,
-          nameSpace: opts.namespace,
-          // A Redis outage must not turn every request into a 500: the limit is skipped until Redis is back.
-          skipOnError: true
-        })
+    ...(opts.store === undefined ? {} : { store: opts.store })
   })
 }
 

@@ -1,0 +1,167 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { fingerprint } from '../src/config.js'
+import { startSimulatedUpstream } from '../src/demo/simulated-upstream.js'
+import { metricNamesUsedByDeployFiles } from './helpers/deploy-metrics.js'
+import { startRedisServer } from './helpers/redis-server.js'
+import { fetchTask, metric, startReplica, waitRedis, type Replica } from './helpers/replicas.js'
+
+const KEY_A = 'upstream-key-alpha-0123456789'
+const KEY_B = 'upstream-key-bravo-9876543210'
+const FETCHES = 'GET /mj/task/:id/fetch'
+const HIT_SHARED = 'mj_gateway_cache_lookups_total{result="hit_shared"}'
+const HIT = 'mj_gateway_cache_lookups_total{result="hit"}'
+
+const redis = await startRedisServer(t)
+const sim = await startSimulatedUpstream()
+t.teardown(() => sim.close())
+
+const calls = (): number => sim.stats.byRoute[FETCHES] ?? 0
+
+async function replicas(n: number, env: Record<string, string> = {}): Promise<Replica[]> {
+  const out: Replica[] = []
+  for (let i = 0; i < n; i++) {
+    const r = await startReplica(t, { UPSTREAM_BASE_URL: sim.url, UPSTREAM_API_KEY: KEY_A, REDIS_URL: redis.url, ...env })
+    await waitRedis(r, 'up')
+    out.push(r)
+  }
+  return out
+}
+
+const [a, b] = await replicas(2)
+if (a === undefined || b === undefined) throw new Error('no replicas')
+
+t.test('§5.7 a terminal task stored by one replica is a HIT on another, counted hit_shared, same bytes', async (t) => {
+  const id = sim.finishedTask()
+  const before = calls()
+  const first = await fetchTask(a, id)
+  t.equal(first.headers.get('x-cache'), 'MISS')
+  const second = await fetchTask(b, id)
+  t.equal(second.status, 200)
+  t.equal(second.headers.get('x-cache'), 'HIT')
+  t.equal(second.text, first.text, 'byte for byte')
+  t.equal(second.headers.get('etag'), first.headers.get('etag'))
+  t.match(second.headers.get('cache-control'), /^private, max-age=\d+$/)
+  t.equal(calls() - before, 1, 'one upstream call for both replicas')
+  t.equal(await metric(b, HIT_SHARED), 1, 'the shared hit is counted hit_shared')
+  t.equal(await metric(b, HIT), 0, '…and not also as hit')
+  const third = await fetchTask(b, id)
+  t.equal(third.headers.get('x-cache'), 'HIT')
+  t.equal(await metric(b, HIT), 1, 'the Redis hit filled memory: the next one is a memory hit')
+  t.equal(await metric(b, HIT_SHARED), 1)
+})
+
+t.test('§5.7 Redis holds the upstream bytes as sent, under the key fingerprint, with the in-memory TTL', async (t) => {
+  const id = sim.finishedTask()
+  const res = await fetchTask(a, id)
+  const key = `mjgw:${fingerprint(KEY_A)}:task:${id}`
+  await sleep(50) // the write is fire-and-forget
+  const stored = await redis.admin().getBuffer(key)
+  t.same(stored, Buffer.from(res.text), 'raw bytes, not re-serialised')
+  const pttl = await redis.admin().pttl(key)
+  t.ok(pttl > 3_500_000 && pttl <= 3_600_000, `PX is CACHE_TTL_SECONDS (got ${pttl})`)
+  const keys = await redis.admin().keys('*')
+  for (const k of keys) {
+    t.ok(k.startsWith('mjgw:'), `${k} is namespaced`)
+    t.notOk(k.includes(KEY_A) || k.includes(KEY_B), 'no key contains an upstream key')
+  }
+})
+
+t.test('§5.7 gateways with different upstream keys sharing one Redis never see each other’s tasks', async (t) => {
+  const [other] = await replicas(1, { UPSTREAM_API_KEY: KEY_B })
+  if (other === undefined) throw new Error('no replica')
+  const id = sim.finishedTask()
+  const before = calls()
+  t.equal((await fetchTask(a, id)).headers.get('x-cache'), 'MISS')
+  t.equal((await fetchTask(other, id)).headers.get('x-cache'), 'MISS', 'the other key’s gateway asks its upstream itself')
+  t.equal(calls() - before, 2)
+  t.equal(await metric(other, HIT_SHARED), 0)
+  t.equal(sim.lastRequest?.headers['authorization'], `Bearer ${KEY_B}`, 'with its own key')
+  const keys = await redis.admin().keys(`*:task:${id}`)
+  t.same(keys.sort(), [`mjgw:${fingerprint(KEY_A)}:task:${id}`, `mjgw:${fingerprint(KEY_B)}:task:${id}`].sort())
+})
+
+t.test('§5.3 a live task is shared through Redis for POLL_CACHE_MS, then asked again', async (t) => {
+  const [p, q] = await replicas(2, { POLL_CACHE_MS: '1500' })
+  if (p === undefined || q === undefined) throw new Error('no replicas')
+  const id = sim.createTask({ outcome: 'never' })
+  const before = calls()
+  const first = await fetchTask(p, id)
+  t.equal(first.headers.get('x-cache'), 'MISS')
+  t.equal(first.headers.get('cache-control'), 'no-cache')
+  const second = await fetchTask(q, id)
+  t.equal(second.headers.get('x-cache'), 'HIT', 'the other replica reuses it within POLL_CACHE_MS')
+  t.equal(second.headers.get('cache-control'), 'no-cache', 'a live task is never cacheable by the client')
+  t.equal(second.text, first.text)
+  t.equal(calls() - before, 1)
+  const pttl = await redis.admin().pttl(`mjgw:${fingerprint(KEY_A)}:poll:${id}`)
+  t.ok(pttl > 0 && pttl <= 1500, `PX is POLL_CACHE_MS (got ${pttl})`)
+  await sleep(1600)
+  t.equal((await fetchTask(q, id)).headers.get('x-cache'), 'MISS', 'after POLL_CACHE_MS it is asked again')
+  t.equal(calls() - before, 2)
+})
+
+t.test('§3 POLL_CACHE_MS=0: no live task is reused across replicas, and none is written to Redis', async (t) => {
+  const [p, q] = await replicas(2, { POLL_CACHE_MS: '0' })
+  if (p === undefined || q === undefined) throw new Error('no replicas')
+  const id = sim.createTask({ outcome: 'never' })
+  const before = calls()
+  t.equal((await fetchTask(p, id)).headers.get('x-cache'), 'MISS')
+  t.equal((await fetchTask(q, id)).headers.get('x-cache'), 'MISS')
+  t.equal((await fetchTask(p, id)).headers.get('x-cache'), 'MISS')
+  t.equal(calls() - before, 3)
+  t.same(await redis.admin().keys(`*:poll:${id}`), [])
+})
+
+t.test('a value of the wrong type under a task key is a miss, not an error, and is replaced', async (t) => {
+  const id = sim.finishedTask()
+  const key = `mjgw:${fingerprint(KEY_A)}:task:${id}`
+  await redis.admin().rpush(key, 'not a string')
+  const res = await fetchTask(a, id)
+  t.equal(res.status, 200)
+  t.equal(res.headers.get('x-cache'), 'MISS')
+  await sleep(50)
+  t.equal(await redis.admin().type(key), 'string', 'the terminal write replaced it')
+  t.ok(a.logs.some((l) => l.includes('redis: command failed')), 'the failure was logged')
+  t.equal((await fetchTask(b, id)).headers.get('x-cache'), 'HIT')
+})
+
+t.test('§4 /readyz names redis up; §7 mj_gateway_redis_up is 1', async (t) => {
+  const res = await fetch(`${a.url}/readyz`)
+  t.equal(res.status, 200)
+  t.same(await res.json(), { status: 'ready', redis: 'up' })
+  t.equal(await metric(a, 'mj_gateway_redis_up'), 1)
+})
+
+t.test('§7 with REDIS_URL, /metrics exports every metric the dashboard and alerts read, hit_shared from zero', async (t) => {
+  const [r] = await replicas(1)
+  if (r === undefined) throw new Error('no replica')
+  const text = await fetch(`${r.url}/metrics`).then((res) => res.text())
+  const exported = new Set(text.split('\n').flatMap((l) => /^# TYPE (\S+) /.exec(l)?.[1] ?? []))
+  for (const name of metricNamesUsedByDeployFiles()) t.ok(exported.has(name), `${name} is exported`)
+  t.equal(await metric(r, HIT_SHARED), 0)
+  t.match(text, /^# TYPE mj_gateway_redis_up gauge$/m)
+})
+
+t.test('§4/§7 without REDIS_URL: /readyz says redis off, and neither redis_up nor hit_shared is exported', async (t) => {
+  const r = await startReplica(t, { UPSTREAM_BASE_URL: sim.url, UPSTREAM_API_KEY: KEY_A })
+  const res = await fetch(`${r.url}/readyz`)
+  t.equal(res.status, 200)
+  t.same(await res.json(), { status: 'ready', redis: 'off' })
+  t.equal(await metric(r, 'mj_gateway_redis_up'), undefined)
+  t.equal(await metric(r, HIT_SHARED), undefined)
+  const id = sim.finishedTask()
+  await fetchTask(r, id)
+  t.equal((await fetchTask(r, id)).headers.get('x-cache'), 'HIT')
+})
+
+t.test('closing an app closes its Redis client quietly', async (t) => {
+  const [r] = await replicas(1)
+  if (r === undefined) throw new Error('no replica')
+  const clientsBefore = Number(/connected_clients:(\d+)/.exec(await redis.admin().info('clients'))?.[1])
+  await r.app.close()
+  await sleep(100)
+  const clientsAfter = Number(/connected_clients:(\d+)/.exec(await redis.admin().info('clients'))?.[1])
+  t.equal(clientsAfter, clientsBefore - 1, 'its connection is gone')
+  t.notOk(r.logs.some((l) => l.includes('connection lost')), 'a deliberate close is not reported as a lost connection')
+})
