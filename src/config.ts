@@ -160,15 +160,22 @@ function parseOrigins(value: string): string[] {
     })
 }
 
-function formatAjvError(err: unknown): string {
-  const e = err as { errors?: { instancePath?: string; message?: string; params?: Record<string, unknown> }[]; message?: string }
-  const first = e.errors?.[0]
-  if (first?.instancePath) {
-    const variable = first.instancePath.replace(/^\//, '')
-    const allowed = first.params?.['allowedValues'] ?? first.params?.['allowedValue']
-    return `${variable}: ${first.message ?? 'invalid'}${allowed === undefined ? '' : ` (${JSON.stringify(allowed)})`}`
-  }
-  return e.message ?? String(err)
+interface AjvIssue {
+  instancePath: string
+  keyword: string
+  message?: string
+  params: { allowedValue?: unknown }
+}
+
+/** env-schema always throws with ajv's `errors`; one line naming the first bad variable and its value. */
+function formatAjvError(err: unknown, data: Record<string, string>): string {
+  const issues = (err as { errors: AjvIssue[] }).errors
+  const first = issues[0] as AjvIssue
+  const variable = first.instancePath.replace(/^\//, '')
+  // A union of literals fails once per literal: list them all, not just the first ("must be equal to constant").
+  const allowed = issues.filter((i) => i.instancePath === first.instancePath && i.keyword === 'const').map((i) => i.params.allowedValue)
+  const what = allowed.length > 0 ? `must be one of ${allowed.join(', ')}` : first.message
+  return `${variable}: ${what}, got ${JSON.stringify(data[variable])}`
 }
 
 /** Reads and validates the environment once. Throws ConfigError with one line naming the variable. */
@@ -181,7 +188,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   try {
     env = envSchema<Env>({ schema: EnvSchema, data, dotenv: false })
   } catch (err) {
-    throw new ConfigError(formatAjvError(err))
+    throw new ConfigError(formatAjvError(err, data))
   }
 
   let apiKey = env.UPSTREAM_API_KEY
