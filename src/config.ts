@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
 
@@ -133,12 +134,22 @@ function parseBaseUrl(value: string): string {
   return url.origin
 }
 
+const PROXY_ADDR_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/** What proxy-addr (Fastify's trustProxy) accepts: an address, address/prefix, address/netmask, or a named range. */
+function isTrustedProxyEntry(item: string): boolean {
+  if (PROXY_ADDR_NAMES.has(item)) return true
+  const [addr = '', mask, ...rest] = item.split('/')
+  if (isIP(addr) === 0 || rest.length > 0) return false
+  return mask === undefined || /^\d{1,3}$/.test(mask) || isIP(mask) !== 0
+}
+
 function parseTrustProxy(value: string): boolean | number | string {
   const v = value.trim().toLowerCase()
   if (v === 'true') return true
   if (v === 'false' || v === '') return false
   if (/^\d+$/.test(v)) return Number(v)
-  if (/^[0-9a-f.:/, ]+$/.test(v)) return value.trim()
+  if (v.split(',').every((item) => isTrustedProxyEntry(item.trim()))) return value.trim()
   throw new ConfigError(`TRUST_PROXY: expected true, false, a hop count or a list of addresses, got ${JSON.stringify(value)}`)
 }
 
