@@ -93,7 +93,7 @@ function readSecretFile(variable: string, path: string): string {
   try {
     return readFileSync(path, 'utf8').replace(/\r?\n$/, '')
   } catch (err) {
-    throw new ConfigError(`${variable}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+    throw new ConfigError(`${variable}: cannot read ${path} (${String((err as NodeJS.ErrnoException).code)})`)
   }
 }
 
