@@ -143,6 +143,9 @@ export class UpstreamClient {
     const max = this.cfg.maxBodyBytes
     const declared = Number(res.headers['content-length'])
     if (declared > max) {
+      // An unread undici body emits RequestAbortedError when destroyed: without a listener that is an
+      // uncaught exception, and one oversized upstream answer would take the whole process down.
+      res.body.on('error', () => undefined)
       res.body.destroy()
       throw new BodyTooLarge()
     }
