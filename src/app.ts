@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Config } from './config.js'
-import { installErrorHandler } from './errors.js'
+import { frameworkErrors, installErrorHandler } from './errors.js'
 import { GatewayMetrics } from './metrics.js'
 import { TaskCache } from './cache/task-cache.js'
 import { TaskService } from './task-service.js'
@@ -38,6 +38,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     trustProxy: trustProxyOption(config.trustProxy),
     // Long ids must reach the schema (400), not fall out of the router (404).
     routerOptions: { maxParamLength: 1024 },
+    frameworkErrors,
     return503OnClosing: true
   })
   installErrorHandler(app)

@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import createError from '@fastify/error'
-import type { FastifyError, FastifyInstance } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 
 export const BadTaskIdError = createError('MJGW_BAD_TASK_ID', 'task id must match ^[A-Za-z0-9_-]{1,64}$', 400)
 export const UnauthorizedError = createError('MJGW_UNAUTHORIZED', 'missing or invalid client token', 401)
@@ -48,4 +48,17 @@ export function installErrorHandler(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send(errorBody(404, 'MJGW_NOT_FOUND', `no such route (${request.method})`))
   })
+}
+
+/**
+ * The router's own rejections, before any route runs: a param longer than maxParamLength (Fastify: 414
+ * FST_ERR_MAX_PARAM_LENGTH) or a malformed %-escape (400 FST_ERR_BAD_URL). Under /mj/task/ that is a task id
+ * failing the pattern, which CONTRACT §4/§6 answer 400; elsewhere Fastify's code in our error shape.
+ */
+export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  if (request.url.startsWith('/mj/task/')) {
+    void reply.code(400).send(errorBody(400, 'MJGW_BAD_TASK_ID', new BadTaskIdError().message))
+    return
+  }
+  void reply.code(400).send(errorBody(400, err.code, err.message))
 }
