@@ -47,10 +47,14 @@ t.test('§4 an id failing ^[A-Za-z0-9_-]{1,64}$ is answered 400 and never reache
   }
   t.equal(gw.upstream.calls, 0, 'nothing reached upstream')
 
-  for (const id of ['a', 'A'.repeat(64), '1730621826053', 'task_ID-0-_']) {
-    t.equal((await gw.fetchTask(id)).status, 200, `${id.length > 20 ? `${id.length} chars` : id} is a valid id`)
+  const good = ['a', 'A'.repeat(64), '1730621826053', 'task_ID-0-_', '__proto__', 'constructor', 'hasOwnProperty']
+  for (const id of good) {
+    const res = await gw.fetchTask(id)
+    t.equal(res.status, 200, `${id.length > 20 ? `${id.length} chars` : id} is a valid id`)
+    t.match(res.json(), { id })
+    t.equal((await gw.fetchTask(id)).headers['x-cache'], 'HIT', 'and cached under its own key')
   }
-  t.equal(gw.upstream.calls, 4)
+  t.equal(gw.upstream.calls, good.length)
 })
 
 t.test('§6 upstream answers 400, 404, 429 or another 4xx but 401/403: the same status, the upstream body passed through', async (t) => {
@@ -68,13 +72,14 @@ t.test('§6 upstream answers 400, 404, 429 or another 4xx but 401/403: the same 
       kind: 'raw',
       status: c.status,
       body: c.body,
-      headers: { 'content-type': c.type, ...(c.retryAfter ? { 'retry-after': c.retryAfter } : {}) }
+      headers: { 'content-type': c.type, 'set-cookie': 'upstream=1', 'x-upstream-internal': 'yes', ...(c.retryAfter ? { 'retry-after': c.retryAfter } : {}) }
     })
     const res = await gw.fetchTask('T1')
     t.equal(res.status, c.status, `upstream ${c.status}`)
     t.equal(res.body, c.body, 'byte for byte')
     t.equal(res.headers['content-type'], c.type)
     t.equal(res.headers['retry-after'], c.retryAfter, 'retry-after passes with a 429')
+    t.notOk(res.headers['set-cookie'] ?? res.headers['x-upstream-internal'], 'no other upstream header passes')
     t.equal(gw.upstream.calls, 1, 'not retried')
     t.notOk(res.headers['x-cache'], 'an answer is not a cached task')
   }
