@@ -4,8 +4,8 @@
 import t from 'tap'
 import { taskBody } from './helpers/fake-upstream.js'
 import { REDIS_ONLY_METRIC_NAMES, baseMetricName, metricNamesUsedByDeployFiles } from './helpers/deploy-metrics.js'
-import { UPSTREAM_KEY, parseMetrics, rawGet, sample, startGateway } from './helpers/gateway.js'
-import { get } from './helpers/net.js'
+import { UPSTREAM_KEY, burstThroughGate, parseMetrics, rawGet, sample, startGatedUpstream, startGateway } from './helpers/gateway.js'
+import { get, waitFor } from './helpers/net.js'
 
 const LOOKUPS = 'mj_gateway_cache_lookups_total'
 const UPSTREAM = 'mj_gateway_upstream_requests_total'
@@ -69,13 +69,15 @@ t.test('§7 http requests: counter and histogram by method, route pattern and st
 })
 
 t.test('§7 cache lookups by result: hit, miss, coalesced, stale', async (t) => {
-  const gw = await startGateway(t, { POLL_CACHE_MS: '0', STALE_IF_ERROR_SECONDS: '60' })
+  const gate = await startGatedUpstream(t, { body: JSON.stringify(taskBody('T1', 'SUCCESS')) })
+  gate.hold = false
+  const gw = await startGateway(t, { POLL_CACHE_MS: '0', STALE_IF_ERROR_SECONDS: '60', UPSTREAM_RETRIES: '0' }, { upstreamUrl: gate.url })
   await gw.fetchTask('T1') // miss (terminal, stored)
   await gw.fetchTask('T1') // hit
   await gw.fetchTask('T1') // hit
-  gw.upstream.setHandler(() => ({ kind: 'json', body: taskBody('L1', 'IN_PROGRESS'), delayMs: 200 }))
-  await Promise.all([gw.fetchTask('L1'), gw.fetchTask('L1'), gw.fetchTask('L1'), gw.fetchTask('L1')]) // 1 miss + 3 coalesced
-  gw.upstream.setHandler(() => ({ kind: 'json', status: 500, body: {} }))
+  gate.answer = { body: JSON.stringify(taskBody('L1', 'IN_PROGRESS')) }
+  await burstThroughGate(gw, gate, '/mj/task/L1/fetch', 4) // 1 miss + 3 coalesced
+  gate.answer = { status: 500, body: '{}' }
   await gw.fetchTask('L1') // stale
   await gw.fetchTask('X1') // miss (an error is a miss too)
   const m = await gw.metrics()
@@ -114,13 +116,15 @@ t.test('§7 upstream requests by outcome, one per attempt (retries counted); dur
 })
 
 t.test('§7 the inflight gauge counts attempts under way', async (t) => {
-  const gw = await startGateway(t)
-  gw.upstream.setHandler(() => ({ kind: 'json', body: taskBody('x', 'SUCCESS'), delayMs: 400 }))
+  const gate = await startGatedUpstream(t, { body: JSON.stringify(taskBody('x', 'SUCCESS')) })
+  const gw = await startGateway(t, {}, { upstreamUrl: gate.url })
   const pending = Promise.all([gw.fetchTask('A1'), gw.fetchTask('A2'), gw.fetchTask('A2')])
-  for (let i = 0; i < 100 && gw.upstream.calls < 2; i++) await new Promise((r) => setTimeout(r, 10))
-  t.equal(sample(await gw.metrics(), 'mj_gateway_upstream_inflight'), 2, 'two ids, two attempts (the third request coalesced)')
+  await waitFor(() => gate.calls >= 2)
+  t.equal(sample(await gw.metrics(), 'mj_gateway_upstream_inflight'), 2, 'two ids, two attempts held by the upstream')
+  gate.release()
   await pending
   t.equal(sample(await gw.metrics(), 'mj_gateway_upstream_inflight'), 0)
+  t.equal(gate.calls, 2, 'the second A2 coalesced')
 })
 
 t.test('§7 cache entries and size gauges follow the cache', async (t) => {

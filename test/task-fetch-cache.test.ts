@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { imageUrlExpiringAt, taskBody, type Behavior } from './helpers/fake-upstream.js'
 import { type HttpResult } from './helpers/net.js'
-import { sample, startGateway, type Gateway } from './helpers/gateway.js'
+import { burstThroughGate, sample, startGatedUpstream, startGateway, type Gateway } from './helpers/gateway.js'
 
 const JSON_UTF8 = 'application/json; charset=utf-8'
 const nowS = () => Math.floor(Date.now() / 1000)
@@ -16,8 +16,6 @@ const task = (id: string, status: string, overrides?: Record<string, unknown>): 
 })
 const maxAge = (res: HttpResult): number => Number(/^private, max-age=(\d+)$/.exec(res.headers['cache-control'] ?? '')?.[1] ?? NaN)
 
-/** n concurrent fetches of one id */
-const burst = (gw: Gateway, id: string, n: number) => Promise.all(Array.from({ length: n }, () => gw.fetchTask(id)))
 const count = (results: HttpResult[], xcache: string) => results.filter((r) => r.headers['x-cache'] === xcache).length
 
 t.test('§4 200: the upstream body byte for byte, as application/json; charset=utf-8, with x-cache, etag and cache-control', async (t) => {
@@ -140,35 +138,37 @@ t.test('§5.1 a body whose id is another task\'s is passed through but never cac
 })
 
 t.test('§5.4 single-flight: 50 concurrent requests for one id → 1 upstream call, 1 MISS + 49 COALESCED', async (t) => {
-  const gw = await startGateway(t)
-  gw.upstream.setHandler(() => ({ ...task('T1', 'SUCCESS'), delayMs: 300 }))
-  const results = await burst(gw, 'T1', 50)
-  t.equal(gw.upstream.calls, 1)
+  const gate = await startGatedUpstream(t, { body: JSON.stringify(taskBody('T1', 'SUCCESS')) })
+  const gw = await startGateway(t, {}, { upstreamUrl: gate.url })
+  const results = await burstThroughGate(gw, gate, '/mj/task/T1/fetch', 50)
+  t.equal(gate.calls, 1)
   t.equal(count(results, 'MISS'), 1)
   t.equal(count(results, 'COALESCED'), 49)
   t.ok(results.every((r) => r.status === 200 && r.body === results[0]?.body && r.headers['etag'] === results[0]?.headers['etag']))
   t.ok(results.every((r) => r.headers['cache-control'] === results[0]?.headers['cache-control'] && maxAge(r) > 0), 'COALESCED carries max-age too')
   t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'HIT')
+  t.equal(gate.calls, 1)
 })
 
 t.test('§5.4 single-flight holds for answers that are not cached: a live task with POLL_CACHE_MS=0, a foreign body, a 404, an error', async (t) => {
-  const gw = await startGateway(t, { POLL_CACHE_MS: '0', STALE_IF_ERROR_SECONDS: '0' })
-  const cases: [string, Behavior, number][] = [
-    ['live', task('T1', 'IN_PROGRESS'), 200],
-    ['foreign', task('OTHER', 'SUCCESS'), 200],
-    ['upstream 404', { kind: 'json', status: 404, body: { error: 'nope' } }, 404],
-    ['null', { kind: 'raw', body: 'null' }, 404],
-    ['upstream 500', { kind: 'json', status: 500, body: {} }, 502]
+  const gate = await startGatedUpstream(t, { body: '' })
+  const gw = await startGateway(t, { POLL_CACHE_MS: '0', STALE_IF_ERROR_SECONDS: '0', UPSTREAM_RETRIES: '0' }, { upstreamUrl: gate.url })
+  const cases: [string, { status?: number; body: string }, number][] = [
+    ['live', { body: JSON.stringify(taskBody('T1', 'IN_PROGRESS')) }, 200],
+    ['foreign', { body: JSON.stringify(taskBody('OTHER', 'SUCCESS')) }, 200],
+    ['upstream 404', { status: 404, body: '{"error":"nope"}' }, 404],
+    ['null', { body: 'null' }, 404],
+    ['upstream 500', { status: 500, body: '{}' }, 502]
   ]
-  for (const [name, behavior, status] of cases) {
-    gw.upstream.reset()
-    gw.upstream.setHandler(() => ({ ...behavior, delayMs: 300 }) as Behavior)
-    const results = await burst(gw, 'T1', 50)
-    t.equal(gw.upstream.calls, 1, `${name}: one upstream call`)
+  for (const [name, answer, status] of cases) {
+    gate.answer = answer
+    const before = gate.calls
+    const results = await burstThroughGate(gw, gate, '/mj/task/T1/fetch', 50)
+    t.equal(gate.calls - before, 1, `${name}: one upstream call`)
     t.ok(results.every((r) => r.status === status && r.body === results[0]?.body), `${name}: all ${status}`)
     if (status === 200) t.same([count(results, 'MISS'), count(results, 'COALESCED')], [1, 49], `${name}: 1 MISS + 49 COALESCED`)
     await gw.fetchTask('T1')
-    t.equal(gw.upstream.calls, 2, `${name}: not cached afterwards`)
+    t.equal(gate.calls - before, 2, `${name}: not cached afterwards`)
   }
 })
 
@@ -225,13 +225,15 @@ t.test('§5.5 STALE: after a live 200, an upstream failure (5xx, timeout, unreac
 })
 
 t.test('§5.5 STALE: requests coalesced onto the failed call get STALE too', async (t) => {
-  const { gw } = await afterLive200(t)
-  gw.upstream.reset()
-  gw.upstream.setHandler(() => ({ kind: 'json', status: 500, body: {}, delayMs: 200 }))
-  const results = await burst(gw, 'T1', 20)
-  t.equal(gw.upstream.calls, 1)
+  const gate = await startGatedUpstream(t, { body: JSON.stringify(taskBody('T1', 'IN_PROGRESS')) })
+  gate.hold = false
+  const gw = await startGateway(t, { POLL_CACHE_MS: '0', STALE_IF_ERROR_SECONDS: '60', UPSTREAM_RETRIES: '0' }, { upstreamUrl: gate.url })
+  const live = await gw.fetchTask('T1')
+  gate.answer = { status: 500, body: '{}' }
+  const results = await burstThroughGate(gw, gate, '/mj/task/T1/fetch', 20)
+  t.equal(gate.calls, 2, 'one call for the live 200, one for the 20 requests')
   t.equal(count(results, 'STALE'), 20)
-  t.ok(results.every((r) => r.status === 200 && r.headers['cache-control'] === 'no-cache'))
+  t.ok(results.every((r) => r.status === 200 && r.headers['cache-control'] === 'no-cache' && r.body === live.body))
 })
 
 t.test('§5.5 upstream answers (4xx, 401/403, null) are never stood in for', async (t) => {
@@ -311,8 +313,9 @@ t.test('§4 an etag on every 200; If-None-Match with it → 304 without a body (
     t.same([res.status, res.body], [200, first.body], `${JSON.stringify(header)} does not match`)
   }
 
-  gw.upstream.setHandler(() => ({ ...task('L1', 'IN_PROGRESS'), delayMs: 200 }))
-  const coalesced = await Promise.all([gw.fetchTask('L1', { 'if-none-match': etag }), gw.fetchTask('L1', { 'if-none-match': etag })])
+  const gate = await startGatedUpstream(t, { body: first.body })
+  const gated = await startGateway(t, { POLL_CACHE_MS: '0' }, { upstreamUrl: gate.url })
+  const coalesced = await burstThroughGate(gated, gate, '/mj/task/L1/fetch', 2, { 'if-none-match': etag })
   t.same(coalesced.map((r) => [r.status, r.headers['x-cache']]).sort(), [[304, 'COALESCED'], [304, 'MISS']])
 
   gw.upstream.setHandler(() => ({ kind: 'json', status: 500, body: {} }))

@@ -1,7 +1,7 @@
 /**
  * The built gateway listening on 127.0.0.1:0 with the fake upstream behind it, both closed in teardown.
  */
-import { request as httpRequest } from 'node:http'
+import { createServer, request as httpRequest, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
@@ -9,7 +9,7 @@ import type { Test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js'
-import { get, type HttpResult } from './net.js'
+import { get, waitFor, type HttpResult } from './net.js'
 
 export const UPSTREAM_KEY = 'sk-upstream-SECRET-9d2f6b1e7c'
 
@@ -107,4 +107,75 @@ export function sample(text: string, name: string, labels: Record<string, string
   )
   if (found.length > 1) throw new Error(`${found.length} samples of ${name} match ${JSON.stringify(labels)}`)
   return found[0]?.value
+}
+
+export interface GatedUpstream {
+  url: string
+  /** requests received */
+  readonly calls: number
+  /** what every request is answered with */
+  answer: { status?: number; body: string }
+  /** while true, requests wait for release() */
+  hold: boolean
+  /** answers every waiting request (and stops holding) */
+  release(): void
+}
+
+/**
+ * An upstream that holds its answers until released, so a test can make sure every concurrent request
+ * has reached the gateway before the one upstream call completes (no race on timing).
+ */
+export async function startGatedUpstream(t: Test, answer: { status?: number; body: string }): Promise<GatedUpstream> {
+  const waiting: ServerResponse[] = []
+  let calls = 0
+  const send = (res: ServerResponse) => {
+    res.writeHead(gate.answer.status ?? 200, { 'content-type': 'application/json' })
+    res.end(gate.answer.body)
+  }
+  const server = createServer((req, res) => {
+    calls++
+    req.resume()
+    if (gate.hold) waiting.push(res)
+    else send(res)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    server.closeAllConnections()
+    return new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  const gate: GatedUpstream = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    get calls() {
+      return calls
+    },
+    answer,
+    hold: true,
+    release() {
+      gate.hold = false
+      for (const res of waiting.splice(0)) send(res)
+    }
+  }
+  return gate
+}
+
+/**
+ * n concurrent GETs of one path through the gateway while the gated upstream holds its answer; released once
+ * all n have reached the gateway and the upstream call is under way.
+ */
+export async function burstThroughGate(gw: Gateway, gate: GatedUpstream, path: string, n: number, headers?: Record<string, string>): Promise<HttpResult[]> {
+  let arrived = 0
+  const onRequest = () => arrived++
+  gw.app.server.on('request', onRequest)
+  try {
+    gate.hold = true
+    const callsBefore = gate.calls
+    const pending = Promise.all(Array.from({ length: n }, () => get(`${gw.url}${path}`, headers)))
+    await waitFor(() => arrived >= n && gate.calls > callsBefore, 10_000)
+    // from the 'request' event to joining the flight is a few microtasks; leave them ample time
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    gate.release()
+    return await pending
+  } finally {
+    gw.app.server.off('request', onRequest)
+  }
 }
