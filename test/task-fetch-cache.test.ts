@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { imageUrlExpiringAt, taskBody, type Behavior } from './helpers/fake-upstream.js'
-import { type HttpResult } from './helpers/net.js'
+import { send, waitFor, type HttpResult } from './helpers/net.js'
 import { burstThroughGate, sample, startGatedUpstream, startGateway, type Gateway } from './helpers/gateway.js'
 
 const JSON_UTF8 = 'application/json; charset=utf-8'
@@ -337,4 +337,30 @@ t.test('§4 the etag changes when the body does', async (t) => {
   const b = await gw.fetchTask('T1', { 'if-none-match': a.headers['etag'] as string })
   t.equal(b.status, 200, 'progress moved: a new body, not a 304')
   t.not(b.headers['etag'], a.headers['etag'])
+})
+
+t.test('§5.4 a client that goes away while coalesced breaks nothing for the others', async (t) => {
+  const gate = await startGatedUpstream(t, { body: JSON.stringify(taskBody('T1', 'SUCCESS')) })
+  const gw = await startGateway(t, {}, { upstreamUrl: gate.url })
+  const controllers = [new AbortController(), new AbortController()]
+  const leaving = controllers.map((c) => fetch(`${gw.url}/mj/task/T1/fetch`, { signal: c.signal }).catch((err: Error) => err.name))
+  const staying = gw.fetchTask('T1')
+  await waitFor(() => gate.calls === 1)
+  for (const c of controllers) c.abort()
+  t.same(await Promise.all(leaving), ['AbortError', 'AbortError'])
+  gate.release()
+  const res = await staying
+  t.equal(res.status, 200)
+  t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'HIT', 'the answer was stored')
+  t.equal(gate.calls, 1)
+})
+
+t.test('§4 HEAD answers like GET without a body', async (t) => {
+  const gw = await startGateway(t)
+  const first = await send('HEAD', `${gw.url}/mj/task/T1/fetch`)
+  t.same([first.status, first.body, first.headers['x-cache']], [200, '', 'MISS'])
+  t.match(first.headers['etag'], /^"/)
+  const second = await send('HEAD', `${gw.url}/mj/task/T1/fetch`)
+  t.same([second.status, second.headers['x-cache']], [200, 'HIT'])
+  t.equal(gw.upstream.calls, 1)
 })
