@@ -1,17 +1,27 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Config } from './config.js'
-import { frameworkErrors, installErrorHandler } from './errors.js'
+import { installErrorHandler } from './errors.js'
 import { GatewayMetrics } from './metrics.js'
 import { TaskCache } from './cache/task-cache.js'
 import { TaskService } from './task-service.js'
 import { UpstreamClient } from './upstream/client.js'
+import { ClientKeyTable } from './auth.js'
 import metricsPlugin from './plugins/metrics.js'
+import hardeningPlugin, { defaultTimeouts, hardeningServerOptions, type Timeouts } from './plugins/hardening.js'
+import authPlugin, { reloadClientKeys } from './plugins/auth.js'
+import corsPlugin from './plugins/cors.js'
+import rateLimitPlugin from './plugins/rate-limit.js'
+import sheddingPlugin from './plugins/shedding.js'
 import { healthRoutes } from './routes/health.js'
 import { taskFetchRoutes } from './routes/task-fetch.js'
+import { passthroughRoutes } from './routes/passthrough.js'
+import { TaskListService } from './task-list.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
   logStream?: NodeJS.WritableStream
+  /** slow-client time limits (tests shorten them); default defaultTimeouts() */
+  timeouts?: Partial<Timeouts>
 }
 
 export const REDACTED_HEADERS = ['authorization', 'mj-api-secret', 'cookie', 'set-cookie', 'x-api-key', 'proxy-authorization']
@@ -21,6 +31,8 @@ function loggerOptions(config: Config, overrides: AppOverrides): FastifyServerOp
   return {
     level: config.logLevel,
     redact: { paths, censor: '[redacted]' },
+    // The client's name (never its token) on every "request completed" line.
+    serializers: { res: (reply) => ({ statusCode: reply.statusCode, client: reply.request?.mjClient?.name }) },
     ...(overrides.logStream === undefined ? {} : { stream: overrides.logStream })
   }
 }
@@ -38,10 +50,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     trustProxy: trustProxyOption(config.trustProxy),
     // Long ids must reach the schema (400), not fall out of the router (404).
     routerOptions: { maxParamLength: 1024 },
-    frameworkErrors,
-    return503OnClosing: true
+    return503OnClosing: true,
+    ...hardeningServerOptions({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts })
   })
   installErrorHandler(app)
+  await app.register(hardeningPlugin)
+
+  const clientKeys = new ClientKeyTable(config)
+  app.decorate('reloadClientKeys', () => reloadClientKeys(clientKeys, app.log))
 
   const metrics = new GatewayMetrics({
     cache: { entries: () => cache.entries, bytes: () => cache.bytes },
@@ -54,6 +70,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   })
   const upstream = new UpstreamClient(config.upstream, metrics)
   const service = new TaskService(config.cache, cache, upstream, metrics)
+  const list = new TaskListService(config.cache, cache, upstream, metrics)
   app.addHook('onClose', async () => {
     await upstream.close()
   })
@@ -72,8 +89,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(metricsPlugin, { metrics, token: config.metricsToken })
   await app.register(healthRoutes, { redisState: () => 'off' })
   // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
+  // Hook order inside: CORS (answers preflights), shedding, rate limit (onRequest), client token (preParsing).
   await app.register(async (mj) => {
+    if (config.corsOrigins.length > 0) await mj.register(corsPlugin, { origins: config.corsOrigins })
+    if (config.eventLoopMaxDelayMs > 0) await mj.register(sheddingPlugin, { maxEventLoopDelayMs: config.eventLoopMaxDelayMs })
+    await mj.register(authPlugin, { table: clientKeys })
+    if (config.rateLimitPerMinute > 0) await mj.register(rateLimitPlugin, { table: clientKeys, perMinute: config.rateLimitPerMinute })
     await mj.register(taskFetchRoutes, { cache, service, metrics })
+    await mj.register(passthroughRoutes, { config, upstream, list })
   })
   return app
 }

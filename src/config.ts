@@ -68,6 +68,8 @@ export interface Config {
     readonly staleIfErrorSeconds: number
   }
   readonly clientKeys: readonly ClientKey[]
+  /** the CLIENT_KEYS part of clientKeys: kept when CLIENT_KEYS_FILE is re-read (SIGHUP); absent = none */
+  readonly clientKeysInline?: readonly ClientKey[]
   readonly clientKeysFile?: string
   readonly rateLimitPerMinute: number
   readonly corsOrigins: readonly string[]
@@ -209,6 +211,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   }
   if (/[\r\n]/.test(apiKey)) throw new ConfigError('UPSTREAM_API_KEY: must be a single line')
 
+  const clientKeysInline = parseClientKeys(env.CLIENT_KEYS)
   const ca = env.UPSTREAM_CA_FILE ? readSecretFile('UPSTREAM_CA_FILE', env.UPSTREAM_CA_FILE) : undefined
   if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) {
     throw new ConfigError(`UPSTREAM_CA_FILE: ${env.UPSTREAM_CA_FILE} holds no PEM certificate`)
@@ -239,6 +242,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       staleIfErrorSeconds: env.STALE_IF_ERROR_SECONDS
     },
     clientKeys: loadClientKeys(env),
+    clientKeysInline,
     ...(env.CLIENT_KEYS_FILE === undefined ? {} : { clientKeysFile: env.CLIENT_KEYS_FILE }),
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
     corsOrigins: parseOrigins(env.CORS_ORIGINS),

@@ -1,10 +1,14 @@
 import { STATUS_CODES } from 'node:http'
 import createError from '@fastify/error'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyInstance } from 'fastify'
 
 export const BadTaskIdError = createError('MJGW_BAD_TASK_ID', 'task id must match ^[A-Za-z0-9_-]{1,64}$', 400)
 export const UnauthorizedError = createError('MJGW_UNAUTHORIZED', 'missing or invalid client token', 401)
 export const RateLimitedError = createError('MJGW_RATE_LIMITED', 'rate limit exceeded, retry in %s', 429)
+export const BadRequestError = createError('MJGW_BAD_REQUEST', '%s', 400)
+export const UriTooLongError = createError('MJGW_URI_TOO_LONG', 'request URL longer than %s bytes', 414)
+export const HeadersTooLargeError = createError('MJGW_HEADERS_TOO_LARGE', 'more than %s request headers', 431)
+export const OverloadedError = createError('MJGW_OVERLOADED', 'gateway overloaded, retry later', 503)
 export const TaskNotFoundError = createError('MJGW_TASK_NOT_FOUND', 'task %s not found upstream', 404)
 export const UpstreamAuthError = createError('MJGW_UPSTREAM_AUTH', 'upstream refused the gateway credentials (HTTP %s)', 502)
 export const UpstreamHttpError = createError('MJGW_UPSTREAM_ERROR', 'upstream failed with HTTP %s', 502)
@@ -50,15 +54,3 @@ export function installErrorHandler(app: FastifyInstance): void {
   })
 }
 
-/**
- * The router's own rejections, before any route runs: a param longer than maxParamLength (Fastify: 414
- * FST_ERR_MAX_PARAM_LENGTH) or a malformed %-escape (400 FST_ERR_BAD_URL). Under /mj/task/ that is a task id
- * failing the pattern, which CONTRACT §4/§6 answer 400; elsewhere Fastify's code in our error shape.
- */
-export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
-  if (request.url.startsWith('/mj/task/')) {
-    void reply.code(400).send(errorBody(400, 'MJGW_BAD_TASK_ID', new BadTaskIdError().message))
-    return
-  }
-  void reply.code(400).send(errorBody(400, err.code, err.message))
-}

@@ -14,7 +14,13 @@ try {
 const app = await buildApp(config)
 app.log.info({ config: describeConfig(config) }, 'effective configuration')
 
-closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+// Rotate team tokens without a restart: edit CLIENT_KEYS_FILE, then `kill -HUP <pid>`.
+process.on('SIGHUP', () => {
+  app.reloadClientKeys()
+})
+
+// SIGHUP reloads tokens (above), so it must not also close the gateway.
+closeWithGrace({ delay: 10_000, skip: ['SIGHUP'] }, async ({ signal, err }) => {
   if (err !== undefined) app.log.error({ err }, 'closing after an error')
   else app.log.info({ signal }, 'closing: finishing in-flight requests')
   await app.close()

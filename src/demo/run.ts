@@ -4,13 +4,15 @@
  */
 import { buildApp } from '../app.js'
 import { ConfigError, loadConfig, type Config } from '../config.js'
+import { passthroughEnabled } from '../routes/passthrough.js'
 import { startSimulatedUpstream } from './simulated-upstream.js'
 
 const DEMO_UPSTREAM_KEY = 'demo-upstream-key'
 const DEMO_CLIENT_KEYS = 'demo:demo-client-token'
 
 const authStyle = process.env.UPSTREAM_AUTH_STYLE === 'mj-api-secret' ? 'mj-api-secret' : 'bearer'
-const sim = await startSimulatedUpstream({ apiKey: DEMO_UPSTREAM_KEY, authStyle })
+// tasks submitted through the demo always succeed, so the upscale line after them works; the FAILURE example is made below
+const sim = await startSimulatedUpstream({ apiKey: DEMO_UPSTREAM_KEY, authStyle, failureRatio: 0 })
 
 let config: Config
 try {
@@ -65,7 +67,7 @@ const usingDemoToken = process.env.CLIENT_KEYS === undefined
 const auth =
   config.clientKeys.length === 0 ? '' : usingDemoToken ? ` -H 'Authorization: Bearer demo-client-token'` : ` -H "Authorization: Bearer $MJGW_TOKEN"`
 const metricsAuth = config.metricsToken === '' ? '' : ` -H "Authorization: Bearer $METRICS_TOKEN"`
-const submitOn = config.passthrough === 'on' || (config.passthrough === 'auto' && config.clientKeys.length > 0)
+const submitOn = passthroughEnabled(config)
 
 const live = sim.createTask({ prompt: 'a red fox in fresh snow, golden hour --v 6.1', outcome: 'SUCCESS' })
 const failing = sim.createTask({ prompt: 'a forbidden prompt --v 6.1', outcome: 'FAILURE' })
@@ -100,9 +102,19 @@ const lines = [
 ]
 if (submitOn) {
   lines.push(
-    '# submit a new task through the gateway, then poll its id',
+    '# submit a new task through the gateway, then poll its id until it is finished and served from the cache (x-cache: HIT)',
     `ID=$(curl -s -X POST ${base}/mj/submit/imagine${auth} -H 'content-type: application/json' -d '{"prompt":"a lighthouse at dusk --v 6.1"}' | sed -E 's/.*"result":"([^"]+)".*/\\1/'); echo "task $ID"`,
     `for i in $(seq 1 8); do curl -s -D - ${base}/mj/task/$ID/fetch${auth} | grep -Eio '^x-cache: [A-Z]+|"status":"[A-Z_]*"|"progress":"[0-9]*%"' | tr '\\n' ' '; echo; sleep 1; done`,
+    '',
+    '# once it SUCCEEDED: upscale image 1 (submit/action with a button customId), and read its seed',
+    `CUSTOM=$(curl -s ${base}/mj/task/$ID/fetch${auth} | grep -o 'MJ::JOB::upsample::1::[^"]*'); curl -s -X POST ${base}/mj/submit/action${auth} -H 'content-type: application/json' -d "{\\"taskId\\":\\"$ID\\",\\"customId\\":\\"$CUSTOM\\"}"; echo`,
+    `curl -s ${base}/mj/task/$ID/image-seed${auth}; echo`,
+    '',
+    '# several tasks in one call: finished ones come from the cache (x-cache-hits), the rest from one upstream call, unknown ids left out',
+    `curl -s -D - -X POST ${base}/mj/task/list-by-condition${auth} -H 'content-type: application/json' -d "{\\"ids\\":[\\"$ID\\",\\"${finished}\\",\\"${live}\\",\\"${stuck}\\",\\"1700000000000999\\"]}" | grep -Eio '^x-cache-hits: [0-9]+|"id":"[0-9]+"|"status":"[A-Z_]*"' | tr '\\n' ' '; echo`,
+    '',
+    '# every other /mj path is 404, above all the task list (under the shared key it would list every team\'s tasks)',
+    `curl -i ${base}/mj/task/list${auth}`,
     ''
   )
 } else {

@@ -1,0 +1,135 @@
+import type { GatewayMetrics } from './metrics.js'
+import type { SharedTier } from './task-service.js'
+import type { UpstreamClient } from './upstream/client.js'
+import { arrayElementSources } from './upstream/json-array.js'
+import { classify, type CacheRules } from './cache/policy.js'
+import { etagOf, type TaskCache } from './cache/task-cache.js'
+import { UpstreamAuthError, UpstreamBadResponseError } from './errors.js'
+
+export const LIST_PATH = '/mj/task/list-by-condition'
+
+/** The answer to a list-by-condition: a JSON array of tasks, or an upstream 4xx answer passed through. */
+export type Listed =
+  | { kind: 'list'; body: Buffer; hits: number }
+  | { kind: 'answer'; status: number; body: Buffer; contentType: string | undefined; retryAfter: string | undefined }
+
+/**
+ * POST /mj/task/list-by-condition: ids whose terminal state is cached are answered from the cache,
+ * the rest are asked upstream in one call, and terminal tasks from that answer are stored for /fetch.
+ * A live (poll-cache) entry does not count as cached: it may be a second old, and a list asks for now.
+ */
+export class TaskListService {
+  constructor(
+    private readonly rules: CacheRules,
+    private readonly cache: TaskCache,
+    private readonly upstream: UpstreamClient,
+    private readonly metrics: GatewayMetrics,
+    private readonly shared?: SharedTier
+  ) {}
+
+  /** `ids` are already valid; duplicates are answered once, at their first position. */
+  async list(ids: readonly string[]): Promise<Listed> {
+    const wanted = [...new Set(ids)]
+    const bodies = new Map<string, Buffer>()
+    const now = Date.now()
+    let missing: string[] = []
+    for (const id of wanted) {
+      const e = this.cache.fresh(id, now)
+      if (e?.terminal === true) {
+        bodies.set(id, e.body)
+        this.metrics.lookup('hit')
+      } else {
+        missing.push(id)
+      }
+    }
+    if (missing.length > 0 && this.shared !== undefined) missing = await this.fromShared(this.shared, missing, bodies)
+    const hits = wanted.length - missing.length
+    if (missing.length > 0) {
+      for (let i = 0; i < missing.length; i++) this.metrics.lookup('miss')
+      const answer = await this.fromUpstream(missing, bodies)
+      if (answer !== undefined) return answer
+    }
+    const parts: Buffer[] = []
+    for (const id of wanted) {
+      const body = bodies.get(id)
+      if (body !== undefined) parts.push(body)
+    }
+    return { kind: 'list', body: joinArray(parts), hits }
+  }
+
+  private async fromShared(shared: SharedTier, ids: string[], bodies: Map<string, Buffer>): Promise<string[]> {
+    const found = await Promise.all(ids.map((id) => shared.get(id).catch(() => undefined)))
+    const now = Date.now()
+    const missing: string[] = []
+    ids.forEach((id, i) => {
+      const hit = found[i]
+      if (hit === undefined) {
+        missing.push(id)
+        return
+      }
+      this.cache.store(id, hit.body, etagOf(hit.body), true, hit.ttlMs, now)
+      bodies.set(id, hit.body)
+      this.metrics.lookup('hit_shared')
+    })
+    return missing
+  }
+
+  /** Asks upstream once; fills `bodies`, or returns the upstream's 4xx answer to pass through. */
+  private async fromUpstream(ids: string[], bodies: Map<string, Buffer>): Promise<Listed | undefined> {
+    const res = await this.upstream.request({
+      method: 'POST',
+      path: LIST_PATH,
+      body: Buffer.from(JSON.stringify({ ids })),
+      // a query, not a submit: safe to retry
+      idempotent: true
+    })
+    if (res.status === 401 || res.status === 403) throw new UpstreamAuthError(res.status)
+    if (res.status >= 400) return { kind: 'answer', ...res }
+    if (res.status >= 300) throw new UpstreamBadResponseError(`unexpected HTTP ${res.status}`)
+
+    const text = res.body.toString('utf8').trim()
+    // midjourney-proxy answers an empty match with []; an empty body or null means the same
+    if (text === '' || text === 'null') return undefined
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      throw new UpstreamBadResponseError('list body is not JSON')
+    }
+    if (!Array.isArray(parsed)) throw new UpstreamBadResponseError('list body is not a JSON array')
+
+    const asked = new Set(ids)
+    const sources = arrayElementSources(text)
+    const now = Date.now()
+    parsed.forEach((task: unknown, i) => {
+      if (task === null || typeof task !== 'object') return
+      const id = (task as Record<string, unknown>)['id']
+      if (typeof id !== 'string' || !asked.has(id) || bodies.has(id)) return
+      const body = Buffer.from(sources[i] as string)
+      bodies.set(id, body)
+      const verdict = classify(body, id, now, this.rules)
+      if (verdict.kind !== 'terminal') return
+      if (verdict.ttlMs === 0) {
+        this.cache.delete(id)
+        return
+      }
+      this.cache.store(id, body, etagOf(body), true, verdict.ttlMs, now)
+      this.shared?.set(id, body, verdict.ttlMs)
+    })
+    return undefined
+  }
+}
+
+const OPEN = Buffer.from('[')
+const COMMA = Buffer.from(',')
+const CLOSE = Buffer.from(']')
+
+function joinArray(parts: readonly Buffer[]): Buffer {
+  const chunks: Buffer[] = [OPEN]
+  parts.forEach((p, i) => {
+    if (i > 0) chunks.push(COMMA)
+    chunks.push(p)
+  })
+  chunks.push(CLOSE)
+  return Buffer.concat(chunks)
+}

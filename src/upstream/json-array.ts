@@ -1,0 +1,37 @@
+const WHITESPACE = new Set([' ', '\t', '\n', '\r'])
+
+/**
+ * The source text of each element of a JSON array, as the upstream wrote it.
+ * A task taken from a list answer is cached and later served by /fetch, whose contract is "the upstream
+ * body, byte for byte": re-serializing a parsed element would change escapes (a Go relay writes `&` as
+ * `\u0026`) and number forms. No JSON library hands out element source text, hence this scanner.
+ *
+ * `text` must already have passed JSON.parse as an array; on anything else the result is meaningless.
+ */
+export function arrayElementSources(text: string): string[] {
+  const out: string[] = []
+  let depth = 0
+  let start = -1
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i] as string
+    if (inString) {
+      if (c === '\\') i++
+      else if (c === '"') inString = false
+      continue
+    }
+    if (depth === 1 && start < 0 && c !== ',' && c !== ']' && !WHITESPACE.has(c)) start = i
+    if (c === '"') {
+      inString = true
+    } else if (c === '[' || c === '{') {
+      depth++
+    } else if (c === ']' || c === '}') {
+      depth--
+      if (depth === 0 && start >= 0) out.push(text.slice(start, i).trimEnd())
+    } else if (c === ',' && depth === 1) {
+      out.push(text.slice(start, i).trimEnd())
+      start = -1
+    }
+  }
+  return out
+}

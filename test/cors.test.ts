@@ -1,0 +1,91 @@
+import t from 'tap'
+import { ConfigError, loadConfig } from '../src/config.js'
+import { call, startGateway, type Answer } from './helpers/access-harness.js'
+
+const APP = 'https://app.example.com'
+const ADMIN = 'http://localhost:5173'
+const TOKEN = 'tok-cors-0011223344'
+
+const corsHeaders = (res: Answer): string[] => Object.keys(res.headers).filter((h) => h.startsWith('access-control-'))
+
+const preflight = (origin: string, requestHeaders = 'authorization, mj-api-secret') => ({
+  method: 'OPTIONS',
+  headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': requestHeaders }
+})
+
+t.test('§3 CORS_ORIGINS: an exact-origin allowlist', async (t) => {
+  const gw = await startGateway(t, { CORS_ORIGINS: `${APP}, ${ADMIN}`, CLIENT_KEYS: TOKEN })
+  const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+  const auth = { authorization: `Bearer ${TOKEN}` }
+
+  t.test('an allowed origin is echoed back exactly (never *), with vary: origin and the readable headers exposed', async (t) => {
+    for (const origin of [APP, ADMIN]) {
+      const res = await call(gw, path, { headers: { ...auth, origin } })
+      t.equal(res.status, 200)
+      t.equal(res.headers['access-control-allow-origin'], origin)
+      t.match(res.headers['vary'], /origin/i)
+      const exposed = String(res.headers['access-control-expose-headers']).split(/,\s*/)
+      for (const h of ['etag', 'x-cache', 'retry-after', 'x-ratelimit-remaining']) t.ok(exposed.includes(h), `exposes ${h}`)
+      t.equal(res.headers['access-control-allow-credentials'], undefined, 'tokens travel in headers: no credentials mode')
+    }
+  })
+
+  t.test('any other origin gets no CORS header at all', async (t) => {
+    for (const origin of ['https://evil.example', `${APP}.evil.example`, 'http://app.example.com', `${APP}:8443`, 'null', `${APP}/`]) {
+      const res = await call(gw, path, { headers: { ...auth, origin } })
+      t.equal(res.status, 200, 'CORS is the browser’s business: the request itself is served')
+      t.same(corsHeaders(res), [], origin)
+      t.match(res.headers['vary'], /origin/i, 'still varies by origin, so a cache never mixes them')
+    }
+  })
+
+  t.test('a preflight from an allowed origin: 204, allows authorization and mj-api-secret, needs no token, no upstream call', async (t) => {
+    const before = gw.upstreamCalls()
+    const res = await call(gw, path, preflight(APP))
+    t.equal(res.status, 204)
+    t.equal(res.headers['access-control-allow-origin'], APP)
+    const allowed = String(res.headers['access-control-allow-headers']).split(/,\s*/)
+    t.ok(allowed.includes('authorization'))
+    t.ok(allowed.includes('mj-api-secret'))
+    t.match(res.headers['access-control-allow-methods'], /GET/)
+    t.match(res.headers['access-control-allow-methods'], /POST/)
+    t.equal(res.headers['access-control-max-age'], '600')
+    t.equal(res.text, '')
+    t.equal(gw.upstreamCalls(), before)
+  })
+
+  t.test('a preflight from any other origin gets no CORS header', async (t) => {
+    const res = await call(gw, path, preflight('https://evil.example'))
+    t.ok(res.status >= 400 && res.status < 500, String(res.status))
+    t.same(corsHeaders(res), [])
+  })
+
+})
+
+t.test('401 and 429 carry the CORS headers, so browser code can read why', async (t) => {
+  const gw = await startGateway(t, { CORS_ORIGINS: APP, CLIENT_KEYS: TOKEN, RATE_LIMIT_PER_MINUTE: '1' })
+  const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+  const refused = await call(gw, path, { headers: { origin: APP, authorization: 'Bearer wrong' } })
+  t.equal(refused.status, 401)
+  t.equal(refused.headers['access-control-allow-origin'], APP)
+  const limited = await call(gw, path, { headers: { origin: APP } })
+  t.equal(limited.status, 429)
+  t.equal(limited.headers['access-control-allow-origin'], APP)
+  t.ok(limited.headers['retry-after'])
+})
+
+t.test('§3 CORS_ORIGINS empty = no CORS headers', async (t) => {
+  const gw = await startGateway(t, {})
+  const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+  const res = await call(gw, path, { headers: { origin: APP } })
+  t.equal(res.status, 200)
+  t.same(corsHeaders(res), [])
+  const pre = await call(gw, path, preflight(APP))
+  t.equal(pre.status, 404)
+  t.same(corsHeaders(pre), [])
+})
+
+t.test('§3 CORS_ORIGINS never allows *', async (t) => {
+  t.throws(() => loadConfig({ UPSTREAM_API_KEY: 'k', CORS_ORIGINS: '*' }), ConfigError)
+  t.throws(() => loadConfig({ UPSTREAM_API_KEY: 'k', CORS_ORIGINS: `${APP},*` }), ConfigError)
+})

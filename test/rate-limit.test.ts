@@ -1,0 +1,196 @@
+import { randomUUID } from 'node:crypto'
+import Fastify from 'fastify'
+import { Redis } from 'ioredis'
+import t, { type Test } from 'tap'
+import { ClientKeyTable } from '../src/auth.js'
+import { loadConfig } from '../src/config.js'
+import { installErrorHandler } from '../src/errors.js'
+import authPlugin from '../src/plugins/auth.js'
+import rateLimitPlugin from '../src/plugins/rate-limit.js'
+import { UPSTREAM_KEY, call, startGateway, type Answer } from './helpers/access-harness.js'
+
+const ALPHA = 'tok-alpha-rl-1122334455'
+const ALPHA_NEXT = 'tok-alpha-rl-next-667788'
+const BETA = 'tok-beta-rl-99aabbccdd'
+
+function assertLimited(t: Test, res: Answer, limit: number): void {
+  t.equal(res.status, 429)
+  t.match(res.json, { statusCode: 429, code: 'MJGW_RATE_LIMITED', error: 'Too Many Requests', message: /^rate limit exceeded, retry in / })
+  t.same(Object.keys(res.json ?? {}).sort(), ['code', 'error', 'message', 'statusCode'])
+  const retryAfter = Number(res.headers['retry-after'])
+  t.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `retry-after is 1..60 s (${String(res.headers['retry-after'])})`)
+  t.equal(res.headers['x-ratelimit-limit'], String(limit))
+  t.equal(res.headers['x-ratelimit-remaining'], '0')
+  t.ok(Number(res.headers['x-ratelimit-reset']) >= 1)
+}
+
+t.test('§3 RATE_LIMIT_PER_MINUTE counts per client token name', async (t) => {
+  const gw = await startGateway(t, { CLIENT_KEYS: `alpha:${ALPHA},alpha:${ALPHA_NEXT},beta:${BETA}`, RATE_LIMIT_PER_MINUTE: '3' })
+  const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+  const alpha = { authorization: `Bearer ${ALPHA}` }
+
+  t.test('§6 the request over the limit → 429 MJGW_RATE_LIMITED with retry-after and x-ratelimit-*', async (t) => {
+    for (const remaining of ['2', '1', '0']) {
+      const res = await call(gw, path, { headers: alpha })
+      t.equal(res.status, 200)
+      t.equal(res.headers['x-ratelimit-limit'], '3')
+      t.equal(res.headers['x-ratelimit-remaining'], remaining)
+    }
+    const before = gw.upstreamCalls()
+    const over = await call(gw, `/mj/task/${gw.sim.finishedTask()}/fetch`, { headers: alpha })
+    assertLimited(t, over, 3)
+    t.equal(gw.upstreamCalls(), before, 'no upstream call')
+    t.notMatch(over.text, ALPHA)
+  })
+
+  t.test('two tokens with one name share one limit (rotation overlap)', async (t) => {
+    assertLimited(t, await call(gw, path, { headers: { 'mj-api-secret': ALPHA_NEXT } }), 3)
+  })
+
+  t.test('another client name has its own limit, from the same IP', async (t) => {
+    const res = await call(gw, path, { headers: { authorization: `Bearer ${BETA}` } })
+    t.equal(res.status, 200)
+    t.equal(res.headers['x-ratelimit-remaining'], '2')
+  })
+
+  t.test('§3 /healthz, /readyz and /metrics are exempt', async (t) => {
+    for (const p of ['/healthz', '/readyz', '/metrics']) {
+      for (let i = 0; i < 5; i++) {
+        const res = await call(gw, p, { headers: alpha })
+        t.equal(res.status, 200, p)
+        t.equal(res.headers['x-ratelimit-limit'], undefined)
+      }
+    }
+  })
+})
+
+t.test('§3 refused-auth requests count against the IP', async (t) => {
+  const gw = await startGateway(t, { CLIENT_KEYS: `alpha:${ALPHA}`, RATE_LIMIT_PER_MINUTE: '3' })
+  const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+  for (const headers of [{}, { authorization: 'Bearer guess-1' }, { 'mj-api-secret': 'guess-2' }]) {
+    const res = await call(gw, path, { headers })
+    t.equal(res.status, 401)
+    t.ok(res.headers['x-ratelimit-remaining'] !== undefined, 'a refused request is counted')
+  }
+  const before = gw.upstreamCalls()
+  assertLimited(t, await call(gw, path, { headers: { authorization: 'Bearer guess-3' } }), 3)
+  assertLimited(t, await call(gw, path), 3)
+  t.equal(gw.upstreamCalls(), before)
+  const valid = await call(gw, path, { headers: { authorization: `Bearer ${ALPHA}` } })
+  t.equal(valid.status, 200, 'a valid token is counted by its name, not by the exhausted IP')
+  const logs = gw.logs.join('')
+  for (const secret of [ALPHA, UPSTREAM_KEY]) t.notMatch(logs, secret)
+})
+
+t.test('§3 without client tokens the limit is per IP', async (t) => {
+  const gw = await startGateway(t, { RATE_LIMIT_PER_MINUTE: '2' })
+  const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+  t.equal((await call(gw, path)).status, 200)
+  t.equal((await call(gw, path, { headers: { authorization: 'Bearer anything' } })).status, 200)
+  assertLimited(t, await call(gw, path), 2)
+})
+
+t.test('§3 TRUST_PROXY decides which IP counts', async (t) => {
+  t.test('TRUST_PROXY=true: X-Forwarded-For names the client', async (t) => {
+    const gw = await startGateway(t, { RATE_LIMIT_PER_MINUTE: '2', TRUST_PROXY: 'true' })
+    const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+    const from = (ip: string) => ({ 'x-forwarded-for': ip })
+    t.equal((await call(gw, path, { headers: from('203.0.113.7') })).status, 200)
+    t.equal((await call(gw, path, { headers: from('203.0.113.7') })).status, 200)
+    assertLimited(t, await call(gw, path, { headers: from('203.0.113.7') }), 2)
+    t.equal((await call(gw, path, { headers: from('198.51.100.9') })).status, 200, 'another forwarded IP has its own limit')
+  })
+
+  t.test('TRUST_PROXY=false (default): X-Forwarded-For is ignored, so it cannot dodge the limit', async (t) => {
+    const gw = await startGateway(t, { RATE_LIMIT_PER_MINUTE: '2' })
+    const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+    t.equal((await call(gw, path, { headers: { 'x-forwarded-for': '203.0.113.1' } })).status, 200)
+    t.equal((await call(gw, path, { headers: { 'x-forwarded-for': '203.0.113.2' } })).status, 200)
+    assertLimited(t, await call(gw, path, { headers: { 'x-forwarded-for': '203.0.113.3' } }), 2)
+  })
+
+  t.test('TRUST_PROXY=1 (one hop): the last forwarded address counts, a spoofed first one does not', async (t) => {
+    const gw = await startGateway(t, { RATE_LIMIT_PER_MINUTE: '1', TRUST_PROXY: '1' })
+    const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+    t.equal((await call(gw, path, { headers: { 'x-forwarded-for': '10.9.9.9, 203.0.113.50' } })).status, 200)
+    assertLimited(t, await call(gw, path, { headers: { 'x-forwarded-for': '10.8.8.8, 203.0.113.50' } }), 1)
+  })
+})
+
+t.test('§3 TRUST_PROXY as a list of proxy addresses: only those proxies are believed', async (t) => {
+  t.test('the client connects from a listed proxy: X-Forwarded-For counts', async (t) => {
+    const gw = await startGateway(t, { RATE_LIMIT_PER_MINUTE: '1', TRUST_PROXY: '127.0.0.1, 10.0.0.0/8' })
+    const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+    t.equal((await call(gw, path, { headers: { 'x-forwarded-for': '203.0.113.1' } })).status, 200)
+    t.equal((await call(gw, path, { headers: { 'x-forwarded-for': '203.0.113.2' } })).status, 200)
+    assertLimited(t, await call(gw, path, { headers: { 'x-forwarded-for': '203.0.113.2' } }), 1)
+  })
+  t.test('the client is not a listed proxy: X-Forwarded-For is ignored', async (t) => {
+    const gw = await startGateway(t, { RATE_LIMIT_PER_MINUTE: '1', TRUST_PROXY: '10.0.0.0/8' })
+    const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+    t.equal((await call(gw, path, { headers: { 'x-forwarded-for': '203.0.113.1' } })).status, 200)
+    assertLimited(t, await call(gw, path, { headers: { 'x-forwarded-for': '203.0.113.2' } }), 1)
+  })
+})
+
+t.test('§3 RATE_LIMIT_PER_MINUTE=0 = off', async (t) => {
+  const gw = await startGateway(t, { RATE_LIMIT_PER_MINUTE: '0' })
+  const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+  for (let i = 0; i < 30; i++) {
+    const res = await call(gw, path)
+    t.equal(res.status, 200)
+    t.equal(res.headers['x-ratelimit-limit'], undefined)
+  }
+})
+
+t.test('the rate-limit store is pluggable: replicas sharing one Redis share the count', async (t) => {
+  const redis = new Redis({ host: '127.0.0.1', port: 6379, lazyConnect: true, maxRetriesPerRequest: 1 })
+  try {
+    await redis.connect()
+  } catch {
+    redis.disconnect()
+    t.fail('Redis on 127.0.0.1:6379 is needed (CI starts it)')
+    return
+  }
+  const namespace = `mjgw-test:rl:${randomUUID()}:`
+  t.teardown(async () => {
+    const keys = await redis.keys(`${namespace}*`)
+    if (keys.length > 0) await redis.del(...keys)
+    redis.disconnect()
+  })
+  const config = loadConfig({ UPSTREAM_API_KEY: 'k', CLIENT_KEYS: `alpha:${ALPHA}` })
+  const replica = async () => {
+    const app = Fastify()
+    installErrorHandler(app)
+    const table = new ClientKeyTable(config)
+    await app.register(authPlugin, { table })
+    await app.register(rateLimitPlugin, { table, perMinute: 2, redis, namespace })
+    app.get('/mj/ping', async () => ({ pong: true }))
+    t.teardown(() => app.close())
+    return app
+  }
+  const [a, b] = [await replica(), await replica()]
+  const headers = { authorization: `Bearer ${ALPHA}` }
+  t.equal((await a.inject({ url: '/mj/ping', headers })).statusCode, 200)
+  t.equal((await b.inject({ url: '/mj/ping', headers })).statusCode, 200)
+  const over = await a.inject({ url: '/mj/ping', headers })
+  t.equal(over.statusCode, 429, 'the third request in the minute, across two replicas')
+  t.equal(over.json().code, 'MJGW_RATE_LIMITED')
+  t.ok(Number(over.headers['retry-after']) >= 1)
+  t.same(await redis.keys(`${namespace}*`), [`${namespace}client:alpha`], 'keyed by the client name, never the token')
+})
+
+t.test('a Redis rate-limit store that is down lets requests through rather than failing them', async (t) => {
+  const redis = new Redis({ host: '127.0.0.1', port: 1, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  redis.on('error', () => undefined)
+  t.teardown(() => redis.disconnect())
+  const config = loadConfig({ UPSTREAM_API_KEY: 'k' })
+  const app = Fastify()
+  installErrorHandler(app)
+  const table = new ClientKeyTable(config)
+  await app.register(authPlugin, { table })
+  await app.register(rateLimitPlugin, { table, perMinute: 1, redis, namespace: 'mjgw-test:down:' })
+  app.get('/mj/ping', async () => ({ pong: true }))
+  t.teardown(() => app.close())
+  for (let i = 0; i < 3; i++) t.equal((await app.inject({ url: '/mj/ping' })).statusCode, 200)
+})
