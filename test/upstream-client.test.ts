@@ -277,3 +277,19 @@ t.test('UpstreamClient: a repeated content-type or retry-after header is read as
   const res = await client.request({ method: 'GET', path: '/mj/task/T1/fetch', idempotent: true })
   t.same({ status: res.status, contentType: res.contentType, retryAfter: res.retryAfter }, { status: 429, contentType: 'application/json', retryAfter: '3' })
 })
+
+t.test('§4 with client tokens configured, the accepted client credential is not forwarded either', async (t) => {
+  for (const [style, clientHeader] of [
+    ['bearer', { 'mj-api-secret': 'client-token-SECRET-9' }],
+    ['mj-api-secret', { authorization: 'Bearer client-token-SECRET-9' }],
+    ['bearer', { authorization: 'Bearer client-token-SECRET-9' }]
+  ] as const) {
+    const gw = await startGateway(t, { CLIENT_KEYS: 'web:client-token-SECRET-9', UPSTREAM_AUTH_STYLE: style })
+    const res = await gw.fetchTask('T1', { ...clientHeader, cookie: 'sid=cookie-SECRET-3' })
+    t.equal(res.status, 200, `${style} upstream, client sends ${Object.keys(clientHeader)[0]}`)
+    const h = gw.upstream.requests[0]?.headers ?? {}
+    t.notMatch(JSON.stringify(h), /client-token-SECRET|cookie-SECRET/, 'neither the client token nor the cookie reaches upstream')
+    t.equal(style === 'bearer' ? h['authorization'] : h['mj-api-secret'], style === 'bearer' ? `Bearer ${UPSTREAM_KEY}` : UPSTREAM_KEY)
+    t.equal(style === 'bearer' ? h['mj-api-secret'] : h['authorization'], undefined, 'exactly one credential')
+  }
+})
