@@ -98,6 +98,17 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     await upstream.close()
     await redis?.close()
   })
+  // CONTRACT §8: a request in flight at close must not leave its keep-alive socket open afterwards,
+  // or server.close() waits for the client's idle timeout and the graceful exit is killed by its delay.
+  let closing = false
+  app.addHook('preClose', (done) => {
+    closing = true
+    done()
+  })
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close')
+    done(null, payload)
+  })
 
   await app.register(metricsPlugin, { metrics, token: config.metricsToken })
   await app.register(healthRoutes, { redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down') })

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
 
@@ -94,7 +95,7 @@ function readSecretFile(variable: string, path: string): string {
   try {
     return readFileSync(path, 'utf8').replace(/\r?\n$/, '')
   } catch (err) {
-    throw new ConfigError(`${variable}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+    throw new ConfigError(`${variable}: cannot read ${path} (${String((err as NodeJS.ErrnoException).code)})`)
   }
 }
 
@@ -135,12 +136,22 @@ function parseBaseUrl(value: string): string {
   return url.origin
 }
 
+const PROXY_ADDR_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/** What proxy-addr (Fastify's trustProxy) accepts: an address, address/prefix, address/netmask, or a named range. */
+function isTrustedProxyEntry(item: string): boolean {
+  if (PROXY_ADDR_NAMES.has(item)) return true
+  const [addr = '', mask, ...rest] = item.split('/')
+  if (isIP(addr) === 0 || rest.length > 0) return false
+  return mask === undefined || /^\d{1,3}$/.test(mask) || isIP(mask) !== 0
+}
+
 function parseTrustProxy(value: string): boolean | number | string {
   const v = value.trim().toLowerCase()
   if (v === 'true') return true
   if (v === 'false' || v === '') return false
   if (/^\d+$/.test(v)) return Number(v)
-  if (/^[0-9a-f.:/, ]+$/.test(v)) return value.trim()
+  if (v.split(',').every((item) => isTrustedProxyEntry(item.trim()))) return value.trim()
   throw new ConfigError(`TRUST_PROXY: expected true, false, a hop count or a list of addresses, got ${JSON.stringify(value)}`)
 }
 
@@ -174,15 +185,22 @@ function checkRedisUrl(value: string): void {
   }
 }
 
-function formatAjvError(err: unknown): string {
-  const e = err as { errors?: { instancePath?: string; message?: string; params?: Record<string, unknown> }[]; message?: string }
-  const first = e.errors?.[0]
-  if (first?.instancePath) {
-    const variable = first.instancePath.replace(/^\//, '')
-    const allowed = first.params?.['allowedValues'] ?? first.params?.['allowedValue']
-    return `${variable}: ${first.message ?? 'invalid'}${allowed === undefined ? '' : ` (${JSON.stringify(allowed)})`}`
-  }
-  return e.message ?? String(err)
+interface AjvIssue {
+  instancePath: string
+  keyword: string
+  message?: string
+  params: { allowedValue?: unknown }
+}
+
+/** env-schema always throws with ajv's `errors`; one line naming the first bad variable and its value. */
+function formatAjvError(err: unknown, data: Record<string, string>): string {
+  const issues = (err as { errors: AjvIssue[] }).errors
+  const first = issues[0] as AjvIssue
+  const variable = first.instancePath.replace(/^\//, '')
+  // A union of literals fails once per literal: list them all, not just the first ("must be equal to constant").
+  const allowed = issues.filter((i) => i.instancePath === first.instancePath && i.keyword === 'const').map((i) => i.params.allowedValue)
+  const what = allowed.length > 0 ? `must be one of ${allowed.join(', ')}` : first.message
+  return `${variable}: ${what}, got ${JSON.stringify(data[variable])}`
 }
 
 /** Reads and validates the environment once. Throws ConfigError with one line naming the variable. */
@@ -195,7 +213,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   try {
     env = envSchema<Env>({ schema: EnvSchema, data, dotenv: false })
   } catch (err) {
-    throw new ConfigError(formatAjvError(err))
+    throw new ConfigError(formatAjvError(err, data))
   }
 
   let apiKey = env.UPSTREAM_API_KEY

@@ -53,3 +53,4 @@ export function installErrorHandler(app: FastifyInstance): void {
     void reply.code(404).send(errorBody(404, 'MJGW_NOT_FOUND', `no such route (${request.method})`))
   })
 }
+

@@ -1,13 +1,13 @@
 import closeWithGrace from 'close-with-grace'
-import { ConfigError, describeConfig, loadConfig, type Config } from './config.js'
+import { describeConfig, loadConfig, type Config } from './config.js'
 import { buildApp } from './app.js'
 
 let config: Config
 try {
   config = loadConfig()
 } catch (err) {
-  if (!(err instanceof ConfigError)) throw err
-  console.error(`mj-gateway: ${err.message}`)
+  // loadConfig throws only ConfigError: one line naming the variable.
+  console.error(`mj-gateway: ${(err as Error).message}`)
   process.exit(1)
 }
 

@@ -74,11 +74,12 @@ type FrameworkErrors = NonNullable<FastifyServerOptions['frameworkErrors']>
 
 /**
  * URLs the router refuses before any hook runs. Every path parameter of the gateway is a task id, so one too
- * long for the router is a bad task id (400, as CONTRACT §4 says of any id off the pattern). The path is not
- * echoed back.
+ * long for the router, or one whose %-escapes do not decode (/mj/task/%ZZ/fetch), is a bad task id (400 with
+ * a code of CONTRACT §6's id row). The path is not echoed back.
  */
-function frameworkErrors(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
-  const e = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? new BadTaskIdError() : new BadRequestError('malformed URL')
+function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const badId = err.code === 'FST_ERR_MAX_PARAM_LENGTH' || request.url.startsWith('/mj/task/')
+  const e = badId ? new BadTaskIdError() : new BadRequestError('malformed URL')
   void reply.code(e.statusCode).headers(SECURITY_HEADERS).send(errorBody(e.statusCode, e.code, e.message))
 }
 

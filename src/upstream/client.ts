@@ -79,12 +79,8 @@ export class UpstreamClient {
         if (Date.now() + delay >= deadline) break
         await sleep(delay)
       }
-      const remaining = deadline - Date.now()
-      if (remaining <= 0) {
-        lastError = new UpstreamTimeoutError(this.cfg.timeoutMs)
-        break
-      }
-      const result = await this.attempt(req, remaining)
+      // The backoff ended before the deadline, so there is budget left (a timer overshoot leaves 1 ms: a timeout).
+      const result = await this.attempt(req, Math.max(1, deadline - Date.now()))
       if ('failure' in result) {
         lastError = result.failure
         if (!result.retry) break
@@ -107,6 +103,7 @@ export class UpstreamClient {
     }, budgetMs)
     this.metrics.upstreamInflight.inc()
     let outcome: UpstreamOutcome = 'error'
+    let result: UpstreamResponse | Failure
     try {
       const res = await this.pool.request({
         method: req.method,
@@ -117,7 +114,7 @@ export class UpstreamClient {
       })
       const body = await this.readBody(res)
       outcome = res.statusCode >= 500 ? 'http_5xx' : res.statusCode >= 400 ? 'http_4xx' : 'ok'
-      return {
+      result = {
         status: res.statusCode,
         body,
         contentType: headerValue(res.headers['content-type']),
@@ -126,23 +123,26 @@ export class UpstreamClient {
     } catch (err) {
       if (timedOut) {
         outcome = 'timeout'
-        return { failure: new UpstreamTimeoutError(this.cfg.timeoutMs), retry: false }
+        result = { failure: new UpstreamTimeoutError(this.cfg.timeoutMs), retry: false }
+      } else if (err instanceof BodyTooLarge) {
+        result = { failure: new UpstreamBadResponseError(`body larger than ${this.cfg.maxBodyBytes} bytes`), retry: false }
+      } else {
+        result = unreachable(err)
       }
-      if (err instanceof BodyTooLarge) {
-        return { failure: new UpstreamBadResponseError(`body larger than ${this.cfg.maxBodyBytes} bytes`), retry: false }
-      }
-      return unreachable(err)
-    } finally {
-      clearTimeout(timer)
-      this.metrics.upstreamInflight.dec()
-      this.metrics.upstreamAttempt(outcome, (performance.now() - started) / 1000)
     }
+    clearTimeout(timer)
+    this.metrics.upstreamInflight.dec()
+    this.metrics.upstreamAttempt(outcome, (performance.now() - started) / 1000)
+    return result
   }
 
   private async readBody(res: Dispatcher.ResponseData): Promise<Buffer> {
     const max = this.cfg.maxBodyBytes
     const declared = Number(res.headers['content-length'])
     if (declared > max) {
+      // An unread undici body emits RequestAbortedError when destroyed: without a listener that is an
+      // uncaught exception, and one oversized upstream answer would take the whole process down.
+      res.body.on('error', () => undefined)
       res.body.destroy()
       throw new BodyTooLarge()
     }
@@ -173,8 +173,8 @@ const TLS_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/
 
 /** A connection-level failure; TLS trust failures are final (retrying cannot help), others are retried. */
 function unreachable(err: unknown): Failure {
-  const e = err as { code?: string; cause?: { code?: string } }
-  const code = e.cause?.code ?? e.code ?? 'error'
+  // undici and node:net errors carry a code (ECONNREFUSED, UND_ERR_SOCKET, DEPTH_ZERO_SELF_SIGNED_CERT, ...)
+  const code = String((err as { code?: unknown }).code)
   return { failure: new UpstreamUnreachableError(code), retry: !TLS_CODES.test(code) && !(err instanceof undiciErrors.InvalidArgumentError) }
 }
 
