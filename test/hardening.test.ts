@@ -221,17 +221,16 @@ t.test('EVENT_LOOP_MAX_DELAY_MS: an event loop that keeps lagging sheds /mj requ
   await calm(gw, path)
   let shed: Answer | undefined
   let health: Answer | undefined
-  let served = 0
-  // 150 ms stalls back to back: every 100 ms window lags
+  // 150 ms stalls back to back: every 100 ms window lags. (That a lone stall sheds nothing is the next test;
+  // here the machine's own load may already have lagged the loop, so the first request may be shed too.)
   for (let i = 0; i < 40 && shed === undefined; i++) {
     blockFor(150)
     const res = await call(gw, path)
     if (res.status === 503) {
       shed = res
       health = await call(gw, '/healthz')
-    } else served++
+    }
   }
-  t.ok(served >= 1, 'the first requests of a lag are still served')
   t.equal(shed?.status, 503)
   t.match(shed?.json, { statusCode: 503, code: 'MJGW_OVERLOADED', error: 'Service Unavailable' })
   t.same(Object.keys(shed?.json ?? {}).sort(), ['code', 'error', 'message', 'statusCode'])

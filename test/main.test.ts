@@ -2,7 +2,8 @@
  * `npm start`-level: the compiled entry point as a process of its own (CONTRACT §2, §3, §8).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { createServer } from 'node:net'
 import { join, relative } from 'node:path'
 import { promisify } from 'node:util'
@@ -167,4 +168,32 @@ t.test('§8 an uncaught error is logged and the gateway closes', async (t) => {
   const { code } = await run.exited
   t.equal(code, 1)
   t.match(logLines(run.stdout()).find((l) => l['msg'] === 'closing after an error'), { level: 50, err: { message: 'boom-from-test' } })
+})
+
+t.test('§3 SIGHUP re-reads CLIENT_KEYS_FILE in the running process (and does not stop it); SIGTERM exits 0', async (t) => {
+  const OLD = 'tok-sighup-old-0123456789'
+  const NEW = 'tok-sighup-new-9876543210'
+  const dir = mkdtempSync(join(tmpdir(), 'mjgw-sighup-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'client-keys')
+  writeFileSync(file, `team:${OLD}\n`)
+  const sim = await startSimulatedUpstream({ apiKey: KEY, failureRatio: 0 })
+  t.teardown(() => sim.close())
+  const run = start(t, { UPSTREAM_BASE_URL: sim.url, UPSTREAM_API_KEY: KEY, CLIENT_KEYS_FILE: file, PORT: '0', HOST: '127.0.0.1' })
+  const port = await listening(run)
+  const path = `http://127.0.0.1:${port}/mj/task/${sim.finishedTask()}/fetch`
+  const status = async (token: string): Promise<number> => (await fetch(path, { headers: { authorization: `Bearer ${token}` } })).status
+  t.equal(await status(OLD), 200)
+
+  writeFileSync(file, `team:${NEW}\n`)
+  run.child.kill('SIGHUP')
+  for (let i = 0; i < 400 && !run.stdout().includes('client tokens reloaded'); i++) await new Promise((r) => setTimeout(r, 25))
+  t.match(logLines(run.stdout()).find((l) => l['msg'] === 'client tokens reloaded'), { tokens: 1 })
+  t.equal(run.child.exitCode, null, 'still running after SIGHUP')
+  t.equal(await status(NEW), 200, 'the new token works')
+  t.equal(await status(OLD), 401, 'the old one is refused')
+
+  run.child.kill('SIGTERM')
+  t.equal((await run.exited).code, 0)
+  for (const secret of [OLD, NEW, KEY]) t.notMatch(run.stdout() + run.stderr(), secret, 'no secret in the logs')
 })
