@@ -305,15 +305,12 @@ export function describeConfig(c: Config): Record<string, unknown> {
   }
 }
 
+/** REDIS_URL parsed at load (checkRedisUrl), with its credentials hidden. */
 function redactUrl(raw: string): string {
-  try {
-    const u = new URL(raw)
-    if (u.password) u.password = 'redacted'
-    if (u.username && u.password === '') u.username = 'redacted'
-    return u.toString()
-  } catch {
-    return '[redacted]'
-  }
+  const u = new URL(raw)
+  if (u.password) u.password = 'redacted'
+  if (u.username && u.password === '') u.username = 'redacted'
+  return u.toString()
 }
 
 /** Every environment variable the gateway reads (deploy files are tested against this list). */

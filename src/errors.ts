@@ -45,7 +45,7 @@ export function installErrorHandler(app: FastifyInstance): void {
       void reply.code(500).send(errorBody(500, 'MJGW_INTERNAL', 'internal error'))
       return
     }
-    if (statusCode >= 500) request.log.warn({ code: err.code, msg: err.message }, 'upstream problem')
+    if (statusCode >= 500) request.log.warn({ code: err.code, reason: err.message }, 'answered with a gateway error')
     const code = err.code ?? `HTTP_${statusCode}`
     void reply.code(statusCode).send(errorBody(statusCode, code, err.message))
   })

@@ -264,9 +264,13 @@ t.test('§3 describeConfig never contains the key, client tokens, the metrics to
   const userOnly = describeConfig(loadConfig({ ...base, REDIS_URL: 'redis://redis-SECRET-6@redis.internal' }))
   t.notMatch(JSON.stringify(userOnly), 'redis-SECRET-6')
   t.match(userOnly['REDIS_URL'], 'redacted@redis.internal')
-  // One the URL parser rejects is hidden whole.
-  const broken = describeConfig(loadConfig({ ...base, REDIS_URL: 'redis://:redis-SECRET-7@[broken' }))
-  t.equal(broken['REDIS_URL'], '[redacted]')
+  // One the URL parser rejects stops start-up, without echoing it.
+  t.throws(() => loadConfig({ ...base, REDIS_URL: 'redis://:redis-SECRET-7@[broken' }), { name: 'ConfigError', message: /^REDIS_URL: not a valid URL/ })
+  try {
+    loadConfig({ ...base, REDIS_URL: 'redis://:redis-SECRET-7@[broken' })
+  } catch (err) {
+    t.notMatch((err as Error).message, 'redis-SECRET-7')
+  }
   const plain = describeConfig(loadConfig({ ...base, REDIS_URL: 'redis://redis.internal:6379' }))
   t.equal(plain['REDIS_URL'], 'redis://redis.internal:6379')
   const none = describeConfig(loadConfig(base))

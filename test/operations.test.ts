@@ -54,7 +54,7 @@ t.test('§8 logs: pino JSON lines; no key, client token, cookie or metrics token
   const lines = logs.trim().split('\n')
   t.ok(lines.length > 20, `${lines.length} log lines`)
   for (const line of lines) JSON.parse(line)
-  t.match(logs, /"msg":"upstream problem"/, 'upstream failures are logged')
+  t.match(logs, /"code":"MJGW_UPSTREAM_ERROR"[^\n]*"msg":"answered with a gateway error"/, 'upstream failures are logged')
   t.match(logs, /MJGW_UPSTREAM_AUTH/)
   for (const secret of SECRETS) t.notMatch(logs, secret, `${secret.split('-')[0]} is not in the logs`)
 })

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
+import { fingerprint } from '../src/config.js'
 import { startSimulatedUpstream } from '../src/demo/simulated-upstream.js'
 import { startRedisServer } from './helpers/redis-server.js'
 import { get, metric, startReplica, waitRedis } from './helpers/replicas.js'
@@ -44,4 +45,18 @@ t.test('§4 list-by-condition with REDIS_URL: terminal tasks another replica cac
   const third = await list(b.url, [y])
   t.equal(third.hits, '1', 'the terminal result of that call was shared too')
   t.equal(sim.stats.byRoute[LIST], 1)
+})
+
+t.test('§4 list-by-condition with REDIS_URL: a Redis error on a lookup is a miss, never a failed request', async (t) => {
+  const a = await startReplica(t, env)
+  await waitRedis(a, 'up')
+  const id = sim.finishedTask()
+  // a key of the wrong type makes GET fail with WRONGTYPE, as a broken shared tier might
+  await redis.admin().hset(`mjgw:${fingerprint('k-list')}:task:${id}`, 'x', '1')
+  const before = sim.stats.byRoute[LIST] ?? 0
+  const res = await list(a.url, [id])
+  t.equal(res.status, 200)
+  t.equal(res.hits, '0')
+  t.same((res.body as { id: string }[]).map((task) => task.id), [id], 'answered from upstream')
+  t.equal((sim.stats.byRoute[LIST] ?? 0) - before, 1)
 })
