@@ -60,3 +60,13 @@ t.test('§4 list-by-condition with REDIS_URL: a Redis error on a lookup is a mis
   t.same((res.body as { id: string }[]).map((task) => task.id), [id], 'answered from upstream')
   t.equal((sim.stats.byRoute[LIST] ?? 0) - before, 1)
 })
+
+t.test('§4 list-by-condition with REDIS_URL: a shared entry without a TTL is not trusted (a miss)', async (t) => {
+  const a = await startReplica(t, env)
+  await waitRedis(a, 'up')
+  const id = sim.finishedTask()
+  await redis.admin().set(`mjgw:${fingerprint('k-list')}:task:${id}`, '{"id":"forged"}')
+  const res = await list(a.url, [id])
+  t.equal(res.hits, '0')
+  t.same((res.body as { id: string }[]).map((task) => task.id), [id], 'answered from upstream, not from the TTL-less key')
+})

@@ -154,9 +154,8 @@ export class RedisSharedTier implements SharedTier, TerminalStore {
     this.redis.client.mjgwFinish(...this.keys(id), token ?? '', kind, share?.body ?? '', px).catch((err: unknown) => this.redis.warn('write', err))
   }
 
-  /** A terminal task any replica stored (list-by-condition); trouble is a miss. */
+  /** A terminal task any replica stored (list-by-condition); trouble (Redis down included: no offline queue) is a miss. */
   async get(id: string): Promise<{ body: Buffer; ttlMs: number } | undefined> {
-    if (!this.redis.up) return undefined
     const key = this.keys(id)[0]
     try {
       const [body, ttlMs] = await this.redis.within(Promise.all([this.redis.client.getBuffer(key), this.redis.client.pttl(key)]))
@@ -168,7 +167,6 @@ export class RedisSharedTier implements SharedTier, TerminalStore {
   }
 
   set(id: string, body: Buffer, ttlMs: number): void {
-    if (!this.redis.up) return
     this.redis.client.set(this.keys(id)[0], body, 'PX', ttlMs).catch((err: unknown) => this.redis.warn('write', err))
   }
 }
