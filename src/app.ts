@@ -62,7 +62,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const app = Fastify({
     logger: loggerOptions(config, overrides),
     trustProxy: trustProxyOption(config.trustProxy),
-    // Long ids must reach the schema (400), not fall out of the router (404).
+    // Room for ids well past the pattern's 64, so the schema answers them (400) with the pattern in its message.
     routerOptions: { maxParamLength: 1024 },
     return503OnClosing: true,
     ...hardeningServerOptions({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts })

@@ -221,7 +221,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   if (!apiKey) {
     throw new ConfigError('UPSTREAM_API_KEY is not set: set UPSTREAM_API_KEY (or UPSTREAM_API_KEY_FILE), or try `npm run demo`')
   }
-  if (/[\r\n]/.test(apiKey)) throw new ConfigError('UPSTREAM_API_KEY: must be a single line')
+  if (!/^[\x21-\x7e]+$/.test(apiKey)) throw new ConfigError('UPSTREAM_API_KEY: must be printable ASCII without spaces (it goes into an HTTP header)')
 
   const clientKeysInline = parseClientKeys(env.CLIENT_KEYS)
   const ca = env.UPSTREAM_CA_FILE ? readSecretFile('UPSTREAM_CA_FILE', env.UPSTREAM_CA_FILE) : undefined

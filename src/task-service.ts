@@ -123,7 +123,7 @@ export class TaskService {
     }
     if (res.status === 401 || res.status === 403) throw new UpstreamAuthError(res.status)
     if (res.status >= 400) return { kind: 'answer', ...res }
-    if (res.status >= 300) return this.standIn(id, new UpstreamBadResponseError(`unexpected HTTP ${res.status}`))
+    if (res.status !== 200) return this.standIn(id, new UpstreamBadResponseError(`unexpected HTTP ${res.status}`))
 
     const now = Date.now()
     const verdict = classify(res.body, id, now, this.rules)

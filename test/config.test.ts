@@ -168,7 +168,9 @@ t.test('§3 without a key: one line saying to set UPSTREAM_API_KEY or try npm ru
   t.match(message, /UPSTREAM_API_KEY/)
   t.match(message, /npm run demo/)
   t.match(configError(t, { UPSTREAM_API_KEY: '' }), /UPSTREAM_API_KEY is not set/, 'empty is unset')
-  t.match(configError(t, { UPSTREAM_API_KEY: 'a\nb' }), /^UPSTREAM_API_KEY: must be a single line$/)
+  for (const bad of ['a\nb', 'a b', 'key\u0000', 'ключ']) {
+    t.match(configError(t, { UPSTREAM_API_KEY: bad }), /^UPSTREAM_API_KEY: must be printable ASCII without spaces/, JSON.stringify(bad))
+  }
 })
 
 t.test('§3 UPSTREAM_API_KEY_FILE: trailing newline ignored; unreadable → error naming the variable', async (t) => {

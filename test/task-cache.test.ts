@@ -128,3 +128,25 @@ t.test('§5.7 the cache namespace is a fingerprint of the upstream key, never th
   t.match(a, /^[0-9a-f]{12}$/)
   t.notMatch(a, 'secret')
 })
+
+t.test('§5.2 a terminal entry never stands in past its own life (its imageUrl may have expired)', async (t) => {
+  const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 60_000 })
+  cache.store('T1', buf('{"id":"T1"}'), '"t"', true, 1000, NOW)
+  cache.store('L1', buf('{"id":"L1"}'), '"l"', false, 1000, NOW)
+  t.ok(cache.lastKnown('T1', NOW + 999), 'a stand-in while it lives')
+  await new Promise((r) => setTimeout(r, 1100))
+  t.equal(cache.lastKnown('T1', NOW + 1001), undefined, 'gone with its TTL')
+  t.ok(cache.lastKnown('L1', NOW + 1001), 'a live entry stays a stand-in for STALE_IF_ERROR_SECONDS')
+})
+
+t.test('§7 the entries and bytes gauges leave out expired entries, and their removal is not an eviction', async (t) => {
+  let evictions = 0
+  const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 0, onEvict: () => evictions++ })
+  cache.store('T1', buf('0123456789'), '"t"', true, 30, Date.now())
+  t.equal(cache.entries, 1)
+  t.equal(cache.bytes, 10)
+  await new Promise((r) => setTimeout(r, 80))
+  t.equal(cache.entries, 0)
+  t.equal(cache.bytes, 0)
+  t.equal(evictions, 0)
+})

@@ -158,6 +158,25 @@ t.test('§6 upstream 3xx (not followed) → 502 MJGW_UPSTREAM_BAD_RESPONSE', asy
   t.equal(gw.upstream.calls, 1)
 })
 
+t.test('§5.1 only a 200 is a task: another 2xx (201, 206) is a bad response, never cached', async (t) => {
+  const gw = await startGateway(t)
+  for (const status of [201, 206]) {
+    gw.upstream.enqueue({ kind: 'json', status, body: taskBody('T1', 'SUCCESS') })
+    const res = await gw.fetchTask('T1')
+    t.equal(res.status, 502, `HTTP ${status}`)
+    t.match(res.json(), { code: 'MJGW_UPSTREAM_BAD_RESPONSE', message: new RegExp(`HTTP ${status}`) })
+  }
+  t.equal(gw.upstream.calls, 2, 'nothing was cached')
+})
+
+t.test('§6 an empty upstream content-type on a 4xx goes out as JSON', async (t) => {
+  const gw = await startGateway(t)
+  gw.upstream.enqueue({ kind: 'raw', status: 404, body: '{"code":404}', headers: { 'content-type': '' } })
+  const res = await gw.fetchTask('T1')
+  t.equal(res.status, 404)
+  t.equal(res.headers['content-type'], 'application/json; charset=utf-8')
+})
+
 t.test('§6 unreachable (reset before any answer) → 502 MJGW_UPSTREAM_UNREACHABLE; over the budget → 504 MJGW_UPSTREAM_TIMEOUT', async (t) => {
   const gw = await startGateway(t, { UPSTREAM_TIMEOUT_MS: '300', UPSTREAM_RETRIES: '0' })
   gw.upstream.enqueue({ kind: 'reset' }, { kind: 'hang' })

@@ -58,13 +58,14 @@ export class TaskCache {
 
   /** A last-known response young enough to stand in for a failed upstream call. */
   lastKnown(key: string, now: number): Entry | undefined {
-    const e = this.lru.get(key, { allowStale: true })
+    const e = this.lru.get(key)
     return e !== undefined && now - e.storedAt < this.staleIfErrorMs ? e : undefined
   }
 
   /** Stores a response fresh for freshMs (0: only as a stand-in), and returns the entry. */
   store(key: string, body: Buffer, etag: string, terminal: boolean, freshMs: number, now: number): Entry | undefined {
-    const keepMs = Math.max(freshMs, this.staleIfErrorMs)
+    // A terminal entry's life may be cut short by its imageUrl's expiry: it never stands in past that.
+    const keepMs = terminal ? freshMs : Math.max(freshMs, this.staleIfErrorMs)
     if (keepMs <= 0) {
       this.lru.delete(key)
       return undefined
@@ -91,11 +92,14 @@ export class TaskCache {
     return { promise, leader: true }
   }
 
+  /** Read at scrape time: expired entries are dropped first (as expired, not counted as evictions). */
   get entries(): number {
+    this.lru.purgeStale()
     return this.lru.size
   }
 
   get bytes(): number {
+    this.lru.purgeStale()
     return this.lru.calculatedSize
   }
 

@@ -45,7 +45,7 @@ export async function taskFetchRoutes(app: FastifyInstance, { cache, service, me
     }
     const served = await service.fetch(id)
     if (served.kind === 'task') return send(request, reply, served.body, served.etag, served.cacheControl, served.cache)
-    reply.code(served.status).header('content-type', served.contentType ?? JSON_CONTENT_TYPE)
+    reply.code(served.status).header('content-type', served.contentType || JSON_CONTENT_TYPE)
     if (served.retryAfter !== undefined) reply.header('retry-after', served.retryAfter)
     return reply.send(served.body)
   })

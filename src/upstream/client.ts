@@ -64,9 +64,6 @@ export class UpstreamClient {
     return { accept: 'application/json', 'user-agent': 'mj-gateway', ...extra, [this.authHeader[0]]: this.authHeader[1] }
   }
 
-  get dispatcher(): Dispatcher {
-    return this.pool
-  }
 
   /** Resolves with any upstream status below 500 (and 5xx once retries are spent, as UpstreamHttpError). */
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
