@@ -12,6 +12,8 @@ import { taskFetchRoutes } from './routes/task-fetch.js'
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
   logStream?: NodeJS.WritableStream
+  /** false builds the app without the per-request http metrics hook; only the benchmark's "metrics off" candidate uses it */
+  httpMetrics?: boolean
 }
 
 export const REDACTED_HEADERS = ['authorization', 'mj-api-secret', 'cookie', 'set-cookie', 'x-api-key', 'proxy-authorization']
@@ -57,7 +59,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     await upstream.close()
   })
 
-  await app.register(metricsPlugin, { metrics, token: config.metricsToken })
+  await app.register(metricsPlugin, { metrics, token: config.metricsToken, httpHook: overrides.httpMetrics ?? true })
   await app.register(healthRoutes, { redisState: () => 'off' })
   // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
   await app.register(async (mj) => {

@@ -8,6 +8,8 @@ export interface MetricsPluginOptions {
   metrics: GatewayMetrics
   /** when non-empty, /metrics requires `Authorization: Bearer {token}` */
   token: string
+  /** record mj_gateway_http_* per request; default true (false only to measure what the hook costs) */
+  httpHook?: boolean
 }
 
 interface Children {
@@ -17,10 +19,10 @@ interface Children {
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
 
-async function metricsPlugin(app: FastifyInstance, { metrics, token }: MetricsPluginOptions): Promise<void> {
+async function metricsPlugin(app: FastifyInstance, { metrics, token, httpHook = true }: MetricsPluginOptions): Promise<void> {
   // Label children by method+route+status, so a request costs a Map lookup, not a label hash.
   const children = new Map<string, Children>()
-  app.addHook('onResponse', (request, reply, done) => {
+  if (httpHook) app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched'
     const status = reply.statusCode
     const key = `${request.method} ${status} ${route}`
