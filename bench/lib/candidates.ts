@@ -17,13 +17,17 @@ export function startGateway(
   name: string,
   upstream: Child,
   env: Record<string, string>,
-  opts: { httpMetrics?: boolean; execArgv?: string[] } = {}
+  opts: { httpMetrics?: boolean; execArgv?: string[]; root?: string } = {}
 ): Promise<Child> {
   const arg: GatewayArg = {
     env: { UPSTREAM_BASE_URL: upstream.url, UPSTREAM_API_KEY: BENCH_KEY, ...env },
     ...(opts.httpMetrics === false ? { httpMetrics: false } : {})
   }
-  return Child.start(name, 'gateway', { arg, ...(opts.execArgv === undefined ? {} : { execArgv: opts.execArgv }) })
+  return Child.start(name, 'gateway', {
+    arg,
+    ...(opts.execArgv === undefined ? {} : { execArgv: opts.execArgv }),
+    ...(opts.root === undefined ? {} : { root: opts.root })
+  })
 }
 
 /** GET requests for these task ids, in turn across all connections (request k asks for ids[k mod n]). */

@@ -1,6 +1,7 @@
 /** The parent side: each candidate server runs in a fork()ed process of its own, driven over IPC. */
 import { fork, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { pathToFileURL } from 'node:url'
 import { trace } from './trace.js'
 import type { CallMessage, ReadyMessage, ReplyMessage } from '../servers/ipc.js'
 
@@ -44,9 +45,12 @@ export class Child {
     })
   }
 
-  /** Starts `dist/bench/servers/<entry>.js` and resolves once it listens. Its stdout (logs) goes to /dev/null. */
-  static start(name: string, entry: string, opts: ForkOptions = {}): Promise<Child> {
-    const file = new URL(`../servers/${entry}.js`, import.meta.url)
+  /**
+   * Starts `dist/bench/servers/<entry>.js` (or, with `root`, that file in another built checkout) and resolves
+   * once it listens. Its stdout (logs) goes to /dev/null.
+   */
+  static start(name: string, entry: string, opts: ForkOptions & { root?: string } = {}): Promise<Child> {
+    const file = opts.root === undefined ? new URL(`../servers/${entry}.js`, import.meta.url) : new URL(`dist/bench/servers/${entry}.js`, pathToFileURL(`${opts.root}/`))
     const proc = fork(file, [JSON.stringify(opts.arg ?? {})], {
       execArgv: ['--expose-gc', ...(opts.execArgv ?? [])],
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],

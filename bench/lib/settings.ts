@@ -22,6 +22,8 @@ export interface Settings {
   profile: boolean
   out: string | undefined
   verbose: boolean
+  /** another built checkout of the gateway, measured beside this one (before/after a change) */
+  baseline: string | undefined
 }
 
 export const SOAK_MAX_SECONDS = 3600
@@ -34,7 +36,7 @@ export function parseArgs(argv: readonly string[]): Settings {
       .map((a) => [a.slice(2, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] as const)
   )
   for (const f of flags) if (!['--quick', '--soak', '--profile', '--verbose', '--help'].includes(f)) throw new Error(`unknown flag ${f}`)
-  for (const k of values.keys()) if (!['soak-seconds', 'only', 'out', 'rounds', 'seconds'].includes(k)) throw new Error(`unknown option --${k}`)
+  for (const k of values.keys()) if (!['soak-seconds', 'only', 'out', 'rounds', 'seconds', 'baseline'].includes(k)) throw new Error(`unknown option --${k}`)
   if (flags.has('--help')) throw new HelpRequested()
 
   const quick = flags.has('--quick')
@@ -67,7 +69,8 @@ export function parseArgs(argv: readonly string[]): Settings {
     soak: { seconds: num('soak-seconds', soakOnly ? 120 : quick ? 3 : 30, 1, SOAK_MAX_SECONDS), connections: 50 },
     profile: flags.has('--profile'),
     out: values.get('out'),
-    verbose: flags.has('--verbose')
+    verbose: flags.has('--verbose'),
+    baseline: values.get('baseline')
   }
 }
 
@@ -81,4 +84,6 @@ export const HELP = `npm run bench [-- options]
   --rounds=N --seconds=S   measured rounds per candidate and seconds per round
   --profile           also write the gateway's CPU profile of the hit path to bench/results/
   --out=FILE          write the JSON results there instead
-  --verbose           print each phase with a timestamp`
+  --verbose           print each phase with a timestamp
+  --baseline=DIR      also measure the gateway built in DIR (another checkout, after npm run build there):
+                      before/after figures for a change, in the same run (hit and miss scenarios)`

@@ -24,15 +24,19 @@ export async function hitPath(s: Settings, resultsDir: URL): Promise<ScenarioRep
     const gwProfile = profileArgs('gateway')
     const ceilingProfile = profileArgs('ceiling')
     // start them side by side: process start-up is most of a quick run
-    const [gw, infoGw, noMetrics, ceiling] = await Promise.all([
+    const [gw, infoGw, noMetrics, ceiling, base, baseInfo] = await Promise.all([
       startGateway('gateway', upstream, WARN, gwProfile === undefined ? {} : { execArgv: gwProfile }),
       s.profile ? undefined : startGateway('gateway-info', upstream, {}),
       s.profile ? undefined : startGateway('gateway-nometrics', upstream, WARN, { httpMetrics: false }),
-      Child.start('ceiling', 'ceiling', ceilingProfile === undefined ? {} : { execArgv: ceilingProfile })
+      Child.start('ceiling', 'ceiling', ceilingProfile === undefined ? {} : { execArgv: ceilingProfile }),
+      s.baseline === undefined ? undefined : startGateway('gateway-baseline', upstream, WARN, { root: s.baseline }),
+      s.baseline === undefined || s.profile ? undefined : startGateway('gateway-baseline-info', upstream, { LOG_LEVEL: 'info' }, { root: s.baseline })
     ])
     const gateways: Array<[string, Child]> = [['gateway', gw]]
     if (infoGw !== undefined) gateways.push(['gateway LOG_LEVEL=info', infoGw])
     if (noMetrics !== undefined) gateways.push(['gateway, metrics hook off', noMetrics])
+    if (base !== undefined) gateways.push(['baseline gateway', base])
+    if (baseInfo !== undefined) gateways.push(['baseline gateway LOG_LEVEL=info', baseInfo])
     for (const [, g] of gateways) stop.push(g)
     stop.push(ceiling)
     const loaded = await ceiling.call<{ entries: number; bytes: number }>('load', { upstream: upstream.url, apiKey: BENCH_KEY, ids })

@@ -17,13 +17,18 @@ export async function missPath(s: Settings): Promise<ScenarioReport> {
     const upstream = await startUpstream('upstream', { latencyMs: s.miss.upstreamLatencyMs })
     stop.push(upstream)
     const ids = await upstream.call<string[]>('live', { n: s.miss.tasks, outcome: 'never' })
-    const [gateway, proxy] = await Promise.all([
-      startGateway('gateway', upstream, { LOG_LEVEL: 'warn', POLL_CACHE_MS: '0' }),
-      Child.start('passthrough', 'passthrough', { arg: { upstream: upstream.url, apiKey: BENCH_KEY } })
+    const env = { LOG_LEVEL: 'warn', POLL_CACHE_MS: '0' }
+    const [gateway, proxy, base] = await Promise.all([
+      startGateway('gateway', upstream, env),
+      Child.start('passthrough', 'passthrough', { arg: { upstream: upstream.url, apiKey: BENCH_KEY } }),
+      s.baseline === undefined ? undefined : startGateway('gateway-baseline', upstream, env, { root: s.baseline })
     ])
     stop.push(gateway, proxy)
-
     const candidates: Candidate[] = [asCandidate(GATEWAY, gateway), asCandidate(PROXY, proxy)]
+    if (base !== undefined) {
+      stop.push(base)
+      candidates.push(asCandidate(`baseline ${GATEWAY}`, base))
+    }
     const upstreamCalls = new Map<string, { calls: number; requests: number }>(candidates.map((c) => [c.name, { calls: 0, requests: 0 }]))
     let before = 0
     const results = await interleaved(candidates, {

@@ -20,6 +20,7 @@ export interface ReadyMessage {
 
 export interface MemoryFacts {
   rss: number
+  heapTotal: number
   heapUsed: number
   external: number
   arrayBuffers: number
@@ -32,7 +33,7 @@ function memory(): MemoryFacts {
     gc()
   }
   const m = process.memoryUsage()
-  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }
+  return { rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }
 }
 
 export function serveIpc(port: number, handlers: Record<string, Handler>): void {
