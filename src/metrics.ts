@@ -10,6 +10,77 @@ const UPSTREAM_OUTCOMES: readonly UpstreamOutcome[] = ['ok', 'http_4xx', 'http_5
 const HTTP_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 const UPSTREAM_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
+type HttpLabel = 'method' | 'route' | 'status_code'
+
+/**
+ * One (method, route, status) series of the two http instruments. The request path only adds to plain numbers
+ * here; prom-client sees them when /metrics is scraped. (prom-client's own inc()/observe() validate and hash the
+ * label set on every call, which cost more than all the rest of a cache hit's bookkeeping.)
+ */
+export class HttpSeries {
+  count = 0
+  sum = 0
+  /** observations per bucket of HTTP_BUCKETS, not cumulative; the last slot is +Inf */
+  readonly perBucket = new Float64Array(HTTP_BUCKETS.length + 1)
+  /** what the prom-client counter has been told so far */
+  counted = 0
+  readonly labels: Record<HttpLabel, string>
+
+  constructor(
+    readonly method: string,
+    readonly route: string,
+    readonly status: number
+  ) {
+    this.labels = { method, route, status_code: String(status) }
+  }
+
+  observe(seconds: number): void {
+    this.count++
+    this.sum += seconds
+    let i = 0
+    while (i < HTTP_BUCKETS.length && seconds > (HTTP_BUCKETS[i] as number)) i++
+    this.perBucket[i] = (this.perBucket[i] as number) + 1
+  }
+}
+
+interface ExportedValue {
+  labels: Record<string, string | number>
+  sharedLabels: Record<string, string>
+  value: number
+  metricName: string
+}
+
+/** prom-client's Histogram, its values read from HttpSeries when scraped rather than observed one by one. */
+class SeriesHistogram extends Histogram<HttpLabel> {
+  private readonly metricName: string
+  private readonly metricHelp: string
+
+  constructor(
+    config: { name: string; help: string; labelNames: HttpLabel[]; buckets: number[]; registers: Registry[] },
+    private readonly series: () => Iterable<HttpSeries>
+  ) {
+    super(config)
+    this.metricName = config.name
+    this.metricHelp = config.help
+  }
+
+  /** what prom-client's registry renders (and get() returns): the same values its own observe() would have built */
+  async getForPromString(): Promise<{ name: string; help: string; type: string; values: ExportedValue[]; aggregator: string }> {
+    const values: ExportedValue[] = []
+    for (const s of this.series()) {
+      let cumulative = 0
+      HTTP_BUCKETS.forEach((le, i) => {
+        cumulative += s.perBucket[i] as number
+        values.push({ labels: { le }, sharedLabels: s.labels, value: cumulative, metricName: `${this.metricName}_bucket` })
+      })
+      values.push({ labels: { le: '+Inf' }, sharedLabels: s.labels, value: s.count, metricName: `${this.metricName}_bucket` })
+      values.push({ labels: {}, sharedLabels: s.labels, value: s.sum, metricName: `${this.metricName}_sum` })
+      values.push({ labels: {}, sharedLabels: s.labels, value: s.count, metricName: `${this.metricName}_count` })
+    }
+    return { name: this.metricName, help: this.metricHelp, type: 'histogram', values, aggregator: 'sum' }
+  }
+}
+
 export interface CacheGauges {
   entries(): number
   bytes(): number
@@ -18,37 +89,59 @@ export interface CacheGauges {
 /** Every instrument of CONTRACT §7, on a registry of its own (tests build several apps in one process). */
 export class GatewayMetrics {
   readonly registry = new Registry()
-  readonly httpRequests: Counter<'method' | 'route' | 'status_code'>
-  readonly httpDuration: Histogram<'method' | 'route' | 'status_code'>
+  readonly httpRequests: Counter<HttpLabel>
+  readonly httpDuration: Histogram<HttpLabel>
   readonly cacheLookups: Counter<'result'>
   readonly cacheEvictions: Counter
   readonly upstreamRequests: Counter<'outcome'>
   readonly upstreamDuration: Histogram<'outcome'>
   readonly upstreamInflight: Gauge
   readonly redisUp: Gauge | undefined
-  private readonly lookupChildren: Record<LookupResult, { inc(): void }>
+  /** cache lookups counted on the request path, handed to prom-client when scraped */
+  private readonly lookups: Record<LookupResult, number> = { hit: 0, miss: 0, coalesced: 0, stale: 0, hit_shared: 0 }
+  /** route → its series, one per method and status */
+  private readonly httpSeries = new Map<string, HttpSeries[]>()
 
   constructor(opts: { cache: CacheGauges; redis: boolean }) {
     const registers = [this.registry]
+    const results: LookupResult[] = opts.redis ? [...LOOKUP_RESULTS, 'hit_shared'] : [...LOOKUP_RESULTS]
     collectDefaultMetrics({ register: this.registry })
+    const allSeries = (): Iterable<HttpSeries> => [...this.httpSeries.values()].flat()
     this.httpRequests = new Counter({
       name: 'mj_gateway_http_requests_total',
       help: 'HTTP requests answered by the gateway',
       labelNames: ['method', 'route', 'status_code'],
-      registers
+      registers,
+      collect() {
+        for (const s of allSeries()) {
+          if (s.count > s.counted) this.inc(s.labels, s.count - s.counted)
+          s.counted = s.count
+        }
+      }
     })
-    this.httpDuration = new Histogram({
-      name: 'mj_gateway_http_request_duration_seconds',
-      help: 'Time from request to response, as the gateway sees it',
-      labelNames: ['method', 'route', 'status_code'],
-      buckets: HTTP_BUCKETS,
-      registers
-    })
+    this.httpDuration = new SeriesHistogram(
+      {
+        name: 'mj_gateway_http_request_duration_seconds',
+        help: 'Time from request to response, as the gateway sees it',
+        labelNames: ['method', 'route', 'status_code'],
+        buckets: HTTP_BUCKETS,
+        registers
+      },
+      allSeries
+    )
+    const lookups = this.lookups
+    const counted: Record<LookupResult, number> = { ...lookups }
     this.cacheLookups = new Counter({
       name: 'mj_gateway_cache_lookups_total',
       help: 'Task fetches by how the cache answered them',
       labelNames: ['result'],
-      registers
+      registers,
+      collect() {
+        for (const r of results) {
+          if (lookups[r] > counted[r]) this.inc({ result: r }, lookups[r] - counted[r])
+          counted[r] = lookups[r]
+        }
+      }
     })
     const { cache } = opts
     new Gauge({
@@ -95,10 +188,6 @@ export class GatewayMetrics {
       : undefined
 
     // Labelled series start at zero so dashboards show them before the first event.
-    const results: LookupResult[] = opts.redis ? [...LOOKUP_RESULTS, 'hit_shared'] : [...LOOKUP_RESULTS]
-    const children = {} as Record<LookupResult, { inc(): void }>
-    for (const r of results) children[r] = this.cacheLookups.labels(r)
-    this.lookupChildren = children
     for (const r of results) this.cacheLookups.inc({ result: r }, 0)
     for (const o of UPSTREAM_OUTCOMES) {
       this.upstreamRequests.inc({ outcome: o }, 0)
@@ -110,7 +199,21 @@ export class GatewayMetrics {
   }
 
   lookup(result: LookupResult): void {
-    this.lookupChildren[result].inc()
+    this.lookups[result]++
+  }
+
+  /** The series of one method, route pattern and status: what an http response is recorded in. */
+  http(method: string, route: string, status: number): HttpSeries {
+    let forRoute = this.httpSeries.get(route)
+    if (forRoute === undefined) {
+      forRoute = []
+      this.httpSeries.set(route, forRoute)
+    }
+    // a route sees a handful of (method, status) pairs: a scan beats building a key
+    for (const s of forRoute) if (s.status === status && s.method === method) return s
+    const s = new HttpSeries(method, route, status)
+    forRoute.push(s)
+    return s
   }
 
   upstreamAttempt(outcome: UpstreamOutcome, seconds: number): void {

@@ -17,6 +17,17 @@ export function etagOf(body: Buffer): string {
   return `"${createHash('sha1').update(body).digest('base64url')}"`
 }
 
+/**
+ * The body in memory of its own, exactly its size. An upstream body is a view into the socket read it arrived in
+ * (status line and headers included); kept as is, that whole allocation would live as long as the entry.
+ */
+function compact(body: Buffer): Buffer {
+  if (body.byteOffset === 0 && body.buffer.byteLength === body.length) return body
+  const own = Buffer.allocUnsafeSlow(body.length)
+  body.copy(own)
+  return own
+}
+
 export interface TaskCacheOptions {
   maxBytes: number
   staleIfErrorMs: number
@@ -70,7 +81,7 @@ export class TaskCache {
       this.lru.delete(key)
       return undefined
     }
-    const entry: Entry = { body, etag, terminal, storedAt: now, freshUntil: now + freshMs }
+    const entry: Entry = { body: compact(body), etag, terminal, storedAt: now, freshUntil: now + freshMs }
     this.lru.set(key, entry, { ttl: keepMs })
     return entry
   }

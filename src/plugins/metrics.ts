@@ -8,32 +8,19 @@ export interface MetricsPluginOptions {
   metrics: GatewayMetrics
   /** when non-empty, /metrics requires `Authorization: Bearer {token}` */
   token: string
-}
-
-interface Children {
-  count: { inc(): void }
-  duration: { observe(v: number): void }
+  /** record mj_gateway_http_* per request; default true (false only to measure what the hook costs) */
+  httpHook?: boolean
 }
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
 
-async function metricsPlugin(app: FastifyInstance, { metrics, token }: MetricsPluginOptions): Promise<void> {
-  // Label children by method+route+status, so a request costs a Map lookup, not a label hash.
-  const children = new Map<string, Children>()
-  app.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.url ?? 'unmatched'
-    const status = reply.statusCode
-    const key = `${request.method} ${status} ${route}`
-    let c = children.get(key)
-    if (c === undefined) {
-      const labels = { method: request.method, route, status_code: String(status) }
-      c = { count: metrics.httpRequests.labels(labels), duration: metrics.httpDuration.labels(labels) }
-      children.set(key, c)
-    }
-    c.count.inc()
-    c.duration.observe(reply.elapsedTime / 1000)
-    done()
-  })
+async function metricsPlugin(app: FastifyInstance, { metrics, token, httpHook = true }: MetricsPluginOptions): Promise<void> {
+  if (httpHook) {
+    app.addHook('onResponse', (request, reply, done) => {
+      metrics.http(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode).observe(reply.elapsedTime / 1000)
+      done()
+    })
+  }
 
   const expected = token === '' ? undefined : digest(`Bearer ${token}`)
   app.get('/metrics', async (request, reply) => {

@@ -34,19 +34,22 @@ function send(request: FetchRequest, reply: FastifyReply, body: Buffer, etag: st
 }
 
 export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics }: Deps): Promise<void> {
-  app.get('/mj/task/:id/fetch', { schema: { params: taskIdParams } }, async (request: FetchRequest, reply) => {
-    const id = request.params.id
-    const now = Date.now()
-    const hit = cache.fresh(id, now)
-    if (hit !== undefined) {
-      metrics.lookup('hit')
-      const cacheControl = hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache'
-      return send(request, reply, hit.body, hit.etag, cacheControl, 'HIT')
-    }
-    const served = await service.fetch(id)
+  const miss = async (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const served = await service.fetch(request.params.id)
     if (served.kind === 'task') return send(request, reply, served.body, served.etag, served.cacheControl, served.cache)
     reply.code(served.status).header('content-type', served.contentType || JSON_CONTENT_TYPE)
     if (served.retryAfter !== undefined) reply.header('retry-after', served.retryAfter)
     return reply.send(served.body)
+  }
+
+  // Not async: a hit answers synchronously, without a promise per request; only a miss returns one.
+  app.get('/mj/task/:id/fetch', { schema: { params: taskIdParams } }, (request: FetchRequest, reply) => {
+    const now = Date.now()
+    const hit = cache.fresh(request.params.id, now)
+    if (hit === undefined) return miss(request, reply)
+    metrics.lookup('hit')
+    const cacheControl = hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache'
+    send(request, reply, hit.body, hit.etag, cacheControl, 'HIT')
+    return undefined
   })
 }
