@@ -16,13 +16,6 @@ export const UpstreamUnreachableError = createError('MJGW_UPSTREAM_UNREACHABLE',
 export const UpstreamTimeoutError = createError('MJGW_UPSTREAM_TIMEOUT', 'upstream did not answer within %s ms', 504)
 export const UpstreamBadResponseError = createError('MJGW_UPSTREAM_BAD_RESPONSE', 'upstream sent an unusable response: %s', 502)
 
-/** Upstream *failures*: a last-known response may stand in for these (CONTRACT §5.5). Answers (4xx, 401/403) may not. */
-const FAILURE_CODES = new Set(['MJGW_UPSTREAM_ERROR', 'MJGW_UPSTREAM_UNREACHABLE', 'MJGW_UPSTREAM_TIMEOUT', 'MJGW_UPSTREAM_BAD_RESPONSE'])
-
-export function isUpstreamFailure(err: unknown): boolean {
-  return err instanceof Error && FAILURE_CODES.has((err as FastifyError).code)
-}
-
 export interface ErrorBody {
   statusCode: number
   code: string

@@ -6,8 +6,7 @@ import { etagOf, type TaskCache } from './cache/task-cache.js'
 import {
   TaskNotFoundError,
   UpstreamAuthError,
-  UpstreamBadResponseError,
-  isUpstreamFailure
+  UpstreamBadResponseError
 } from './errors.js'
 
 export type CacheStatus = 'HIT' | 'MISS' | 'COALESCED' | 'STALE'
@@ -154,9 +153,12 @@ export class TaskService {
     }
   }
 
-  /** CONTRACT §5.5: a last-known 200 stands in for an upstream failure, never for an upstream answer. */
+  /**
+   * CONTRACT §5.5: a last-known 200 stands in for an upstream *failure* (every caller passes one: 5xx, timeout,
+   * unreachable, bad body); upstream *answers* (4xx, 401/403, unknown id) never come here.
+   */
   private standIn(id: string, err: unknown): Loaded {
-    const last = isUpstreamFailure(err) ? this.cache.lastKnown(id, Date.now()) : undefined
+    const last = this.cache.lastKnown(id, Date.now())
     if (last === undefined) throw err
     return { kind: 'task', body: last.body, etag: last.etag, maxAgeSeconds: undefined, source: 'stale' }
   }
