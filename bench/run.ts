@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { machineFacts } from './lib/machine.js'
+import { pin, pinningNote } from './lib/cpus.js'
 import { enableTrace } from './lib/trace.js'
 import { consoleReport, markdownReport, type ScenarioReport } from './lib/report.js'
 import { HELP, HelpRequested, parseArgs, type ScenarioId, type Settings } from './lib/settings.js'
@@ -39,12 +40,14 @@ async function main(): Promise<number> {
     return 2
   }
   if (settings.verbose) enableTrace()
+  pin(process.pid, 'outside')
   mkdirSync(RESULTS_DIR, { recursive: true })
   const machine = machineFacts()
   console.log(
     `mj-gateway bench (${settings.mode}): node ${machine.node}, ${machine.cores} × ${machine.cpu}, ` +
       `load average ${machine.loadAverageAtStart.join(' ')}, commit ${machine.commit ?? 'unknown'}`
   )
+  console.log(pinningNote())
   const started = Date.now()
   const reports: ScenarioReport[] = []
   for (const id of settings.scenarios) {

@@ -1,4 +1,7 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import pino from 'pino'
+import { stdoutLog, type LogDestination } from './log-stream.js'
 import type { Config } from './config.js'
 import { installErrorHandler } from './errors.js'
 import { GatewayMetrics } from './metrics.js'
@@ -21,6 +24,10 @@ import { healthRoutes } from './routes/health.js'
 import { taskFetchRoutes } from './routes/task-fetch.js'
 import { passthroughRoutes } from './routes/passthrough.js'
 import { TaskListService } from './task-list.js'
+import { HitLane } from './hit-lane.js'
+import { AccessLog, requestIds } from './access-log.js'
+import { clientIp, trustFunction } from './client-address.js'
+import { LocalStore, RateLimitCounter, type Store } from './rate-limit-counter.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -33,22 +40,20 @@ export interface AppOverrides {
 
 export const REDACTED_HEADERS = ['authorization', 'mj-api-secret', 'cookie', 'set-cookie', 'x-api-key', 'proxy-authorization']
 
-function loggerOptions(config: Config, overrides: AppOverrides): FastifyServerOptions['logger'] {
+function loggerOptions(config: Config, stream: pino.DestinationStream): FastifyServerOptions['logger'] {
   const paths = REDACTED_HEADERS.flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `res.headers["${h}"]`])
   return {
     level: config.logLevel,
     redact: { paths, censor: '[redacted]' },
-    // The client's name (never its token) on every "request completed" line.
+    // The client's name (never its token) wherever a reply is logged.
     serializers: { res: (reply) => ({ statusCode: reply.statusCode, client: reply.request?.mjClient?.name }) },
-    ...(overrides.logStream === undefined ? {} : { stream: overrides.logStream })
+    stream
   }
 }
 
-function trustProxyOption(v: Config['trustProxy']): boolean | string[] | ((addr: string, hop: number) => boolean) {
-  if (typeof v === 'number') return (_addr, hop) => hop < v
-  if (typeof v === 'string') return v.split(',').map((s) => s.trim())
-  return v
-}
+const INFO_OR_BELOW = new Set(['info', 'debug', 'trace'])
+
+type Listener = (req: IncomingMessage, res: ServerResponse) => void
 
 /** How long a replica waits for another replica's upstream call for the same task before calling itself. */
 const LOCK_WAIT_MS = 3000
@@ -61,18 +66,42 @@ function connectRedis(app: FastifyInstance, config: Config, metrics: GatewayMetr
   })
 }
 
+/** RATE_LIMIT_PER_MINUTE counts in this process's memory, or with REDIS_URL in Redis, shared by every replica. */
+function rateLimitStore(config: Config, redis: RedisConnection | undefined): Store {
+  if (redis === undefined) return new LocalStore(false, false)
+  const Shared = sharedRateLimitStore(redis, config.upstream.keyFingerprint)
+  return new Shared({})
+}
+
 /** Builds the gateway; never listens (main.ts does). */
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  const trust = trustFunction(config.trustProxy)
+  const nextId = requestIds()
+  const server = hardeningServerOptions({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts })
+  // Every request meets the hit lane first (src/hit-lane.ts), once it exists; what it does not answer goes on to Fastify.
+  let fastifyHandler: Listener = () => undefined
+  let listener: Listener = (req, res) => fastifyHandler(req, res)
+  const ownStream = overrides.logStream === undefined ? stdoutLog() : undefined
+  const logStream: pino.DestinationStream = overrides.logStream ?? (ownStream as LogDestination)
   const app = Fastify({
-    logger: loggerOptions(config, overrides),
-    trustProxy: trustProxyOption(config.trustProxy),
+    logger: loggerOptions(config, logStream),
+    trustProxy: trust,
+    genReqId: nextId,
+    serverFactory: (handler) => {
+      fastifyHandler = handler
+      const s = createServer(server.http, (req, res) => listener(req, res))
+      s.keepAliveTimeout = server.keepAliveTimeout
+      s.requestTimeout = server.requestTimeout
+      s.setTimeout(server.connectionTimeout)
+      return s
+    },
     // Room for ids well past the pattern's 64, so the schema answers them (400) with the pattern in its message.
     routerOptions: { maxParamLength: 1024 },
     return503OnClosing: true,
     // one access line per request (plugins/request-log.ts) instead of Fastify's two, and request.log built lazily
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: lazyChildLogger,
-    ...hardeningServerOptions({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts })
+    ...server
   })
   installErrorHandler(app)
   await app.register(hardeningPlugin)
@@ -101,15 +130,26 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         })
   const service = new TaskService(config.cache, cache, upstream, metrics, shared)
   const list = new TaskListService(config.cache, cache, upstream, metrics, shared)
+  const httpMetrics = overrides.httpMetrics ?? true
+  const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
+  const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
+  const lane = new HitLane(
+    { cache, metrics, httpMetrics, clients: clientKeys, rateLimit, corsOrigins: config.corsOrigins, clientIp: (req) => clientIp(req, trust), accessLog },
+    (req, res) => fastifyHandler(req, res)
+  )
+  listener = lane.handle
+  app.decorate('hitLane', lane)
   app.addHook('onClose', async () => {
     await upstream.close()
     await redis?.close()
+    ownStream?.flushSync()
   })
   // CONTRACT §8: a request in flight at close must not leave its keep-alive socket open afterwards,
   // or server.close() waits for the client's idle timeout and the graceful exit is killed by its delay.
   let closing = false
   app.addHook('preClose', (done) => {
     closing = true
+    lane.closing = true
     done()
   })
   app.addHook('onSend', (_request, reply, payload, done) => {
@@ -117,19 +157,19 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     done(null, payload)
   })
 
-  await app.register(requestLog)
-  await app.register(metricsPlugin, { metrics, token: config.metricsToken, httpHook: overrides.httpMetrics ?? true })
+  await app.register(requestLog, { accessLog })
+  await app.register(metricsPlugin, { metrics, token: config.metricsToken, httpHook: httpMetrics })
   await app.register(healthRoutes, { redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down') })
   // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
   // Hook order inside: CORS (answers preflights), shedding, rate limit (onRequest), client token (preParsing).
   await app.register(async (mj) => {
     if (config.corsOrigins.length > 0) await mj.register(corsPlugin, { origins: config.corsOrigins })
-    if (config.eventLoopMaxDelayMs > 0) await mj.register(sheddingPlugin, { maxEventLoopDelayMs: config.eventLoopMaxDelayMs })
-    await mj.register(authPlugin, { table: clientKeys })
-    if (config.rateLimitPerMinute > 0) {
-      const store = redis === undefined ? undefined : sharedRateLimitStore(redis, config.upstream.keyFingerprint)
-      await mj.register(rateLimitPlugin, { table: clientKeys, perMinute: config.rateLimitPerMinute, ...(store && { store }) })
+    if (config.eventLoopMaxDelayMs > 0) {
+      await mj.register(sheddingPlugin, { maxEventLoopDelayMs: config.eventLoopMaxDelayMs })
+      lane.underPressure = () => mj.isUnderPressure()
     }
+    await mj.register(authPlugin, { table: clientKeys })
+    if (rateLimit !== undefined) await mj.register(rateLimitPlugin, { table: clientKeys, counter: rateLimit })
     await mj.register(taskFetchRoutes, { cache, service, metrics })
     await mj.register(passthroughRoutes, { config, upstream, list })
   })

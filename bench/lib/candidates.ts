@@ -9,7 +9,7 @@ import type { GatewayArg } from '../servers/gateway.js'
 export const BENCH_KEY = 'bench-upstream-key'
 
 export function startUpstream(name: string, arg: Omit<UpstreamArg, 'apiKey'> = {}): Promise<Child> {
-  return Child.start(name, 'upstream', { arg: { apiKey: BENCH_KEY, ...arg } satisfies UpstreamArg })
+  return Child.start(name, 'upstream', { arg: { apiKey: BENCH_KEY, ...arg } satisfies UpstreamArg, role: 'outside' })
 }
 
 /**
@@ -52,8 +52,19 @@ export function cycling(ids: readonly string[]): autocannon.Request[] {
   ]
 }
 
+/**
+ * GET requests for these task ids, each connection going through the whole list in order. autocannon builds
+ * each request once, so the load generator spends less of its CPU per request than with cycling() (which builds
+ * every request anew): where which connection asks for which id does not matter (cache hits), it can drive harder.
+ */
+export function prebuilt(ids: readonly string[]): autocannon.Request[] {
+  return ids.map((id) => ({ method: 'GET', path: `/mj/task/${id}/fetch` }))
+}
+
 export interface Candidate extends Target {
   name: string
+  /** after its run: a full GC now, so the garbage of its run is not collected during the next candidate's run on the same CPU */
+  settle?(): Promise<void>
 }
 
 export interface RoundsOptions {
@@ -71,7 +82,10 @@ export interface RoundsOptions {
  * round, so drift on a shared machine (thermal, noisy neighbours) spreads over all candidates alike.
  */
 export async function interleaved(candidates: readonly Candidate[], opts: RoundsOptions): Promise<Map<string, Summary>> {
-  for (const c of candidates) await load(c, { ...opts.load, duration: opts.warmupSeconds })
+  for (const c of candidates) {
+    await load(c, { ...opts.load, duration: opts.warmupSeconds })
+    await c.settle?.()
+  }
   const runs = new Map<string, Measurement[]>(candidates.map((c) => [c.name, []]))
   for (let r = 0; r < opts.rounds; r++) {
     const order = candidates.map((_, i) => candidates[(i + r) % candidates.length] as Candidate)
@@ -80,13 +94,14 @@ export async function interleaved(candidates: readonly Candidate[], opts: Rounds
       const m = await load(c, { ...opts.load, duration: opts.seconds })
       runs.get(c.name)?.push(m)
       await opts.after?.(c, m)
+      await c.settle?.()
     }
   }
   return new Map([...runs].map(([name, ms]) => [name, summarize(ms)]))
 }
 
 export function asCandidate(name: string, child: Child): Candidate {
-  return { name, url: child.url, cpuSeconds: () => child.cpuSeconds() }
+  return { name, url: child.url, cpuSeconds: () => child.cpuSeconds(), settle: () => child.call('memory').then(() => undefined) }
 }
 
 /** One GET, for sanity checks (status, headers, body) before measuring. */

@@ -3,6 +3,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { trace } from './trace.js'
+import { pin, type Role } from './cpus.js'
 import type { CallMessage, ReadyMessage, ReplyMessage } from '../servers/ipc.js'
 
 const READY_TIMEOUT_MS = 30_000
@@ -13,6 +14,8 @@ export interface ForkOptions {
   execArgv?: string[]
   /** what the child gets as argv[2] (JSON) */
   arg?: unknown
+  /** which CPUs it runs on (lib/cpus.ts); default: a server under test */
+  role?: Role
 }
 
 export class Child {
@@ -57,6 +60,7 @@ export class Child {
       env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production' }
     })
     const child = new Child(name, proc)
+    pin(proc.pid ?? 0, opts.role ?? 'server')
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${name} did not start within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
       proc.on('message', (msg: ReplyMessage | ReadyMessage) => {

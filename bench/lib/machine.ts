@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { cpus, loadavg, release, totalmem, type as osType } from 'node:os'
 import { createRequire } from 'node:module'
+import { pinning, type Role } from './cpus.js'
 
 const require = createRequire(import.meta.url)
 
@@ -34,6 +35,8 @@ export interface MachineFacts {
   cores: number
   memoryBytes: number
   loadAverageAtStart: number[]
+  /** CPUs of the server under test and of everything else (lib/cpus.ts); null when not pinned */
+  pinning: Readonly<Record<Role, string>> | null
 }
 
 export function machineFacts(): MachineFacts {
@@ -49,6 +52,7 @@ export function machineFacts(): MachineFacts {
     cpu: c[0]?.model.trim() ?? 'unknown',
     cores: c.length,
     memoryBytes: totalmem(),
-    loadAverageAtStart: loadavg().map((l) => Math.round(l * 100) / 100)
+    loadAverageAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
+    pinning: pinning ?? null
   }
 }

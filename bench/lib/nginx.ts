@@ -3,6 +3,7 @@
  * Optional: when no nginx binary is found, the row is skipped and the report says so.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { pin } from './cpus.js'
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -102,6 +103,8 @@ export async function startNginx(bin: string, upstreamPort: number, apiKey: stri
   const proc: ChildProcess = spawn(bin, ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', join(prefix, 'error.log')], {
     stdio: ['ignore', 'ignore', 'pipe']
   })
+  // the master forks its worker after reading the config: pinned now, the worker inherits the CPU
+  pin(proc.pid ?? 0, 'server')
   let stderr = ''
   proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString('utf8')))
   const url = `http://127.0.0.1:${port}`

@@ -58,8 +58,8 @@ export function parseArgs(argv: readonly string[]): Settings {
   return {
     mode,
     scenarios,
-    rounds: num('rounds', quick ? 3 : 5, 1, 50),
-    seconds: num('seconds', quick ? 0.5 : 8, 0.2, 600),
+    rounds: num('rounds', quick ? 3 : 9, 1, 50),
+    seconds: num('seconds', quick ? 0.5 : 4, 0.2, 600),
     warmupSeconds: quick ? 0.3 : 3,
     connections: 64,
     hit: { tasks: quick ? 300 : 1000, bodyBytes: 3072 },

@@ -3,12 +3,13 @@
  * from a Map (the ceiling) and nginx proxy_cache (when installed), all in one run, rounds interleaved.
  */
 import { Child } from '../lib/child.js'
-import { asCandidate, BENCH_KEY, cycling, interleaved, metric, probe, startGateway, startUpstream, type Candidate } from '../lib/candidates.js'
-import { load, type Summary } from '../lib/load.js'
+import { asCandidate, BENCH_KEY, cycling, prebuilt, interleaved, metric, probe, startGateway, startUpstream, type Candidate } from '../lib/candidates.js'
+import { load, median, type Summary } from '../lib/load.js'
 import { findNginx, startNginx, type Nginx } from '../lib/nginx.js'
 import { summarizeProfile } from '../lib/profile.js'
 import { fmt, type Check, type ScenarioReport } from '../lib/report.js'
 import type { Settings } from '../lib/settings.js'
+import { pinningNote } from '../lib/cpus.js'
 
 const WARN = { LOG_LEVEL: 'warn' }
 
@@ -75,20 +76,26 @@ export async function hitPath(s: Settings, resultsDir: URL): Promise<ScenarioRep
       rounds: s.rounds,
       warmupSeconds: s.warmupSeconds,
       seconds: s.seconds,
-      load: { connections: s.connections, requests: cycling(ids) }
+      load: { connections: s.connections, requests: prebuilt(ids) }
     })
     for (const [name, g] of gateways) if (g.exit !== undefined) throw new Error(`${name} exited during the run${g.tail()}`)
 
     const get = (name: string): Summary | undefined => results.get(name)
     const ceilingSummary = get('bare Fastify (ceiling)') as Summary
-    const ratio = (name: string): number | undefined => {
+    // Each round runs every candidate back to back, so a round's ratio compares runs a few seconds apart: the
+    // median of those ratios is not moved by the machine's own speed drifting during the run (it does, by 2x).
+    const paired = (name: string, of: (r: Summary['perRound'][number]) => number | undefined): number | undefined => {
       const x = get(name)
-      return x === undefined ? undefined : x.rps / ceilingSummary.rps
+      if (x === undefined) return undefined
+      const ratios = x.perRound.map((r, i) => {
+        const a = of(r)
+        const b = ceilingSummary.perRound[i] === undefined ? undefined : of(ceilingSummary.perRound[i] as Summary['perRound'][number])
+        return a === undefined || b === undefined ? NaN : a / b
+      })
+      return ratios.some(Number.isNaN) ? undefined : median(ratios)
     }
-    const cpuRatio = (name: string): number | undefined => {
-      const x = get(name)?.rpsPerCpu
-      return x === undefined || ceilingSummary.rpsPerCpu === undefined ? undefined : x / ceilingSummary.rpsPerCpu
-    }
+    const ratio = (name: string): number | undefined => paired(name, (r) => r.rps)
+    const cpuRatio = (name: string): number | undefined => paired(name, (r) => r.rpsPerCpu)
     const rows = candidates.map((c) => {
       const x = get(c.name) as Summary
       const non200 = Object.entries(x.statusCodes).filter(([code]) => code !== '200').reduce((n, [, v]) => n + v, 0) + x.errors
@@ -103,12 +110,12 @@ export async function hitPath(s: Settings, resultsDir: URL): Promise<ScenarioRep
     if (info !== undefined) checks.push({ name: 'gateway (LOG_LEVEL=info) / ceiling, rps', value: fmt.ratio(info), goal: '≥ 0.80×', met: info >= 0.8 })
     const off = get('gateway, metrics hook off')
     if (off !== undefined) {
-      const cost = 1 - (get('gateway') as Summary).rps / off.rps
+      const cost = 1 - (ratio('gateway') as number) / (ratio('gateway, metrics hook off') as number)
       checks.push({ name: 'cost of the http metrics hook, rps', value: fmt.pct(cost), goal: '< 5 %', met: cost < 0.05 })
     }
-    const ng = nginx === undefined ? undefined : get(candidates[candidates.length - 1]?.name ?? '')
-    if (ng !== undefined) {
-      checks.push({ name: 'gateway / nginx proxy_cache, rps', value: fmt.ratio((get('gateway') as Summary).rps / ng.rps), goal: 'for information', met: undefined })
+    const ngRatio = nginx === undefined ? undefined : ratio(candidates[candidates.length - 1]?.name ?? '')
+    if (ngRatio !== undefined) {
+      checks.push({ name: 'gateway / nginx proxy_cache, rps', value: fmt.ratio((gwRatio as number) / ngRatio), goal: 'for information', met: undefined })
     }
     if (s.profile) {
       await gw.stop()
@@ -134,7 +141,9 @@ export async function hitPath(s: Settings, resultsDir: URL): Promise<ScenarioRep
       title: '1. Hit path (warm cache)',
       setup:
         `${ids.length} finished tasks of ~${data.bodyBytes} B, requests cycling over all ids, ${s.connections} connections, ` +
-        `${s.rounds} interleaved rounds of ${s.seconds} s after ${s.warmupSeconds} s warm-up, medians. ` +
+        `${s.rounds} interleaved rounds of ${s.seconds} s after ${s.warmupSeconds} s warm-up; rps and latency are medians over the rounds, ` +
+        'ratios the median of the rounds\' own ratios (a round runs every candidate back to back). ' +
+        `${pinningNote()} ` +
         'Gateway: default configuration (metrics on) except LOG_LEVEL. Ceiling: bare Fastify sending the same body and headers from a Map. ' +
         'srv CPU = share of one core the server used; req/CPU-s = requests per server CPU-second (independent of the load generator).',
       table: { head: ['candidate', 'rps', 'p50 ms', 'p99 ms', 'srv CPU', 'req/CPU-s', 'rps ÷ ceiling', 'req/CPU ÷ ceiling', 'non-200'], rows },

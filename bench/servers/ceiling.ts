@@ -1,9 +1,11 @@
 /**
- * The ceiling: bare Fastify (no logger, no hooks, no schema) answering the hit path's exact response —
- * the same body bytes and the same headers the gateway sends on a HIT — from a Map.
+ * The ceiling: bare Fastify (no logger, no hooks, no schema) answering the hit path's exact response — the same
+ * status, the same headers (the security headers, the rate limit's, x-cache, etag, cache-control, content-type)
+ * and the same body bytes the gateway sends on a HIT — from a Map.
  */
 import Fastify from 'fastify'
 import { etagOf, JSON_CONTENT_TYPE } from '../../src/cache/task-cache.js'
+import { SECURITY_HEADERS } from '../../src/plugins/hardening.js'
 import { serveIpc } from './ipc.js'
 
 export interface LoadArg {
@@ -18,6 +20,7 @@ interface Stored {
 }
 
 const bodies = new Map<string, Stored>()
+let served = 0
 const app = Fastify()
 app.get<{ Params: { id: string } }>('/mj/task/:id/fetch', (request, reply) => {
   const hit = bodies.get(request.params.id)
@@ -27,6 +30,11 @@ app.get<{ Params: { id: string } }>('/mj/task/:id/fetch', (request, reply) => {
   }
   // a synchronous handler that returns nothing: the cheapest way Fastify answers
   reply
+    .headers(SECURITY_HEADERS)
+    // the gateway's values under the bench's limit (1e9 a minute): as many bytes
+    .header('x-ratelimit-limit', 1_000_000_000)
+    .header('x-ratelimit-remaining', 999_999_000 + (++served % 1000))
+    .header('x-ratelimit-reset', 60)
     .header('x-cache', 'HIT')
     .header('etag', hit.etag)
     .header('cache-control', 'private, max-age=3599')

@@ -9,7 +9,7 @@ export interface CorsPluginOptions {
 
 /** Headers a browser frontend sends to the gateway and may read back from it. */
 const ALLOWED_HEADERS = ['authorization', 'mj-api-secret', 'content-type', 'if-none-match']
-const EXPOSED_HEADERS = ['etag', 'x-cache', 'x-cache-hits', 'retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset']
+export const CORS_EXPOSED_HEADERS: readonly string[] = ['etag', 'x-cache', 'x-cache-hits', 'retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset']
 
 /**
  * CORS_ORIGINS: an allowed origin is echoed back (with `vary: origin`); any other origin gets no CORS
@@ -22,7 +22,7 @@ async function corsPlugin(app: FastifyInstance, { origins }: CorsPluginOptions):
     origin: (origin, callback) => callback(null, origin !== undefined && allowed.has(origin)),
     methods: ['GET', 'HEAD', 'POST'],
     allowedHeaders: ALLOWED_HEADERS,
-    exposedHeaders: EXPOSED_HEADERS,
+    exposedHeaders: [...CORS_EXPOSED_HEADERS],
     credentials: false,
     maxAge: 600,
     // a malformed preflight falls through to the routes (404 or 401 in the contract's shape), not a text/plain 400

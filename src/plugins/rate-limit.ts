@@ -1,16 +1,15 @@
 import fp from 'fastify-plugin'
-import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
+import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
 import type { ClientKeyTable } from '../auth.js'
 import { RateLimitedError } from '../errors.js'
+import { rateLimitKey, type RateLimitCounter } from '../rate-limit-counter.js'
 import { clientOf } from './auth.js'
 
 export interface RateLimitPluginOptions {
   table: ClientKeyTable
-  /** requests per client per minute (> 0) */
-  perMinute: number
-  /** a shared store (REDIS_URL: sharedRateLimitStore), so every replica counts the same requests; default: this process's memory */
-  store?: FastifyRateLimitStoreCtor
+  /** RATE_LIMIT_PER_MINUTE's counter: its store is this process's memory, or with REDIS_URL the shared one */
+  counter: RateLimitCounter
 }
 
 /**
@@ -18,17 +17,13 @@ export interface RateLimitPluginOptions {
  * (which TRUST_PROXY decides). The limit runs in onRequest, before the auth check, so requests refused
  * for a bad token still count against their IP and a token-guessing client runs into 429.
  */
-async function rateLimitPlugin(app: FastifyInstance, opts: RateLimitPluginOptions): Promise<void> {
-  const { table } = opts
+async function rateLimitPlugin(app: FastifyInstance, { table, counter }: RateLimitPluginOptions): Promise<void> {
   await app.register(rateLimit, {
-    max: opts.perMinute,
-    timeWindow: 60_000,
-    keyGenerator: (request) => {
-      const name = clientOf(request, table).name
-      return name === undefined ? `ip:${request.ip}` : `client:${name}`
-    },
+    max: counter.max,
+    timeWindow: counter.windowMs,
+    keyGenerator: (request) => rateLimitKey(clientOf(request, table), request.ip),
     errorResponseBuilder: (_request, context) => new RateLimitedError(context.after),
-    ...(opts.store === undefined ? {} : { store: opts.store })
+    store: counter.storeCtor()
   })
 }
 

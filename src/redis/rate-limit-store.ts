@@ -7,22 +7,14 @@ import type {
 } from '@fastify/rate-limit'
 import type { Redis } from 'ioredis'
 import type { RedisConnection } from './connection.js'
+import { LocalStore, type IncrCallback, type Store } from '../rate-limit-counter.js'
 
-type IncrCallback = (error: Error | null, result?: { current: number; ttl: number }) => void
 type RouteOptions = Parameters<FastifyRateLimitStore['child']>[0]
-
-/** The shape of @fastify/rate-limit's own stores (their incr takes the window and the max too). */
-interface Store {
-  incr(key: string, cb: IncrCallback, timeWindow?: number, max?: number): void
-  child(routeOptions: RouteOptions): Store
-}
 type RedisStoreCtor = new (continueExceeding: boolean, exponentialBackoff: boolean, redis: Redis, key?: string) => Store
-type LocalStoreCtor = new (continueExceeding: boolean, exponentialBackoff: boolean, cache?: number) => Store
 
 // The plugin's own two stores: its Redis Lua script and its in-memory LRU, not reimplemented here.
 const require = createRequire(import.meta.url)
 const RedisStore = require('@fastify/rate-limit/store/RedisStore.js') as RedisStoreCtor
-const LocalStore = require('@fastify/rate-limit/store/LocalStore.js') as LocalStoreCtor
 
 /**
  * Counts in Redis, shared by every replica; while Redis is down or slow, counts in this replica's memory,

@@ -4,6 +4,8 @@ import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
 import type { GatewayMetrics } from '../metrics.js'
 import type { TaskService } from '../task-service.js'
 
+export const FETCH_ROUTE = '/mj/task/:id/fetch'
+
 export const TASK_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$'
 
 export const taskIdParams = {
@@ -21,7 +23,7 @@ interface Deps {
 type FetchRequest = FastifyRequest<{ Params: { id: string } }>
 
 /** `If-None-Match` holds this etag (a list, `*` and weak forms included). */
-function matches(header: string | undefined, etag: string): boolean {
+export function etagMatches(header: string | undefined, etag: string): boolean {
   if (header === undefined) return false
   if (header === etag || header === '*') return true
   return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag)
@@ -29,7 +31,7 @@ function matches(header: string | undefined, etag: string): boolean {
 
 function send(request: FetchRequest, reply: FastifyReply, body: Buffer, etag: string, cacheControl: string, cache: string): FastifyReply {
   reply.header('x-cache', cache).header('etag', etag).header('cache-control', cacheControl)
-  if (matches(request.headers['if-none-match'], etag)) return reply.code(304).send()
+  if (etagMatches(request.headers['if-none-match'], etag)) return reply.code(304).send()
   return reply.header('content-type', JSON_CONTENT_TYPE).send(body)
 }
 
@@ -43,7 +45,7 @@ export async function taskFetchRoutes(app: FastifyInstance, { cache, service, me
   }
 
   // Not async: a hit answers synchronously, without a promise per request; only a miss returns one.
-  app.get('/mj/task/:id/fetch', { schema: { params: taskIdParams } }, (request: FetchRequest, reply) => {
+  app.get(FETCH_ROUTE, { schema: { params: taskIdParams } }, (request: FetchRequest, reply) => {
     const now = Date.now()
     const hit = cache.fresh(request.params.id, now)
     if (hit === undefined) return miss(request, reply)
