@@ -490,6 +490,25 @@ t.test('latencyMs delays answers; close() cancels pending ones and idle keep-ali
   t.equal(await pending, 'closed', 'a pending answer is dropped on close')
 })
 
+t.test('latencyJitterMs spreads the delay around latencyMs, never below 0', async (t) => {
+  const draws = [0, 1, 0.5]
+  const sim = await startSimulatedUpstream({ latencyMs: 100, latencyJitterMs: 80, random: () => draws.shift() ?? 0.5 })
+  t.teardown(() => sim.close())
+  const took = async (): Promise<number> => {
+    const started = Date.now()
+    await (await fetch(`${sim.url}/mj/task/1/fetch`)).text()
+    return Date.now() - started
+  }
+  const [low, high] = [await took(), await took()]
+  t.ok(low >= 15 && low < 120, `100 - 80 ms (took ${low})`)
+  t.ok(high >= 170, `100 + 80 ms (took ${high})`)
+  const none = await startSimulatedUpstream({ latencyMs: 5, latencyJitterMs: 50, random: () => 0 })
+  t.teardown(() => none.close())
+  const started = Date.now()
+  t.equal(await (await fetch(`${none.url}/mj/task/1/fetch`)).text(), 'null', 'a delay below 0 is none')
+  t.ok(Date.now() - started < 1000)
+})
+
 t.test('close() resolves with an idle keep-alive connection open', async (t) => {
   const sim = await startSimulatedUpstream()
   const res = await fetch(`${sim.url}/mj/task/1/fetch`)

@@ -1,7 +1,7 @@
 /** Starting the processes a scenario compares, and running them in interleaved rounds. */
 import type autocannon from 'autocannon'
 import { Child } from './child.js'
-import { load, summarize, type LoadOptions, type Measurement, type Summary, type Target } from './load.js'
+import { load, median, summarize, type LoadOptions, type Measurement, type Summary, type Target } from './load.js'
 import type { UpstreamArg } from '../servers/upstream.js'
 import type { GatewayArg } from '../servers/gateway.js'
 
@@ -59,6 +59,21 @@ export function cycling(ids: readonly string[]): autocannon.Request[] {
  */
 export function prebuilt(ids: readonly string[]): autocannon.Request[] {
   return ids.map((id) => ({ method: 'GET', path: `/mj/task/${id}/fetch` }))
+}
+
+/**
+ * a ÷ b as the median of the rounds' own ratios: each round runs every candidate back to back, so the ratio of a
+ * round compares runs seconds apart, and the machine's speed drifting during the run (it does, by 2x) cancels out
+ */
+export function pairedRatio(a: Summary, b: Summary, of: (r: Summary['perRound'][number]) => number | undefined = (r) => r.rps): number | undefined {
+  const ratios: number[] = []
+  for (let i = 0; i < a.perRound.length; i++) {
+    const x = of(a.perRound[i] as Summary['perRound'][number])
+    const y = b.perRound[i] === undefined ? undefined : of(b.perRound[i] as Summary['perRound'][number])
+    if (x === undefined || y === undefined) return undefined
+    ratios.push(x / y)
+  }
+  return median(ratios)
 }
 
 export interface Candidate extends Target {

@@ -14,7 +14,7 @@ export interface Settings {
   /** autocannon connections for the throughput scenarios */
   connections: number
   hit: { tasks: number; bodyBytes: number }
-  miss: { tasks: number; upstreamLatencyMs: number }
+  miss: { tasks: number; pollers: number; upstreamLatencyMs: number; upstreamJitterMs: number }
   storm: { pollers: number; tasks: number; seconds: number; rounds: number; stepMs: number }
   memory: { counts: [number, number]; bodyBytes: number }
   soak: { seconds: number; connections: number }
@@ -36,7 +36,7 @@ export function parseArgs(argv: readonly string[]): Settings {
       .map((a) => [a.slice(2, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] as const)
   )
   for (const f of flags) if (!['--quick', '--soak', '--profile', '--verbose', '--help'].includes(f)) throw new Error(`unknown flag ${f}`)
-  for (const k of values.keys()) if (!['soak-seconds', 'only', 'out', 'rounds', 'seconds', 'baseline'].includes(k)) throw new Error(`unknown option --${k}`)
+  for (const k of values.keys()) if (!['soak-seconds', 'only', 'out', 'rounds', 'seconds', 'baseline', 'jitter', 'pollers'].includes(k)) throw new Error(`unknown option --${k}`)
   if (flags.has('--help')) throw new HelpRequested()
 
   const quick = flags.has('--quick')
@@ -63,7 +63,7 @@ export function parseArgs(argv: readonly string[]): Settings {
     warmupSeconds: quick ? 0.3 : 3,
     connections: 64,
     hit: { tasks: quick ? 300 : 1000, bodyBytes: 3072 },
-    miss: { tasks: 20, upstreamLatencyMs: 20 },
+    miss: { tasks: 20, pollers: num('pollers', 200, 1, 1000), upstreamLatencyMs: 20, upstreamJitterMs: num('jitter', 10, 0, 1000) },
     storm: { pollers: 200, tasks: 20, seconds: quick ? 3 : 10, rounds: quick ? 1 : 3, stepMs: 1000 },
     memory: { counts: quick ? [1000, 3000] : [10_000, 50_000], bodyBytes: 3072 },
     soak: { seconds: num('soak-seconds', soakOnly ? 120 : quick ? 3 : 30, 1, SOAK_MAX_SECONDS), connections: 50 },
@@ -85,5 +85,7 @@ export const HELP = `npm run bench [-- options]
   --profile           also write the gateway's CPU profile of the hit path to bench/results/
   --out=FILE          write the JSON results there instead
   --verbose           print each phase with a timestamp
+  --pollers=N         miss path: pollers (connections) over its 20 live tasks; default 200
+  --jitter=MS         miss path: the simulated upstream's latency varies by up to this either way; default 10
   --baseline=DIR      also measure the gateway built in DIR (another checkout, after npm run build there):
                       before/after figures for a change, in the same run (hit and miss scenarios)`

@@ -3,8 +3,8 @@
  * from a Map (the ceiling) and nginx proxy_cache (when installed), all in one run, rounds interleaved.
  */
 import { Child } from '../lib/child.js'
-import { asCandidate, BENCH_KEY, cycling, prebuilt, interleaved, metric, probe, startGateway, startUpstream, type Candidate } from '../lib/candidates.js'
-import { load, median, type Summary } from '../lib/load.js'
+import { asCandidate, BENCH_KEY, cycling, pairedRatio, prebuilt, interleaved, metric, probe, startGateway, startUpstream, type Candidate } from '../lib/candidates.js'
+import { load, type Summary } from '../lib/load.js'
 import { findNginx, startNginx, type Nginx } from '../lib/nginx.js'
 import { summarizeProfile } from '../lib/profile.js'
 import { fmt, type Check, type ScenarioReport } from '../lib/report.js'
@@ -82,17 +82,9 @@ export async function hitPath(s: Settings, resultsDir: URL): Promise<ScenarioRep
 
     const get = (name: string): Summary | undefined => results.get(name)
     const ceilingSummary = get('bare Fastify (ceiling)') as Summary
-    // Each round runs every candidate back to back, so a round's ratio compares runs a few seconds apart: the
-    // median of those ratios is not moved by the machine's own speed drifting during the run (it does, by 2x).
     const paired = (name: string, of: (r: Summary['perRound'][number]) => number | undefined): number | undefined => {
       const x = get(name)
-      if (x === undefined) return undefined
-      const ratios = x.perRound.map((r, i) => {
-        const a = of(r)
-        const b = ceilingSummary.perRound[i] === undefined ? undefined : of(ceilingSummary.perRound[i] as Summary['perRound'][number])
-        return a === undefined || b === undefined ? NaN : a / b
-      })
-      return ratios.some(Number.isNaN) ? undefined : median(ratios)
+      return x === undefined ? undefined : pairedRatio(x, ceilingSummary, of)
     }
     const ratio = (name: string): number | undefined => paired(name, (r) => r.rps)
     const cpuRatio = (name: string): number | undefined => paired(name, (r) => r.rpsPerCpu)

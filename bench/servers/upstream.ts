@@ -19,6 +19,7 @@ export interface UpstreamArg {
   apiKey: string
   stepMs?: number
   latencyMs?: number
+  latencyJitterMs?: number
   faults?: Faults
 }
 
@@ -38,7 +39,8 @@ const arg = childArg<UpstreamArg>()
 const sim = await startSimulatedUpstream({
   apiKey: arg.apiKey,
   ...(arg.stepMs === undefined ? {} : { stepMs: arg.stepMs }),
-  ...(arg.latencyMs === undefined ? {} : { latencyMs: arg.latencyMs })
+  ...(arg.latencyMs === undefined ? {} : { latencyMs: arg.latencyMs }),
+  ...(arg.latencyJitterMs === undefined ? {} : { latencyJitterMs: arg.latencyJitterMs })
 })
 
 let padBytes: number | undefined

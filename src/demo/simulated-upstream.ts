@@ -31,6 +31,8 @@ export interface SimulatedUpstreamOptions {
   now?: () => number
   /** extra delay before every answer (simulated network/upstream latency); default 0 */
   latencyMs?: number
+  /** the delay varies uniformly by up to this much either way (never below 0), as a real upstream's does; default 0 */
+  latencyJitterMs?: number
   /** request bodies larger than this are answered 413; default 25 MiB */
   maxBodyBytes?: number
 }
@@ -209,6 +211,7 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
   const random = opts.random ?? Math.random
   const clock = opts.now ?? Date.now
   const latencyMs = opts.latencyMs ?? 0
+  const jitterMs = opts.latencyJitterMs ?? 0
   const maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY
   const authStyle = opts.authStyle ?? 'bearer'
   const apiKey = opts.apiKey
@@ -449,11 +452,12 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
       res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) })
       res.end(body)
     }
-    if (latencyMs <= 0) return write()
+    const delay = jitterMs > 0 ? Math.max(0, latencyMs + (random() * 2 - 1) * jitterMs) : latencyMs
+    if (delay <= 0) return write()
     const timer = setTimeout(() => {
       timers.delete(timer)
       write()
-    }, latencyMs)
+    }, delay)
     timers.add(timer)
   }
 
