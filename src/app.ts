@@ -78,9 +78,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const trust = trustFunction(config.trustProxy)
   const nextId = requestIds()
   const server = hardeningServerOptions({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts })
-  // Every request meets the hit lane first (src/hit-lane.ts), once it exists; what it does not answer goes on to Fastify.
-  let fastifyHandler: Listener = () => undefined
-  let listener: Listener = (req, res) => fastifyHandler(req, res)
+  // Fastify's own listener: every request meets the hit lane (src/hit-lane.ts) first, and what the lane does not
+  // answer goes on to this. Set while Fastify() runs, before anything can listen.
+  let fastifyHandler: Listener | undefined
   const ownStream = overrides.logStream === undefined ? stdoutLog() : undefined
   const logStream: pino.DestinationStream = overrides.logStream ?? (ownStream as LogDestination)
   const app = Fastify({
@@ -89,7 +89,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     genReqId: nextId,
     serverFactory: (handler) => {
       fastifyHandler = handler
-      const s = createServer(server.http, (req, res) => listener(req, res))
+      const s = createServer(server.http, (req, res) => lane.handle(req, res))
       s.keepAliveTimeout = server.keepAliveTimeout
       s.requestTimeout = server.requestTimeout
       s.setTimeout(server.connectionTimeout)
@@ -135,9 +135,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
   const lane = new HitLane(
     { cache, metrics, httpMetrics, clients: clientKeys, rateLimit, corsOrigins: config.corsOrigins, clientIp: (req) => clientIp(req, trust), accessLog },
-    (req, res) => fastifyHandler(req, res)
+    fastifyHandler as Listener
   )
-  listener = lane.handle
   app.decorate('hitLane', lane)
   app.addHook('onClose', async () => {
     await upstream.close()

@@ -3,7 +3,7 @@
  * the stdout log destination and the rate-limit counter.
  */
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
 import t from 'tap'
 import { AccessLog, requestIds } from '../src/access-log.js'
 import { clientHost, clientIp, trustFunction } from '../src/client-address.js'
@@ -22,6 +22,22 @@ async function incoming(headers: Record<string, string>): Promise<IncomingMessag
       const req = httpRequest({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, headers, agent: false }, (res) => res.resume())
       req.on('error', reject)
       req.end()
+    })
+  })
+}
+
+/** the server side of an HTTP/1.0 request without a host header */
+async function hostless(): Promise<IncomingMessage> {
+  return new Promise((resolve) => {
+    const server = createServer((req, res) => {
+      res.end()
+      server.close()
+      resolve(req)
+    })
+    server.listen(0, '127.0.0.1', () => {
+      const socket = connect((server.address() as AddressInfo).port, '127.0.0.1', () => socket.end('GET / HTTP/1.0\r\n\r\n'))
+      socket.on('data', () => undefined)
+      socket.on('error', () => undefined)
     })
   })
 }
@@ -47,6 +63,7 @@ t.test('client address and host, as Fastify works them out', async (t) => {
   t.equal(clientHost(req, trustFunction('10.0.0.1')), 'gw.local', 'x-forwarded-host from an untrusted peer is ignored')
   const single = await incoming({ 'x-forwarded-host': ' one.example ' })
   t.equal(clientHost(single, loopback), 'one.example')
+  t.equal(clientHost(await hostless(), false), '', 'HTTP/1.0 without a host header')
 })
 
 t.test('the access line: one JSON object per line, fields left out when unknown', async (t) => {
