@@ -115,10 +115,11 @@ export class HitLane {
     if (h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0')) return false
     if (req.rawHeaders.length > 2 * MAX_HEADER_COUNT || this.underPressure()) return false
     const start = performance.now()
-    const id = m[1] as string
-    if (this.opts.cache.fresh(id, Date.now()) === undefined) return false
+    // the token first: without one, not even the cache is looked at (as on the route)
     const client = this.opts.clients.identify(h)
     if (!client.authorized) return false
+    const id = m[1] as string
+    if (this.opts.cache.fresh(id, Date.now()) === undefined) return false
     const limit = this.opts.rateLimit
     if (limit === undefined) {
       this.answer(req, res, id, client, start, undefined)
