@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
+import { BodySlabs, type BodyHolder, type Slab } from './body-slabs.js'
 
 export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
 
@@ -17,16 +18,20 @@ export function etagOf(body: Buffer): string {
   return `"${createHash('sha1').update(body).digest('base64url')}"`
 }
 
-/**
- * The body in memory of its own, exactly its size. An upstream body is a view into the socket read it arrived in
- * (status line and headers included); kept as is, that whole allocation would live as long as the entry.
- */
-function compact(body: Buffer): Buffer {
-  if (body.byteOffset === 0 && body.buffer.byteLength === body.length) return body
-  const own = Buffer.allocUnsafeSlow(body.length)
-  body.copy(own)
-  return own
+/** The entry as the cache holds it: its body lives in the cache's slabs (body-slabs.ts), which may move it. */
+class StoredEntry implements Entry, BodyHolder {
+  body = EMPTY
+  slab: Slab | undefined = undefined
+
+  constructor(
+    readonly etag: string,
+    readonly terminal: boolean,
+    readonly storedAt: number,
+    readonly freshUntil: number
+  ) {}
 }
+
+const EMPTY = Buffer.alloc(0)
 
 export interface TaskCacheOptions {
   maxBytes: number
@@ -39,25 +44,24 @@ export interface TaskCacheOptions {
  * An entry outlives its freshness by the stale-if-error window, so it can stand in when upstream fails.
  */
 export class TaskCache {
-  private readonly lru: LRUCache<string, Entry>
+  private readonly lru: LRUCache<string, StoredEntry>
+  private readonly bodies = new BodySlabs()
   private readonly flights = new Map<string, Promise<unknown>>()
   private readonly staleIfErrorMs: number
 
   constructor(opts: TaskCacheOptions) {
     this.staleIfErrorMs = opts.staleIfErrorMs
     const onEvict = opts.onEvict
-    this.lru = new LRUCache<string, Entry>({
+    this.lru = new LRUCache<string, StoredEntry>({
       maxSize: opts.maxBytes,
       sizeCalculation: (e) => e.body.length || 1,
       ttl: 1,
       ttlAutopurge: false,
-      ...(onEvict === undefined
-        ? {}
-        : {
-            dispose: (_v: Entry, _k: string, reason: LRUCache.DisposeReason) => {
-              if (reason === 'evict') onEvict()
-            }
-          })
+      // whatever takes an entry out (evicted, replaced, deleted, expired), its body's room is given back
+      dispose: (e: StoredEntry, _k: string, reason: LRUCache.DisposeReason) => {
+        this.bodies.release(e)
+        if (reason === 'evict') onEvict?.()
+      }
     })
   }
 
@@ -81,8 +85,12 @@ export class TaskCache {
       this.lru.delete(key)
       return undefined
     }
-    const entry: Entry = { body: compact(body), etag, terminal, storedAt: now, freshUntil: now + freshMs }
+    const entry = new StoredEntry(etag, terminal, now, now + freshMs)
+    // copied: an upstream body is a view into the socket read it arrived in, which must not live on with it
+    this.bodies.put(entry, body)
     this.lru.set(key, entry, { ttl: keepMs })
+    // a body larger than the whole cache is not kept (and lru-cache says nothing of it)
+    if (this.lru.peek(key) !== entry) this.bodies.release(entry)
     return entry
   }
 
@@ -112,6 +120,11 @@ export class TaskCache {
   get bytes(): number {
     this.lru.purgeStale()
     return this.lru.calculatedSize
+  }
+
+  /** slabs holding bodies (body-slabs.ts) */
+  get slabs(): number {
+    return this.bodies.slabs
   }
 
   clear(): void {
