@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ClientIdentity, ClientKeyTable } from './auth.js'
-import type { TaskCache } from './cache/task-cache.js'
+import type { Entry, TaskCache } from './cache/task-cache.js'
 import { JSON_CONTENT_TYPE } from './cache/task-cache.js'
 import type { GatewayMetrics, HttpSeries } from './metrics.js'
 import { MAX_HEADER_COUNT, SECURITY_HEADERS } from './plugins/hardening.js'
@@ -119,32 +119,39 @@ export class HitLane {
     const client = this.opts.clients.identify(h)
     if (!client.authorized) return false
     const id = m[1] as string
-    if (this.opts.cache.fresh(id, Date.now()) === undefined) return false
+    const now = Date.now()
+    const hit = this.opts.cache.fresh(id, now)
+    if (hit === undefined) return false
     const limit = this.opts.rateLimit
     if (limit === undefined) {
-      this.answer(req, res, id, client, start, undefined)
+      this.answer(req, res, hit, now, client, start, undefined)
       return true
     }
+    let counting = true
     limit.count(rateLimitKey(client, this.opts.clientIp(req)), (err, counted) => {
       // over the limit (or a store error): the route counts it again and answers 429 (or the error)
-      if (err !== null || counted === undefined || counted.current > limit.max) this.next(req, res)
-      else this.answer(req, res, id, client, start, counted)
+      if (err !== null || counted === undefined || counted.current > limit.max) return this.next(req, res)
+      if (counting) return this.answer(req, res, hit, now, client, start, counted)
+      // A store that answers later (Redis): look again, the entry may have gone meanwhile. Then the route answers,
+      // and counts the request a second time: rare, and one count at most.
+      const later = Date.now()
+      const again = this.opts.cache.fresh(id, later)
+      if (again === undefined || this.closing) return this.next(req, res)
+      this.answer(req, res, again, later, client, start, counted)
     })
+    counting = false
     return true
   }
 
   private answer(
     req: IncomingMessage,
     res: ServerResponse,
-    id: string,
+    hit: Entry,
+    now: number,
     client: ClientIdentity,
     start: number,
     counted: { current: number; ttl: number } | undefined
   ): void {
-    const now = Date.now()
-    // looked up again: a store that counts in Redis answers later, and the entry may have gone meanwhile
-    const hit = this.opts.cache.fresh(id, now)
-    if (hit === undefined || this.closing) return this.next(req, res)
     this.answered++
     this.opts.metrics.lookup('hit')
     const cacheControl = hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache'

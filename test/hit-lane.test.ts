@@ -218,6 +218,13 @@ t.test('a rate-limit store that answers later: the entry is looked up again, and
   ;(waiting.shift() as () => void)()
   t.equal((await gone).status, 299, 'the entry went while the count was in flight: on to Fastify')
   t.equal(s.lane.answered, 1)
+  s.cache.store('A1', body, '"e1"', true, 60_000, Date.now())
+  const closing = send('GET', `${s.url}/mj/task/A1/fetch`)
+  while (waiting.length < 1) await new Promise((r) => setTimeout(r, 5))
+  s.lane.closing = true
+  ;(waiting.shift() as () => void)()
+  t.equal((await closing).status, 299, 'the app started closing while the count was in flight: on to Fastify')
+  t.equal(s.lane.answered, 1)
 })
 
 t.test('a rate-limit store error, and an app that started closing: on to Fastify', async (t) => {
