@@ -34,37 +34,14 @@ export interface HitLaneOptions {
   accessLog: AccessLog | undefined
 }
 
-type Headers = Record<string, string | number>
-
-// The response headers as object literals, in the order the Fastify route sends them: SECURITY_HEADERS (with the
-// route's cache-control in their cache-control's place), the rate limit's, then the route's. (A literal: building
-// the object by spreading SECURITY_HEADERS and adding to it cost V8 ~10 µs a request, a third of the whole hit.)
-const plainHeaders = (cacheControl: string, etag: string): Headers => ({
-  'x-content-type-options': SECURITY_HEADERS['x-content-type-options'] as string,
-  'x-frame-options': SECURITY_HEADERS['x-frame-options'] as string,
-  'content-security-policy': SECURITY_HEADERS['content-security-policy'] as string,
-  'referrer-policy': SECURITY_HEADERS['referrer-policy'] as string,
-  'cross-origin-resource-policy': SECURITY_HEADERS['cross-origin-resource-policy'] as string,
-  'cache-control': cacheControl,
-  'x-cache': 'HIT',
-  etag,
-  'content-type': JSON_CONTENT_TYPE
-})
-
-const limitedHeaders = (cacheControl: string, etag: string, max: number, counted: { current: number; ttl: number }): Headers => ({
-  'x-content-type-options': SECURITY_HEADERS['x-content-type-options'] as string,
-  'x-frame-options': SECURITY_HEADERS['x-frame-options'] as string,
-  'content-security-policy': SECURITY_HEADERS['content-security-policy'] as string,
-  'referrer-policy': SECURITY_HEADERS['referrer-policy'] as string,
-  'cross-origin-resource-policy': SECURITY_HEADERS['cross-origin-resource-policy'] as string,
-  'cache-control': cacheControl,
-  'x-ratelimit-limit': max,
-  'x-ratelimit-remaining': Math.max(0, max - counted.current),
-  'x-ratelimit-reset': Math.ceil(counted.ttl / 1000),
-  'x-cache': 'HIT',
-  etag,
-  'content-type': JSON_CONTENT_TYPE
-})
+/**
+ * SECURITY_HEADERS but cache-control (the route sets its own), as the name/value pairs of a flat header list.
+ * Each answer copies this list and appends to it: cheap, unlike copying an object and adding keys to the copy
+ * (that cost V8 ~10 µs a request, a third of the whole hit).
+ */
+const SECURITY_PAIRS: ReadonlyArray<string | number> = Object.entries(SECURITY_HEADERS)
+  .filter(([name]) => name !== 'cache-control')
+  .flat()
 
 /** Exactly the canonical fetch URL: anything else (a query, an escape, a trailing slash) is left to the router. */
 const FETCH_URL = /^\/mj\/task\/([A-Za-z0-9_-]{1,64})\/fetch$/
@@ -154,24 +131,25 @@ export class HitLane {
   ): void {
     this.answered++
     this.opts.metrics.lookup('hit')
-    const cacheControl = hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache'
-    const headers = counted === undefined ? plainHeaders(cacheControl, hit.etag) : limitedHeaders(cacheControl, hit.etag, (this.opts.rateLimit as RateLimitCounter).max, counted)
+    // in the order the Fastify route sends them: security, CORS, rate limit, then the route's own
+    const headers = SECURITY_PAIRS.slice()
+    headers.push('cache-control', hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache')
     if (this.cors.size > 0) {
-      headers.vary = 'Origin'
+      headers.push('vary', 'Origin')
       const origin = req.headers.origin
-      if (origin !== undefined && this.cors.has(origin)) {
-        headers['access-control-allow-origin'] = origin
-        headers['access-control-expose-headers'] = this.exposed
-      }
+      if (origin !== undefined && this.cors.has(origin)) headers.push('access-control-allow-origin', origin, 'access-control-expose-headers', this.exposed)
     }
-    let status = 200
-    if (etagMatches(req.headers['if-none-match'], hit.etag)) {
-      status = 304
-      delete headers['content-type']
+    if (counted !== undefined) {
+      const max = (this.opts.rateLimit as RateLimitCounter).max
+      headers.push('x-ratelimit-limit', max, 'x-ratelimit-remaining', Math.max(0, max - counted.current), 'x-ratelimit-reset', Math.ceil(counted.ttl / 1000))
+    }
+    headers.push('x-cache', 'HIT', 'etag', hit.etag)
+    const status = etagMatches(req.headers['if-none-match'], hit.etag) ? 304 : 200
+    if (status === 304) {
       res.writeHead(304, headers)
       res.end()
     } else {
-      headers['content-length'] = hit.body.length
+      headers.push('content-type', JSON_CONTENT_TYPE, 'content-length', hit.body.length)
       res.writeHead(200, headers)
       res.end(hit.body)
     }
