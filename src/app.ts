@@ -1,33 +1,33 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import pino from 'pino'
-import { stdoutLog, type LogDestination } from './log-stream.js'
+import { stdoutLog, type LogDestination } from './logging/log-stream.js'
 import type { Config } from './config.js'
-import { installErrorHandler } from './errors.js'
-import { GatewayMetrics } from './metrics.js'
+import { installErrorHandler } from './http/errors.js'
+import { GatewayMetrics } from './metrics/gateway-metrics.js'
 import { TaskCache } from './cache/task-cache.js'
-import { TaskService } from './task-service.js'
+import { TaskService } from './tasks/fetch-service.js'
 import { UpstreamClient } from './upstream/client.js'
-import { ClientKeyTable } from './auth.js'
+import { ClientKeyTable } from './clients/client-keys.js'
 import { RedisConnection } from './redis/connection.js'
 import { RedisSharedTier } from './redis/shared-tier.js'
-import { sharedRateLimitStore } from './redis/rate-limit-store.js'
-import metricsPlugin from './plugins/metrics.js'
+import { sharedRateLimitStore } from './rate-limit/redis-store.js'
+import metricsPlugin from './plugins/http-metrics.js'
 import hardeningPlugin, { defaultTimeouts, hardeningServerOptions, type Timeouts } from './plugins/hardening.js'
-import authPlugin, { reloadClientKeys } from './plugins/auth.js'
+import authPlugin, { reloadClientKeys } from './plugins/client-auth.js'
 import corsPlugin from './plugins/cors.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import sheddingPlugin from './plugins/shedding.js'
 import requestLog from './plugins/request-log.js'
-import { lazyChildLogger } from './request-logger.js'
+import { lazyChildLogger } from './logging/request-logger.js'
 import { healthRoutes } from './routes/health.js'
 import { taskFetchRoutes } from './routes/task-fetch.js'
 import { passthroughRoutes } from './routes/passthrough.js'
-import { TaskListService } from './task-list.js'
-import { HitLane } from './hit-lane.js'
-import { AccessLog, requestIds } from './access-log.js'
-import { clientIp, trustFunction } from './client-address.js'
-import { LocalStore, RateLimitCounter, type Store } from './rate-limit-counter.js'
+import { TaskListService } from './tasks/list-service.js'
+import { HitLane } from './http/hit-lane.js'
+import { AccessLog, requestIds } from './logging/access-log.js'
+import { clientIp, trustFunction } from './http/client-address.js'
+import { LocalStore, RateLimitCounter, type Store } from './rate-limit/counter.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -78,7 +78,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const trust = trustFunction(config.trustProxy)
   const nextId = requestIds()
   const server = hardeningServerOptions({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts })
-  // Fastify's own listener: every request meets the hit lane (src/hit-lane.ts) first, and what the lane does not
+  // Fastify's own listener: every request meets the hit lane (src/http/hit-lane.ts) first, and what the lane does not
   // answer goes on to this. Set while Fastify() runs, before anything can listen.
   let fastifyHandler: Listener | undefined
   const ownStream = overrides.logStream === undefined ? stdoutLog() : undefined

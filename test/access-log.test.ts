@@ -5,10 +5,10 @@
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import t from 'tap'
-import { AccessLog, requestIds } from '../src/access-log.js'
-import { clientHost, clientIp, trustFunction } from '../src/client-address.js'
-import { stdoutLog } from '../src/log-stream.js'
-import { LocalStore, RateLimitCounter } from '../src/rate-limit-counter.js'
+import { AccessLog, requestIds } from '../src/logging/access-log.js'
+import { clientHost, clientIp, trustFunction } from '../src/http/client-address.js'
+import { stdoutLog } from '../src/logging/log-stream.js'
+import { LocalStore, RateLimitCounter } from '../src/rate-limit/counter.js'
 
 /** the server side of one request carrying these headers */
 async function incoming(headers: Record<string, string>): Promise<IncomingMessage> {

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { ANONYMOUS, ClientKeyTable, presentedTokens } from '../src/auth.js'
+import { ANONYMOUS, ClientKeyTable, presentedTokens } from '../src/clients/client-keys.js'
 import { ConfigError, fingerprint, loadConfig } from '../src/config.js'
 import { UPSTREAM_KEY, call, startGateway } from './helpers/access-harness.js'
 

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import Fastify from 'fastify'
 import t from 'tap'
-import { UpstreamTimeoutError, errorBody, installErrorHandler } from '../src/errors.js'
+import { UpstreamTimeoutError, errorBody, installErrorHandler } from '../src/http/errors.js'
 import { get } from './helpers/net.js'
 
 const SECRET = 'internal-SECRET-detail'

@@ -1,5 +1,5 @@
 /**
- * The hit lane (src/hit-lane.ts): a fresh cached task answered ahead of Fastify, with exactly what the Fastify
+ * The hit lane (src/http/hit-lane.ts): a fresh cached task answered ahead of Fastify, with exactly what the Fastify
  * route would send, and every other request left to Fastify. A query string takes a request past the lane
  * (`?via=router`), so each answer of the lane is compared with the route's answer to the same request.
  */
@@ -9,11 +9,11 @@ import t, { type Test } from 'tap'
 import { taskBody } from './helpers/fake-upstream.js'
 import { send, type HttpResult } from './helpers/net.js'
 import { sample, startGateway, type Gateway } from './helpers/gateway.js'
-import { HitLane } from '../src/hit-lane.js'
+import { HitLane } from '../src/http/hit-lane.js'
 import { TaskCache } from '../src/cache/task-cache.js'
-import { GatewayMetrics } from '../src/metrics.js'
-import { ClientKeyTable } from '../src/auth.js'
-import { RateLimitCounter, type Store } from '../src/rate-limit-counter.js'
+import { GatewayMetrics } from '../src/metrics/gateway-metrics.js'
+import { ClientKeyTable } from '../src/clients/client-keys.js'
+import { RateLimitCounter, type Store } from '../src/rate-limit/counter.js'
 
 const TOKEN = 'lane-client-SECRET-31'
 const ORIGIN = 'https://app.example'

@@ -2,7 +2,7 @@ import rateLimit from '@fastify/rate-limit'
 import Fastify, { type FastifyInstance } from 'fastify'
 import t from 'tap'
 import { RedisConnection } from '../src/redis/connection.js'
-import { sharedRateLimitStore } from '../src/redis/rate-limit-store.js'
+import { sharedRateLimitStore } from '../src/rate-limit/redis-store.js'
 import { startRedisServer } from './helpers/redis-server.js'
 
 // The rate limiter itself is the access plugin's; this pins what the Redis tier gives it:

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import pino from 'pino'
 import t from 'tap'
-import { lazyChildLogger } from '../src/request-logger.js'
+import { lazyChildLogger } from '../src/logging/request-logger.js'
 
 function root(level: string): { logger: pino.Logger; lines: () => Record<string, unknown>[] } {
   const out: string[] = []

@@ -1,8 +1,8 @@
 import t from 'tap'
 import { TaskCache } from '../src/cache/task-cache.js'
-import { GatewayMetrics } from '../src/metrics.js'
-import { TaskListService } from '../src/task-list.js'
-import type { TerminalStore } from '../src/task-list.js'
+import { GatewayMetrics } from '../src/metrics/gateway-metrics.js'
+import { TaskListService } from '../src/tasks/list-service.js'
+import type { TerminalStore } from '../src/tasks/list-service.js'
 import { UpstreamClient } from '../src/upstream/client.js'
 import { startFakeUpstream } from './helpers/fake-upstream.js'
 

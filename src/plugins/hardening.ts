@@ -2,7 +2,7 @@ import type { Socket } from 'node:net'
 import { STATUS_CODES, type ServerOptions } from 'node:http'
 import fp from 'fastify-plugin'
 import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
-import { BadRequestError, BadTaskIdError, HeadersTooLargeError, UriTooLongError, errorBody } from '../errors.js'
+import { BadRequestError, BadTaskIdError, HeadersTooLargeError, UriTooLongError, errorBody } from '../http/errors.js'
 
 /** Time limits against slow clients (slowloris, slow bodies, idle sockets). */
 export interface Timeouts {

@@ -1,10 +1,10 @@
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
-import type { ClientKeyTable } from '../auth.js'
-import { RateLimitedError } from '../errors.js'
-import { rateLimitKey, type RateLimitCounter } from '../rate-limit-counter.js'
-import { clientOf } from './auth.js'
+import type { ClientKeyTable } from '../clients/client-keys.js'
+import { RateLimitedError } from '../http/errors.js'
+import { rateLimitKey, type RateLimitCounter } from '../rate-limit/counter.js'
+import { clientOf } from './client-auth.js'
 
 export interface RateLimitPluginOptions {
   table: ClientKeyTable

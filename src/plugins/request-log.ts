@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
-import type { AccessLog } from '../access-log.js'
+import type { AccessLog } from '../logging/access-log.js'
 
 export interface RequestLogOptions {
   /** undefined while LOG_LEVEL is above info */
@@ -8,7 +8,7 @@ export interface RequestLogOptions {
 }
 
 /**
- * One access-log line per answered request (src/access-log.ts). It stands in for Fastify's own request logging
+ * One access-log line per answered request (src/logging/access-log.ts). It stands in for Fastify's own request logging
  * (off in app.ts), which writes two lines per request.
  */
 async function requestLog(app: FastifyInstance, { accessLog }: RequestLogOptions): Promise<void> {

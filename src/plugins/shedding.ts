@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance } from 'fastify'
-import { OverloadedError } from '../errors.js'
+import { OverloadedError } from '../http/errors.js'
 
 export interface SheddingPluginOptions {
   /** EVENT_LOOP_MAX_DELAY_MS (> 0): while the mean event-loop delay stays above this, requests get 503 + retry-after */

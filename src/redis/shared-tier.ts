@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Result } from 'ioredis'
-import type { Share, SharedBegin, SharedTier } from '../task-service.js'
-import type { TerminalStore } from '../task-list.js'
+import type { Share, SharedBegin, SharedTier } from '../tasks/fetch-service.js'
+import type { TerminalStore } from '../tasks/list-service.js'
 import type { RedisConnection } from './connection.js'
 
 /*

@@ -3,10 +3,10 @@ import { Type, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { Config } from '../config.js'
 import type { UpstreamClient, UpstreamRequest, UpstreamResponse } from '../upstream/client.js'
-import type { TaskListService } from '../task-list.js'
-import { LIST_PATH } from '../task-list.js'
+import type { TaskListService } from '../tasks/list-service.js'
+import { LIST_PATH } from '../tasks/list-service.js'
 import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
-import { UpstreamAuthError, UpstreamBadResponseError } from '../errors.js'
+import { UpstreamAuthError, UpstreamBadResponseError } from '../http/errors.js'
 import { TASK_ID_PATTERN, taskIdParams } from './task-fetch.js'
 
 /** The allowlist (CONTRACT §4): nothing else under /mj/submit is routed, so nothing else reaches upstream. */

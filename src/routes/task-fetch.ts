@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { TaskCache } from '../cache/task-cache.js'
 import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
-import type { GatewayMetrics } from '../metrics.js'
-import type { TaskService } from '../task-service.js'
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
+import type { TaskService } from '../tasks/fetch-service.js'
 
 export const FETCH_ROUTE = '/mj/task/:id/fetch'
 

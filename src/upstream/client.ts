@@ -2,13 +2,13 @@ import { rootCertificates } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici'
 import type { Config } from '../config.js'
-import type { GatewayMetrics, UpstreamOutcome } from '../metrics.js'
+import type { GatewayMetrics, UpstreamOutcome } from '../metrics/gateway-metrics.js'
 import {
   UpstreamBadResponseError,
   UpstreamHttpError,
   UpstreamTimeoutError,
   UpstreamUnreachableError
-} from '../errors.js'
+} from '../http/errors.js'
 
 export interface UpstreamResponse {
   status: number

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { IncomingHttpHeaders } from 'node:http'
-import { ConfigError, parseClientKeys, type ClientKey, type Config } from './config.js'
+import { ConfigError, parseClientKeys, type ClientKey, type Config } from '../config.js'
 
 /** Who sent a request, as logs and rate limits see it: never the token itself. */
 export interface ClientIdentity {

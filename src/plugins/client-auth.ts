@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
-import type { ClientIdentity, ClientKeyTable } from '../auth.js'
-import { UnauthorizedError } from '../errors.js'
+import type { ClientIdentity, ClientKeyTable } from '../clients/client-keys.js'
+import { UnauthorizedError } from '../http/errors.js'
 
 declare module 'fastify' {
   interface FastifyRequest {

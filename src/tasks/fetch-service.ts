@@ -1,13 +1,13 @@
-import type { Config } from './config.js'
-import type { GatewayMetrics } from './metrics.js'
-import type { UpstreamClient } from './upstream/client.js'
-import { classify, type CacheRules } from './cache/policy.js'
-import { etagOf, type TaskCache } from './cache/task-cache.js'
+import type { Config } from '../config.js'
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
+import type { UpstreamClient } from '../upstream/client.js'
+import { classify, type CacheRules } from '../cache/policy.js'
+import { etagOf, type TaskCache } from '../cache/task-cache.js'
 import {
   TaskNotFoundError,
   UpstreamAuthError,
   UpstreamBadResponseError
-} from './errors.js'
+} from '../http/errors.js'
 
 export type CacheStatus = 'HIT' | 'MISS' | 'COALESCED' | 'STALE'
 

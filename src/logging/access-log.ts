@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { hostname } from 'node:os'
-import type { ClientIdentity } from './auth.js'
-import { clientHost, clientIp, type TrustFn } from './client-address.js'
+import type { ClientIdentity } from '../clients/client-keys.js'
+import { clientHost, clientIp, type TrustFn } from '../http/client-address.js'
 
 const REQ_ID_MAX = 2_147_483_647
 

@@ -6,8 +6,8 @@ import type {
   RateLimitOptions
 } from '@fastify/rate-limit'
 import type { Redis } from 'ioredis'
-import type { RedisConnection } from './connection.js'
-import { LocalStore, type IncrCallback, type Store } from '../rate-limit-counter.js'
+import type { RedisConnection } from '../redis/connection.js'
+import { LocalStore, type IncrCallback, type Store } from './counter.js'
 
 type RouteOptions = Parameters<FastifyRateLimitStore['child']>[0]
 type RedisStoreCtor = new (continueExceeding: boolean, exponentialBackoff: boolean, redis: Redis, key?: string) => Store

@@ -1,8 +1,8 @@
 import { timingSafeEqual, createHash } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
-import type { GatewayMetrics } from '../metrics.js'
-import { UnauthorizedError } from '../errors.js'
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
+import { UnauthorizedError } from '../http/errors.js'
 
 export interface MetricsPluginOptions {
   metrics: GatewayMetrics

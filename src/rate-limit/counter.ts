@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module'
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
-import type { ClientIdentity } from './auth.js'
+import type { ClientIdentity } from '../clients/client-keys.js'
 
 export type IncrCallback = (error: Error | null, result?: { current: number; ttl: number }) => void
 type RouteOptions = Parameters<FastifyRateLimitStore['child']>[0]
@@ -25,7 +25,7 @@ export function rateLimitKey(client: ClientIdentity, ip: string | undefined): st
 
 /**
  * RATE_LIMIT_PER_MINUTE's one store, counted in by @fastify/rate-limit (every /mj route) and by the hit lane
- * (src/hit-lane.ts) alike, so a request counts once whichever of the two answers it.
+ * (src/http/hit-lane.ts) alike, so a request counts once whichever of the two answers it.
  */
 export class RateLimitCounter {
   constructor(

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import proxyAddr from '@fastify/proxy-addr'
-import type { Config } from './config.js'
+import type { Config } from '../config.js'
 
 export type TrustFn = (addr: string, hop: number) => boolean
 

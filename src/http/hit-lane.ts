@@ -1,19 +1,19 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { ClientIdentity, ClientKeyTable } from './auth.js'
-import type { Entry, TaskCache } from './cache/task-cache.js'
-import { JSON_CONTENT_TYPE } from './cache/task-cache.js'
-import type { GatewayMetrics, HttpSeries } from './metrics.js'
-import { MAX_HEADER_COUNT, SECURITY_HEADERS } from './plugins/hardening.js'
-import { CORS_EXPOSED_HEADERS } from './plugins/cors.js'
-import { rateLimitKey, type RateLimitCounter } from './rate-limit-counter.js'
-import { etagMatches, FETCH_ROUTE } from './routes/task-fetch.js'
-import type { AccessLog } from './access-log.js'
+import type { ClientIdentity, ClientKeyTable } from '../clients/client-keys.js'
+import type { Entry, TaskCache } from '../cache/task-cache.js'
+import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
+import type { GatewayMetrics, HttpSeries } from '../metrics/gateway-metrics.js'
+import { MAX_HEADER_COUNT, SECURITY_HEADERS } from '../plugins/hardening.js'
+import { CORS_EXPOSED_HEADERS } from '../plugins/cors.js'
+import { rateLimitKey, type RateLimitCounter } from '../rate-limit/counter.js'
+import { etagMatches, FETCH_ROUTE } from '../routes/task-fetch.js'
+import type { AccessLog } from '../logging/access-log.js'
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** the hit path ahead of Fastify (src/hit-lane.ts) */
+    /** the hit path ahead of Fastify (src/http/hit-lane.ts) */
     hitLane: HitLane
   }
 }

@@ -1,9 +1,9 @@
-import type { GatewayMetrics } from './metrics.js'
-import type { UpstreamClient } from './upstream/client.js'
-import { arrayElementSources } from './upstream/json-array.js'
-import { classify, type CacheRules } from './cache/policy.js'
-import { etagOf, type TaskCache } from './cache/task-cache.js'
-import { UpstreamAuthError, UpstreamBadResponseError } from './errors.js'
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
+import type { UpstreamClient } from '../upstream/client.js'
+import { arrayElementSources } from '../upstream/json-array.js'
+import { classify, type CacheRules } from '../cache/policy.js'
+import { etagOf, type TaskCache } from '../cache/task-cache.js'
+import { UpstreamAuthError, UpstreamBadResponseError } from '../http/errors.js'
 
 export const LIST_PATH = '/mj/task/list-by-condition'
 
