@@ -12,7 +12,7 @@ import {
   type SimulatedUpstream,
   type SimulatedUpstreamOptions
 } from '../src/demo/simulated-upstream.js'
-import { get, post as postJson, waitFor } from './helpers/net.js'
+import { get, post as postJson, send, waitFor } from './helpers/net.js'
 
 const KEY = 'sim-test-key'
 const BEARER = { authorization: `Bearer ${KEY}` }
@@ -1168,4 +1168,15 @@ t.test('behaviours on routes without a task id, an empty dripped body, a handler
 t.test('idFromUrl: an unparsable URL has no id; an undecodable one is taken as is', async (t) => {
   t.equal(idFromUrl('http://['), undefined)
   t.equal(idFromUrl('/mj/task/%E0%A4%A/fetch'), '%E0%A4%A')
+})
+
+t.test('net helpers: chunked sends without content-length; paths go out exactly as written', async (t) => {
+  const up = await upstream(t)
+  up.enqueue({ kind: 'echo' }, { kind: 'echo' })
+  const chunked = (await send('POST', `${up.url}/x`, { body: 'abc', chunked: true })).json() as { headers: Record<string, string>; body: string }
+  t.equal(chunked.headers['transfer-encoding'], 'chunked')
+  t.equal(chunked.headers['content-length'], undefined)
+  t.equal(chunked.body, 'abc')
+  const raw = (await get(`${up.url}/mj/task/a/../%2F./fetch?q=1`)).json() as { url: string }
+  t.equal(raw.url, '/mj/task/a/../%2F./fetch?q=1')
 })

@@ -46,7 +46,7 @@ export interface Gateway {
   /** any method; the path is sent exactly as written */
   request(method: string, path: string, opts?: SendOptions): Promise<HttpResult>
   get(path: string, headers?: Record<string, string | undefined>): Promise<HttpResult>
-  /** a JSON value (or a string / Buffer as is) */
+  /** a JSON POST: content-type application/json unless given; a string or Buffer body is sent as is */
   post(path: string, body: unknown, headers?: Record<string, string | undefined>): Promise<HttpResult>
   /** waits (up to 10 s) until /readyz says redis is `state` */
   waitRedis(state: 'up' | 'down'): Promise<void>
@@ -113,7 +113,7 @@ export async function startGateway(t: Teardown, env: Record<string, string> = {}
     },
     request: (method, path, sendOpts) => send(method, url + path, sendOpts),
     get: (path, headers) => get(url + path, headers),
-    post: (path, body, headers) => send('POST', url + path, { body, headers }),
+    post: (path, body, headers) => send('POST', url + path, { body, headers: { 'content-type': 'application/json', ...headers } }),
     waitRedis: async (state) => {
       await waitFor(async () => ((await get(`${url}/readyz`)).json() as { redis: string }).redis === state, 10_000)
     }

@@ -2,7 +2,9 @@
  * The one HTTP client of the tests (real sockets, undici), plus raw-socket helpers for the few tests that must
  * send malformed HTTP.
  */
-import { connect } from 'node:net'
+import { createServer } from 'node:http'
+import { connect, type AddressInfo } from 'node:net'
+import { Readable } from 'node:stream'
 import { getGlobalDispatcher, type Dispatcher } from 'undici'
 
 export interface HttpResult {
@@ -23,6 +25,8 @@ export interface SendOptions {
   headers?: Record<string, string | undefined>
   /** a string or Buffer is sent as is; anything else as JSON (with content-type application/json unless given) */
   body?: unknown
+  /** send the body with transfer-encoding: chunked (no content-length) */
+  chunked?: boolean
 }
 
 /** origin and path of a URL, the path exactly as written (no normalisation of `.`, `..` or `%2F`) */
@@ -31,6 +35,11 @@ function split(url: string): { origin: string; path: string } {
   if (m === null) throw new Error(`not an absolute http URL: ${url}`)
   const rest = m[2] as string
   return { origin: m[1] as string, path: rest === '' ? '/' : rest }
+}
+
+/** a body undici can only send chunked: a stream's length is not known up front */
+function chunks(body: string | Buffer): Readable {
+  return Readable.from([Buffer.from(body)])
 }
 
 /** any method; the path is sent exactly as written; never throws on a non-2xx status (only on network errors) */
@@ -47,12 +56,13 @@ export async function send(method: string, url: string, opts: SendOptions = {}):
     }
   }
   const { origin, path } = split(url)
+  const payload = opts.chunked === true && body !== undefined ? chunks(body) : body
   const res = await getGlobalDispatcher().request({
     origin,
     path,
     method: method.toUpperCase() as Dispatcher.HttpMethod,
     headers,
-    body,
+    body: payload,
     headersTimeout: 30_000,
     bodyTimeout: 30_000
   })
@@ -124,4 +134,13 @@ export function jsonObject(res: HttpResult | undefined): Record<string, unknown>
   } catch {
     return undefined
   }
+}
+
+/** An origin on which nothing listens (connection refused). */
+export async function closedOrigin(): Promise<string> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return `http://127.0.0.1:${port}`
 }
