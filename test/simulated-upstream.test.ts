@@ -1180,3 +1180,20 @@ t.test('net helpers: chunked sends without content-length; paths go out exactly 
   const raw = (await get(`${up.url}/mj/task/a/../%2F./fetch?q=1`)).json() as { url: string }
   t.equal(raw.url, '/mj/task/a/../%2F./fetch?q=1')
 })
+
+t.test('hold and release: requests wait (counted, recorded) until release() answers them all, in order', async (t) => {
+  const up = await upstream(t)
+  up.hold()
+  up.hold()
+  const answers = [get(`${up.url}/mj/task/h1/fetch`), get(`${up.url}/mj/task/h2/fetch`)]
+  await waitFor(() => up.requests.length === 2)
+  const early = await within(answers[0] as Promise<unknown>, 100)
+  t.equal(early.done, 'pending', 'held')
+  up.enqueue({ kind: 'json', status: 503, body: { busy: true } })
+  up.release()
+  const [a, b] = await Promise.all(answers)
+  t.same([a?.status, a?.json()], [503, { busy: true }], 'answered as at release time: the queue first')
+  t.equal((b?.json() as { id: string }).id, 'h2')
+  t.equal((await get(`${up.url}/mj/task/h3/fetch`)).status, 200, 'no longer holding')
+  up.release()
+})

@@ -3,7 +3,6 @@
  * (src/demo/simulated-upstream.ts), both closed in teardown. Replicas are several startGateway calls with a
  * shared UPSTREAM_BASE_URL (and REDIS_URL) in env.
  */
-import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
@@ -168,37 +167,30 @@ export interface GatedUpstream {
 }
 
 /**
- * An upstream that holds its answers until released, so a test can make sure every concurrent request
- * has reached the gateway before the one upstream call completes (no race on timing).
+ * The simulated upstream answering every request with `answer`, held until released, so a test can make sure
+ * every concurrent request has reached the gateway before the one upstream call completes (no race on timing).
  */
 export async function startGatedUpstream(t: Teardown, answer: { status?: number; body: string }): Promise<GatedUpstream> {
-  const waiting: ServerResponse[] = []
-  let calls = 0
-  const send = (res: ServerResponse) => {
-    res.writeHead(gate.answer.status ?? 200, { 'content-type': 'application/json' })
-    res.end(gate.answer.body)
-  }
-  const server = createServer((req, res) => {
-    calls++
-    req.resume()
-    if (gate.hold) waiting.push(res)
-    else send(res)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    server.closeAllConnections()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
+  const up = await startSimulatedUpstream({ handler: () => ({ kind: 'raw', status: gate.answer.status ?? 200, body: gate.answer.body }) })
+  t.teardown(() => up.close())
+  up.hold()
+  let holding = true
   const gate: GatedUpstream = {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: up.url,
     get calls() {
-      return calls
+      return up.calls
     },
     answer,
-    hold: true,
+    get hold() {
+      return holding
+    },
+    set hold(on: boolean) {
+      holding = on
+      if (on) up.hold()
+      else up.release()
+    },
     release() {
       gate.hold = false
-      for (const res of waiting.splice(0)) send(res)
     }
   }
   return gate
