@@ -4,6 +4,7 @@ import t from 'tap'
 import { RedisConnection } from '../src/redis/connection.js'
 import { sharedRateLimitStore } from '../src/rate-limit/redis-store.js'
 import { startRedisServer } from './helpers/redis-server.js'
+import { get } from './helpers/net.js'
 
 // The rate limiter itself is the access plugin's; this pins what the Redis tier gives it:
 // one count for every replica, and no failed request (a per-replica count instead) while Redis is in trouble.
@@ -23,7 +24,7 @@ async function limited(namespace: string, extra: { continueExceeding?: boolean }
   return { url, conn }
 }
 
-const status = async (url: string): Promise<number> => (await fetch(url)).status
+const status = async (url: string): Promise<number> => (await get(url)).status
 
 t.test('§3 RATE_LIMIT_PER_MINUTE with REDIS_URL: replicas share one count per client', async (t) => {
   const a = await limited('fp-shared')

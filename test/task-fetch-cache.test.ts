@@ -352,7 +352,7 @@ t.test('§5.4 a client that goes away while coalesced breaks nothing for the oth
   const gate = await startGatedUpstream(t, { body: JSON.stringify(taskBody('T1', 'SUCCESS')) })
   const gw = await startGateway(t, {}, { upstreamUrl: gate.url })
   const controllers = [new AbortController(), new AbortController()]
-  const leaving = controllers.map((c) => fetch(`${gw.url}/mj/task/T1/fetch`, { signal: c.signal }).catch((err: Error) => err.name))
+  const leaving = controllers.map((c) => send('GET', `${gw.url}/mj/task/T1/fetch`, { signal: c.signal }).catch((err: Error) => err.name))
   const staying = gw.fetchTask('T1')
   await waitFor(() => gate.calls === 1)
   for (const c of controllers) c.abort()

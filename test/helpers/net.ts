@@ -27,6 +27,8 @@ export interface SendOptions {
   body?: unknown
   /** send the body with transfer-encoding: chunked (no content-length) */
   chunked?: boolean
+  /** aborts the request (the promise rejects with an AbortError) */
+  signal?: AbortSignal
 }
 
 /** origin and path of a URL, the path exactly as written (no normalisation of `.`, `..` or `%2F`) */
@@ -63,6 +65,7 @@ export async function send(method: string, url: string, opts: SendOptions = {}):
     method: method.toUpperCase() as Dispatcher.HttpMethod,
     headers,
     body: payload,
+    signal: opts.signal,
     headersTimeout: 30_000,
     bodyTimeout: 30_000
   })
