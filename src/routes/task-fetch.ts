@@ -45,7 +45,7 @@ export async function taskFetchRoutes(app: FastifyInstance, { cache, service, me
 
   // Not async: a hit answers synchronously, without a promise per request; only a miss returns one.
   app.get(FETCH_ROUTE, { schema: { params: taskIdParams } }, (request: FetchRequest, reply) => {
-    const now = Date.now()
+    const now = cache.now()
     const hit = cache.fresh(request.params.id, now)
     if (hit === undefined) return miss(request, reply)
     metrics.lookup('hit')

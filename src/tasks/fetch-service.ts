@@ -105,7 +105,7 @@ export class TaskService {
     const source = hit.from === 'peer' ? 'peer' : 'shared'
     const keep = hit.keep
     if (keep === undefined) return { kind: 'task', body: hit.body, etag, maxAgeSeconds: undefined, source }
-    this.cache.store(id, hit.body, etag, keep.terminal, keep.ttlMs, Date.now())
+    this.cache.store(id, hit.body, etag, keep.terminal, keep.ttlMs, this.cache.now())
     const maxAgeSeconds = keep.terminal ? Math.floor(keep.ttlMs / 1000) : undefined
     return { kind: 'task', body: hit.body, etag, maxAgeSeconds, source }
   }
@@ -122,7 +122,7 @@ export class TaskService {
     if (taken.kind === 'pass') return { kind: 'answer', answer: taken.answer }
     if (taken.kind === 'unusable') return this.standIn(id, taken.error)
 
-    const now = Date.now()
+    const now = this.cache.now()
     const verdict = classify(res.body, id, now, this.rules)
     const etag = etagOf(res.body)
     switch (verdict.kind) {
@@ -156,7 +156,7 @@ export class TaskService {
    * unreachable, bad body); upstream *answers* (4xx, 401/403, unknown id) never come here.
    */
   private standIn(id: string, err: unknown): Loaded {
-    const last = this.cache.lastKnown(id, Date.now())
+    const last = this.cache.lastKnown(id, this.cache.now())
     if (last === undefined) throw err
     return { kind: 'task', body: last.body, etag: last.etag, maxAgeSeconds: undefined, source: 'stale' }
   }

@@ -37,7 +37,7 @@ export class TaskListService {
   async list(ids: readonly string[]): Promise<Listed> {
     const wanted = [...new Set(ids)]
     const bodies = new Map<string, Buffer>()
-    const now = Date.now()
+    const now = this.cache.now()
     let missing: string[] = []
     for (const id of wanted) {
       const e = this.cache.fresh(id, now)
@@ -65,7 +65,7 @@ export class TaskListService {
 
   private async fromShared(shared: TerminalStore, ids: string[], bodies: Map<string, Buffer>): Promise<string[]> {
     const found = await Promise.all(ids.map((id) => shared.get(id).catch(() => undefined)))
-    const now = Date.now()
+    const now = this.cache.now()
     const missing: string[] = []
     ids.forEach((id, i) => {
       const hit = found[i]
@@ -106,7 +106,7 @@ export class TaskListService {
 
     const asked = new Set(ids)
     const sources = arrayElementSources(text)
-    const now = Date.now()
+    const now = this.cache.now()
     parsed.forEach((task: unknown, i) => {
       if (task === null || typeof task !== 'object') return
       const id = (task as Record<string, unknown>)['id']
