@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import pino from 'pino'
-import { stdoutLog, type LogDestination } from './logging/log-stream.js'
+import { stdoutLog, type LogStream } from './logging/log-stream.js'
 import type { Config } from './config.js'
 import { installErrorHandler } from './http/errors.js'
 import { GatewayMetrics } from './metrics/gateway-metrics.js'
@@ -84,7 +84,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   // answer goes on to this. Set while Fastify() runs, before anything can listen.
   let fastifyHandler: Listener | undefined
   const ownStream = overrides.logStream === undefined ? stdoutLog() : undefined
-  const logStream: pino.DestinationStream = overrides.logStream ?? (ownStream as LogDestination)
+  const logStream: pino.DestinationStream = overrides.logStream ?? (ownStream as LogStream)
   const app = Fastify({
     logger: loggerOptions(config, logStream),
     trustProxy: trust,
@@ -113,7 +113,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
   const metrics = new GatewayMetrics({
     cache: { entries: () => cache.entries, bytes: () => cache.bytes },
-    redis: config.redisUrl !== ''
+    redis: config.redisUrl !== '',
+    logLinesDropped: () => ownStream?.dropped ?? 0
   })
   const cache: TaskCache = new TaskCache({
     maxBytes: config.cache.maxBytes,
@@ -144,7 +145,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   app.addHook('onClose', async () => {
     await upstream.close()
     await redis?.close()
-    ownStream?.flushSync()
+    ownStream?.flush()
   })
   // CONTRACT §8: a request in flight at close must not leave its keep-alive socket open afterwards,
   // or server.close() waits for the client's idle timeout and the graceful exit is killed by its delay.
