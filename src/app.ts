@@ -5,7 +5,7 @@ import { stdoutLog, type LogStream } from './logging/log-stream.js'
 import type { Config } from './config.js'
 import { installErrorHandler } from './http/errors.js'
 import { GatewayMetrics } from './metrics/gateway-metrics.js'
-import { TaskCache } from './cache/task-cache.js'
+import { TaskCache, type Clock } from './cache/task-cache.js'
 import { TaskService } from './tasks/fetch-service.js'
 import { UpstreamClient } from './upstream/client.js'
 import { ClientKeyTable } from './clients/client-keys.js'
@@ -36,6 +36,8 @@ export interface AppOverrides {
   timeouts?: Partial<Timeouts>
   /** false builds the app without the per-request http metrics hook; only the benchmark's "metrics off" candidate uses it */
   httpMetrics?: boolean
+  /** the memory cache's clock (tests move it instead of sleeping); default Date.now */
+  clock?: Clock
 }
 
 export const REDACTED_HEADERS = ['authorization', 'mj-api-secret', 'cookie', 'set-cookie', 'x-api-key', 'proxy-authorization']
@@ -116,7 +118,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const cache: TaskCache = new TaskCache({
     maxBytes: config.cache.maxBytes,
     staleIfErrorMs: config.cache.staleIfErrorSeconds * 1000,
-    onEvict: () => metrics.cacheEvictions.inc()
+    onEvict: () => metrics.cacheEvictions.inc(),
+    clock: overrides.clock
   })
   const upstream = new UpstreamClient(config.upstream, metrics)
   const redis = config.redisUrl === '' ? undefined : connectRedis(app, config, metrics)

@@ -96,7 +96,7 @@ export class HitLane {
     const client = this.opts.clients.identify(h)
     if (!client.authorized) return false
     const id = m[1] as string
-    const now = Date.now()
+    const now = this.opts.cache.now()
     const hit = this.opts.cache.fresh(id, now)
     if (hit === undefined) return false
     const limit = this.opts.rateLimit
@@ -111,7 +111,7 @@ export class HitLane {
       if (counting) return this.answer(req, res, hit, now, client, start, counted)
       // A store that answers later (Redis): look again, the entry may have gone meanwhile. Then the route answers,
       // and counts the request a second time: rare, and one count at most.
-      const later = Date.now()
+      const later = this.opts.cache.now()
       const again = this.opts.cache.fresh(id, later)
       if (again === undefined || this.closing) return this.next(req, res)
       this.answer(req, res, again, later, client, start, counted)

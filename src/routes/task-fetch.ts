@@ -3,6 +3,7 @@ import type { TaskCache } from '../cache/task-cache.js'
 import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
 import type { TaskService } from '../tasks/fetch-service.js'
+import { sendAnswer } from './send-answer.js'
 
 export const FETCH_ROUTE = '/mj/task/:id/fetch'
 
@@ -39,14 +40,12 @@ export async function taskFetchRoutes(app: FastifyInstance, { cache, service, me
   const miss = async (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const served = await service.fetch(request.params.id)
     if (served.kind === 'task') return send(request, reply, served.body, served.etag, served.cacheControl, served.cache)
-    reply.code(served.status).header('content-type', served.contentType || JSON_CONTENT_TYPE)
-    if (served.retryAfter !== undefined) reply.header('retry-after', served.retryAfter)
-    return reply.send(served.body)
+    return sendAnswer(reply, served.answer)
   }
 
   // Not async: a hit answers synchronously, without a promise per request; only a miss returns one.
   app.get(FETCH_ROUTE, { schema: { params: taskIdParams } }, (request: FetchRequest, reply) => {
-    const now = Date.now()
+    const now = cache.now()
     const hit = cache.fresh(request.params.id, now)
     if (hit === undefined) return miss(request, reply)
     metrics.lookup('hit')

@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
+import type { Clock } from '../../src/cache/task-cache.js'
 import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js'
 import { get, waitFor, type HttpResult } from './net.js'
 
@@ -31,6 +32,8 @@ export interface Gateway {
 export interface GatewayOptions {
   /** an upstream to put behind the gateway instead of a fresh fake one (closed by whoever started it) */
   upstreamUrl?: string
+  /** the memory cache's clock (a ManualClock lets a test reach an expiry without sleeping) */
+  clock?: Clock
 }
 
 export async function startGateway(t: Test, env: Record<string, string> = {}, opts: GatewayOptions = {}): Promise<Gateway> {
@@ -49,7 +52,7 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, op
       cb()
     }
   })
-  const app = await buildApp(config, { logStream })
+  const app = await buildApp(config, { logStream, clock: opts.clock })
   t.teardown(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.server.address() as AddressInfo).port
