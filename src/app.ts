@@ -129,7 +129,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       : new RedisSharedTier(redis, {
           namespace: config.upstream.keyFingerprint,
           lockTtlMs: config.upstream.timeoutMs + 1000,
-          lockWaitMs: Math.min(LOCK_WAIT_MS, config.upstream.timeoutMs)
+          lockWaitMs: Math.min(LOCK_WAIT_MS, config.upstream.timeoutMs),
+          rules: config.cache,
+          onRejected: (reason) => metrics.redisRejected?.inc({ reason }),
+          memory: () => cache.terminal(cache.now()),
+          now: cache.now
         })
   const service = new TaskService(config.cache, cache, upstream, metrics, shared)
   const list = new TaskListService(config.cache, cache, upstream, metrics, shared)

@@ -3,6 +3,10 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export type LookupResult = 'hit' | 'miss' | 'coalesced' | 'stale' | 'hit_shared'
 export type UpstreamOutcome = 'ok' | 'http_4xx' | 'http_5xx' | 'timeout' | 'error'
 
+/** why a value read from Redis was refused (src/redis/shared-tier.ts) */
+export const REDIS_REJECT_REASONS = ['foreign', 'not_terminal', 'not_live', 'bad', 'expired'] as const
+export type RedisRejectReason = (typeof REDIS_REJECT_REASONS)[number]
+
 const LOOKUP_RESULTS: readonly LookupResult[] = ['hit', 'miss', 'coalesced', 'stale']
 const UPSTREAM_OUTCOMES: readonly UpstreamOutcome[] = ['ok', 'http_4xx', 'http_5xx', 'timeout', 'error']
 
@@ -97,6 +101,8 @@ export class GatewayMetrics {
   readonly upstreamDuration: Histogram<'outcome'>
   readonly upstreamInflight: Gauge
   readonly redisUp: Gauge | undefined
+  /** values read from Redis and refused (a miss); only with REDIS_URL */
+  readonly redisRejected: Counter<'reason'> | undefined
   /** cache lookups counted on the request path, handed to prom-client when scraped */
   private readonly lookups: Record<LookupResult, number> = { hit: 0, miss: 0, coalesced: 0, stale: 0, hit_shared: 0 }
   /** route → its series, one per method and status */
@@ -198,6 +204,15 @@ export class GatewayMetrics {
     this.redisUp = opts.redis
       ? new Gauge({ name: 'mj_gateway_redis_up', help: '1 while the shared Redis tier answers', registers })
       : undefined
+    this.redisRejected = opts.redis
+      ? new Counter({
+          name: 'mj_gateway_redis_values_rejected_total',
+          help: 'Values read from Redis that failed the local caching rules (treated as misses), by reason',
+          labelNames: ['reason'],
+          registers
+        })
+      : undefined
+    for (const reason of REDIS_REJECT_REASONS) this.redisRejected?.inc({ reason }, 0)
 
     // Labelled series start at zero so dashboards show them before the first event.
     for (const r of results) this.cacheLookups.inc({ result: r }, 0)
