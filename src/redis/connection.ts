@@ -9,6 +9,8 @@ const BACKSTOP_TIMEOUT_MS = 1000
 const CONNECT_TIMEOUT_MS = 2000
 const RECONNECT_STEP_MS = 100
 const RECONNECT_CAP_MS = 2000
+/** a PING this often, so a Redis that hangs opens the breaker (and the Redis-down alert) without any traffic */
+const HEALTH_PING_MS = 2000
 /** one warning per kind of Redis trouble per this interval, however many requests meet it */
 const WARN_INTERVAL_MS = 30_000
 
@@ -34,6 +36,7 @@ export class RedisConnection {
   private readonly lastWarned = new Map<string, number>()
   private readonly breaker: CircuitBreaker
   private readonly listeners: ((up: boolean) => void)[] = []
+  private readonly pinger: NodeJS.Timeout
   private wasUp = false
   private closing = false
 
@@ -63,6 +66,10 @@ export class RedisConnection {
         this.emit(!open && this.client.status === 'ready')
       }
     })
+    this.pinger = setInterval(() => {
+      if (this.up) this.within(this.client.ping()).catch(() => undefined)
+    }, HEALTH_PING_MS)
+    this.pinger.unref()
     this.client.on('ready', () => {
       this.wasUp = true
       this.breaker.success()
@@ -157,6 +164,7 @@ export class RedisConnection {
   async close(): Promise<void> {
     this.closing = true
     this.breaker.stop()
+    clearInterval(this.pinger)
     if (this.up) {
       try {
         await this.client.quit()
