@@ -165,7 +165,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
   await app.register(requestLog, { accessLog })
   await app.register(metricsPlugin, { metrics, token: config.metricsToken, httpHook: httpMetrics })
-  await app.register(healthRoutes, { redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down') })
+  await app.register(healthRoutes, {
+    redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down'),
+    keyState: () => upstream.keyHealth.state()
+  })
   // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
   // Hook order inside: CORS (answers preflights), shedding, rate limit (onRequest), client token (preParsing).
   await app.register(async (mj) => {

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { VERSION } from '../process/build-info.js'
 
 export type LookupResult = 'hit' | 'miss' | 'coalesced' | 'stale' | 'hit_shared'
 export type UpstreamOutcome = 'ok' | 'http_4xx' | 'http_5xx' | 'timeout' | 'error'
@@ -119,8 +120,9 @@ export class GatewayMetrics {
       labelNames: ['method', 'route', 'status_code'],
       registers,
       collect() {
+        // every series made so far, at zero too (routes' series are made when the route is: README "Metrics")
         for (const s of allSeries()) {
-          if (s.count > s.counted) this.inc(s.labels, s.count - s.counted)
+          this.inc(s.labels, s.count - s.counted)
           s.counted = s.count
         }
       }
@@ -204,6 +206,12 @@ export class GatewayMetrics {
     this.redisUp = opts.redis
       ? new Gauge({ name: 'mj_gateway_redis_up', help: '1 while the shared Redis tier answers', registers })
       : undefined
+    new Gauge({
+      name: 'mj_gateway_build_info',
+      help: 'Always 1: the running gateway version and Node.js version as labels',
+      labelNames: ['version', 'node_version'],
+      registers
+    }).set({ version: VERSION, node_version: process.version }, 1)
     this.redisRejected = opts.redis
       ? new Counter({
           name: 'mj_gateway_redis_values_rejected_total',

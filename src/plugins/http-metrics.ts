@@ -16,6 +16,13 @@ const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
 
 async function metricsPlugin(app: FastifyInstance, { metrics, token, httpHook = true }: MetricsPluginOptions): Promise<void> {
   if (httpHook) {
+    // Every route's request series exists at zero from the start (its success status; other statuses appear with
+    // their first answer), so dashboards and ratios show the route before its first request. HEAD routes are
+    // Fastify's automatic twins of the GETs.
+    app.addHook('onRoute', (route) => {
+      for (const method of [route.method].flat()) if (method !== 'HEAD') metrics.http(method, route.url ?? '', 200)
+    })
+    metrics.http('GET', 'unmatched', 404)
     app.addHook('onResponse', (request, reply, done) => {
       metrics.http(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode).observe(reply.elapsedTime / 1000)
       done()

@@ -9,6 +9,7 @@ import {
   UpstreamTimeoutError,
   UpstreamUnreachableError
 } from '../http/errors.js'
+import { KeyHealth } from './key-health.js'
 
 export interface UpstreamResponse {
   status: number
@@ -45,6 +46,8 @@ class BodyTooLarge extends Error {}
 export class UpstreamClient {
   private readonly pool: Pool
   private readonly authHeader: [string, string]
+  /** whether the upstream refuses the key lately (/readyz) */
+  readonly keyHealth = new KeyHealth()
 
   constructor(
     private readonly cfg: Config['upstream'],
@@ -116,6 +119,7 @@ export class UpstreamClient {
         body: req.body ?? null,
         signal: controller.signal
       })
+      this.keyHealth.saw(res.statusCode)
       const body = await this.readBody(res)
       outcome = res.statusCode >= 500 ? 'http_5xx' : res.statusCode >= 400 ? 'http_4xx' : 'ok'
       result = {
