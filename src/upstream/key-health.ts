@@ -10,7 +10,8 @@ export type KeyState = { rejected: false } | { rejected: true; status: number; s
 export class KeyHealth {
   private rejectedAt = -Infinity
   private rejectedStatus = 0
-  private acceptedAt = -Infinity
+  /** an upstream success came after the last rejection */
+  private acceptedSince = true
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -19,14 +20,15 @@ export class KeyHealth {
     if (status === 401 || status === 403) {
       this.rejectedAt = this.now()
       this.rejectedStatus = status
+      this.acceptedSince = false
     } else if (status >= 200 && status < 300) {
-      this.acceptedAt = this.now()
+      this.acceptedSince = true
     }
   }
 
   state(): KeyState {
     const now = this.now()
-    if (now - this.rejectedAt >= KEY_REJECTED_WINDOW_MS || this.acceptedAt > this.rejectedAt) return { rejected: false }
+    if (now - this.rejectedAt >= KEY_REJECTED_WINDOW_MS || this.acceptedSince) return { rejected: false }
     return { rejected: true, status: this.rejectedStatus, secondsAgo: Math.floor((now - this.rejectedAt) / 1000) }
   }
 }
