@@ -1,62 +1,42 @@
-import { createRequire } from 'node:module'
-import type {
-  FastifyRateLimitOptions,
-  FastifyRateLimitStore,
-  FastifyRateLimitStoreCtor,
-  RateLimitOptions
-} from '@fastify/rate-limit'
-import type { Redis } from 'ioredis'
 import type { RedisConnection } from '../redis/connection.js'
-import { LocalStore, type IncrCallback, type Store } from './counter.js'
+import type { Count, CountCallback, Store } from './counter.js'
+import { MemoryStore } from './memory-store.js'
 
-type RouteOptions = Parameters<FastifyRateLimitStore['child']>[0]
-type RedisStoreCtor = new (continueExceeding: boolean, exponentialBackoff: boolean, redis: Redis, key?: string) => Store
-
-// The plugin's own two stores: its Redis Lua script and its in-memory LRU, not reimplemented here.
-const require = createRequire(import.meta.url)
-const RedisStore = require('@fastify/rate-limit/store/RedisStore.js') as RedisStoreCtor
+/** One fixed window per key, atomically: the first count of a window starts its expiry. */
+const COUNT_SCRIPT = `
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {n, ttl}`
 
 /**
- * Counts in Redis, shared by every replica; while Redis is down or slow, counts in this replica's memory,
- * so a Redis outage neither fails requests nor lifts the limit (it becomes per replica until Redis is back).
+ * Counts in Redis under `mjgw:{namespace}:rl:`, shared by every replica; while Redis is down or slow, counts in this
+ * replica's memory, so a Redis outage neither fails requests nor lifts the limit (it becomes per replica until Redis
+ * is back).
  */
-class FallbackStore implements FastifyRateLimitStore {
-  constructor(
-    private readonly shared: Store,
-    private readonly local: Store,
-    private readonly redis: RedisConnection
-  ) {}
+export class RedisStore implements Store {
+  private readonly local = new MemoryStore()
+  private readonly prefix: string
 
-  incr(key: string, cb: IncrCallback, timeWindow?: number, max?: number): void {
-    if (!this.redis.up) return this.local.incr(key, cb, timeWindow, max)
-    const counted = new Promise<{ current: number; ttl: number } | undefined>((resolve, reject) =>
-      this.shared.incr(key, (err, result) => (err === null ? resolve(result) : reject(err)), timeWindow, max)
-    )
+  constructor(
+    private readonly redis: RedisConnection,
+    namespace: string
+  ) {
+    this.prefix = `mjgw:${namespace}:rl:`
+  }
+
+  incr(key: string, cb: CountCallback, windowMs: number): void {
+    if (!this.redis.up) return this.local.incr(key, cb, windowMs)
+    const counted = this.redis.client.eval(COUNT_SCRIPT, 1, this.prefix + key, windowMs) as Promise<[number, number]>
     this.redis.within(counted).then(
-      (result) => cb(null, result),
+      ([current, ttl]): void => cb(null, { current, ttl } satisfies Count),
       (err: unknown) => {
         this.redis.warn('rate-limit', err)
-        this.local.incr(key, cb, timeWindow, max)
+        this.local.incr(key, cb, windowMs)
       }
     )
-  }
-
-  child(routeOptions: RouteOptions): FastifyRateLimitStore {
-    return new FallbackStore(this.shared.child(routeOptions), this.local.child(routeOptions), this.redis)
-  }
-}
-
-/** The `store` option for @fastify/rate-limit: limits shared through Redis under `mjgw:{namespace}:rl:`. */
-export function sharedRateLimitStore(redis: RedisConnection, namespace: string): FastifyRateLimitStoreCtor {
-  return class SharedRateLimitStore extends FallbackStore {
-    constructor(opts: FastifyRateLimitOptions & Pick<RateLimitOptions, 'continueExceeding' | 'exponentialBackoff'>) {
-      const continueExceeding = opts.continueExceeding === true
-      const exponentialBackoff = opts.exponentialBackoff === true
-      super(
-        new RedisStore(continueExceeding, exponentialBackoff, redis.client, `mjgw:${namespace}:rl:`),
-        new LocalStore(continueExceeding, exponentialBackoff),
-        redis
-      )
-    }
   }
 }
