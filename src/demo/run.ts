@@ -14,7 +14,7 @@ const authStyle = process.env.UPSTREAM_AUTH_STYLE === 'mj-api-secret' ? 'mj-api-
 // tasks submitted through the demo always succeed, so the upscale line after them works; the FAILURE example is made below
 // 200 ms per upstream answer, like a real relay: pollers that arrive together visibly share one call (COALESCED)
 const DEMO_UPSTREAM_LATENCY_MS = 200
-const sim = await startSimulatedUpstream({ apiKey: DEMO_UPSTREAM_KEY, authStyle, failureRatio: 0, latencyMs: DEMO_UPSTREAM_LATENCY_MS })
+const sim = await startSimulatedUpstream({ apiKey: DEMO_UPSTREAM_KEY, authStyle, failureRatio: 0, recordRequests: false, latencyMs: DEMO_UPSTREAM_LATENCY_MS })
 
 let config: Config
 try {
