@@ -75,7 +75,7 @@ type FrameworkErrors = NonNullable<FastifyServerOptions['frameworkErrors']>
 /**
  * URLs the router refuses before any hook runs. Every path parameter of the gateway is a task id, so one too
  * long for the router, or one whose %-escapes do not decode (/mj/task/%ZZ/fetch), is a bad task id (400 with
- * a code of CONTRACT §6's id row). The path is not echoed back.
+ * a code of the id rows of docs/errors.md §2). The path is not echoed back.
  */
 function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const badId = err.code === 'FST_ERR_MAX_PARAM_LENGTH' || request.url.startsWith('/mj/task/')
