@@ -28,7 +28,7 @@ const validId = fc.string({ unit: idChar, minLength: 1, maxLength: 64 })
 const printable = fc.constantFrom(...Array.from({ length: 94 }, (_, i) => String.fromCharCode(33 + i)))
 const segmentChar = fc.constantFrom(...Array.from({ length: 94 }, (_, i) => String.fromCharCode(33 + i)).filter((c) => !'/?#'.includes(c)))
 
-/** The client's credentials, as the gateway reads them (CONTRACT §4). */
+/** The client's credentials, as the gateway reads them (docs/headers.md §1). */
 function authorized(headers: Record<string, string>): boolean {
   const bearer = /^bearer (.+)$/i.exec(headers['authorization'] ?? '')?.[1]?.trim()
   const secret = headers['mj-api-secret']?.trim()

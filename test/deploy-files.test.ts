@@ -38,7 +38,7 @@ const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
 
 // ------------------------------------------------------------------------------------------------
-// Metric names the deploy files may use: CONTRACT.md §7 plus prom-client's default metrics, the latter
+// Metric names the deploy files may use: docs/metrics.md plus prom-client's default metrics, the latter
 // taken from the prom-client the gateway ships, so a rename there fails this test.
 
 function promClientDefaultMetricNames(): string[] {
@@ -53,7 +53,7 @@ export const DEPLOY_METRIC_NAMES: readonly string[] = [
   ...new Set([...CONTRACT_METRIC_NAMES, ...promClientDefaultMetricNames(), ...PROMETHEUS_SYNTHETIC_METRIC_NAMES])
 ].sort()
 
-/** CONTRACT.md §7 labels per metric; Prometheus adds job and instance, histograms have le */
+/** docs/metrics.md labels per metric; Prometheus adds job and instance, histograms have le */
 const CONTRACT_LABELS: Record<string, readonly string[]> = {
   mj_gateway_http_requests_total: ['method', 'route', 'status_code'],
   mj_gateway_http_request_duration_seconds: ['method', 'route', 'status_code', 'le'],

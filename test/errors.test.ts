@@ -1,5 +1,5 @@
 /**
- * The one error handler (CONTRACT §6): Fastify's error shape, and a 5xx that is not ours never shows its message.
+ * The one error handler (docs/errors.md §1): Fastify's error shape, and a 5xx that is not ours never shows its message.
  */
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'

@@ -1,5 +1,5 @@
 /**
- * `npm start`-level: the compiled entry point as a process of its own (CONTRACT §2, §3, §8).
+ * `npm start`-level: the compiled entry point as a process of its own (docs/operations.md §1–§3, docs/configuration.md §1).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'

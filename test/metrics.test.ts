@@ -1,5 +1,5 @@
 /**
- * /metrics read after real traffic (CONTRACT §7).
+ * /metrics read after real traffic (docs/metrics.md).
  */
 import t from 'tap'
 import { taskBody } from './helpers/fake-upstream.js'

@@ -1,5 +1,5 @@
 /**
- * Health, readiness and logs (CONTRACT §4 other routes, §6 secrets, §8 logs).
+ * Health, readiness and logs (docs/http-api.md §7, docs/errors.md §5, docs/operations.md §4).
  */
 import t from 'tap'
 import { taskBody } from './helpers/fake-upstream.js'

@@ -1,5 +1,5 @@
 /**
- * GET /mj/task/:id/fetch: the 200 headers (CONTRACT §4) and every caching rule (§5), through real sockets,
+ * GET /mj/task/:id/fetch: the 200 headers (docs/headers.md §2–§4) and every caching rule (docs/caching.md), through real sockets,
  * asserting on the fake upstream's call counts.
  */
 import t, { type Test } from 'tap'

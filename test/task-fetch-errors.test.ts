@@ -1,5 +1,5 @@
 /**
- * GET /mj/task/:id/fetch: the id rule (CONTRACT §4) and every row of the error table (§6),
+ * GET /mj/task/:id/fetch: the id rule (docs/http-api.md §1) and every row of the error tables (docs/errors.md §2, §3),
  * through real sockets with the fake upstream behind the gateway.
  */
 import { createServer } from 'node:http'

@@ -1,6 +1,6 @@
 /**
  * The miss path with a second (shared) tier behind the in-process cache, through the SharedTier seam
- * (the Redis implementation is tested on its own): CONTRACT §4 "HIT: served from cache (either tier)", §7 hit_shared.
+ * (the Redis implementation is tested on its own): docs/headers.md §2 (a HIT from either tier), docs/metrics.md §3 (hit_shared).
  */
 import t, { type Test } from 'tap'
 import { TaskCache } from '../src/cache/task-cache.js'

@@ -1,6 +1,6 @@
 /**
  * The upstream client through the gateway: key injection, credential stripping, retries, the one time
- * budget, the body cap and TLS trust (CONTRACT §3, §4, §6).
+ * budget, the body cap and TLS trust (docs/configuration.md §3, docs/headers.md §10, docs/errors.md §3).
  */
 import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
