@@ -25,7 +25,7 @@ async function limited(namespace: string, extra: { continueExceeding?: boolean }
 
 const status = async (url: string): Promise<number> => (await fetch(url)).status
 
-t.test('§3 RATE_LIMIT_PER_MINUTE with REDIS_URL: replicas share one count per client', async (t) => {
+t.test('docs/access-control.md §3 RATE_LIMIT_PER_MINUTE with REDIS_URL: replicas share one count per client', async (t) => {
   const a = await limited('fp-shared')
   const b = await limited('fp-shared')
   t.same(
