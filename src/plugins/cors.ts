@@ -25,7 +25,7 @@ async function corsPlugin(app: FastifyInstance, { origins }: CorsPluginOptions):
     exposedHeaders: [...CORS_EXPOSED_HEADERS],
     credentials: false,
     maxAge: 600,
-    // a malformed preflight falls through to the routes (404 or 401 in the contract's shape), not a text/plain 400
+    // a malformed preflight falls through to the routes (404 or 401 in the shape of docs/errors.md §1), not a text/plain 400
     strictPreflight: false
   })
 }

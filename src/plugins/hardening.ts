@@ -44,7 +44,7 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS'])
 
-/** Requests Node's parser refuses (malformed, header overflow, too slow) get the contract's error shape too. */
+/** Requests Node's parser refuses (malformed, header overflow, too slow) get the error shape of docs/errors.md §1 too. */
 function clientErrorHandler(err: ConnectionError, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
   let status = 400

@@ -31,7 +31,7 @@ async function sheddingPlugin(app: FastifyInstance, { maxEventLoopDelayMs }: She
     maxEventLoopDelay: maxEventLoopDelayMs,
     sampleInterval: windowMs,
     // Called for each request while the last window lagged: returning nothing serves the request, a rejected
-    // promise ends it with that error (in the contract's shape, through the error handler).
+    // promise ends it with that error (in the shape of docs/errors.md §1, through the error handler).
     pressureHandler: (_request, reply) => {
       const now = Date.now()
       if (now - lastSeen > 2 * windowMs) since = now
