@@ -2,7 +2,7 @@
  * Property-based fuzzing of the gateway's front door with fast-check: thousands of random methods, paths, ids
  * and header sets (and, on raw sockets, malformed HTTP) against the real app in front of a well-behaved upstream.
  * Properties: the gateway itself never answers 5xx; nothing reaches upstream without a valid token or with an
- * invalid id; no response ever carries a secret; every error the gateway makes has the contract's shape.
+ * invalid id; no response ever carries a secret; every error the gateway makes has the shape of docs/errors.md §1.
  */
 import { connect } from 'node:net'
 import fc from 'fast-check'

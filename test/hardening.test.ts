@@ -104,7 +104,7 @@ t.test('hardening, with client tokens on', async (t) => {
     ]) {
       const res = await call(gw, p, { headers: { authorization: `Bearer ${TOKEN}` } })
       t.ok(res.status >= 400 && res.status < 500, `${p} → ${res.status}`)
-      t.ok(typeof res.json?.['code'] === 'string', 'the contract error shape')
+      t.ok(typeof res.json?.['code'] === 'string', 'the error shape of docs/errors.md §1')
     }
     for (const line of ['GET /mj/task/a\x00b/fetch HTTP/1.1', 'GET http://[::1/mj HTTP/1.1', 'GET  HTTP/1.1', 'G\x01T / HTTP/1.1']) {
       const raw = await rawExchange(gw.port, `${line}\r\nHost: gw\r\nConnection: close\r\n\r\n`)
