@@ -1,6 +1,6 @@
 /**
  * 5. Fault soak: mixed hits, misses and live polls through the gateway (default configuration) while the
- * upstream answers 10 % 5xx, hangs 5 % and resets 2 %. Counts crashes, statuses outside the contract, RSS growth.
+ * upstream answers 10 % 5xx, hangs 5 % and resets 2 %. Counts crashes, statuses outside docs/errors.md, RSS growth.
  */
 import type autocannon from 'autocannon'
 import { startGateway, startUpstream, cycling } from '../lib/candidates.js'
