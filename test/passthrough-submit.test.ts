@@ -190,7 +190,7 @@ t.test('docs/http-api.md §3 upstream answers pass through with their status: 4x
   t.match(empty.headers['content-type'], /^application\/json/, 'and is labelled JSON')
 })
 
-t.test('docs/errors.md §3 upstream failures on pass-through routes map to the gateway's error codes', async (t) => {
+t.test('docs/errors.md §3 upstream failures on pass-through routes map to the gateway error codes', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_TIMEOUT_MS: '1000', UPSTREAM_RETRIES: '0', UPSTREAM_MAX_BODY_BYTES: '1000' })
   const cases: Array<[string, Handler, number, string]> = [
