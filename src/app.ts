@@ -11,7 +11,7 @@ import { UpstreamClient } from './upstream/client.js'
 import { ClientKeyTable } from './clients/client-keys.js'
 import { RedisConnection } from './redis/connection.js'
 import { RedisSharedTier } from './redis/shared-tier.js'
-import { sharedRateLimitStore } from './rate-limit/redis-store.js'
+import { SyncedRateLimitStore } from './rate-limit/redis-store.js'
 import metricsPlugin from './plugins/http-metrics.js'
 import hardeningPlugin, { defaultTimeouts, hardeningServerOptions, type Timeouts } from './plugins/hardening.js'
 import authPlugin, { reloadClientKeys } from './plugins/client-auth.js'
@@ -27,7 +27,7 @@ import { TaskListService } from './tasks/list-service.js'
 import { HitLane } from './http/hit-lane.js'
 import { AccessLog, requestIds } from './logging/access-log.js'
 import { clientIp, trustFunction } from './http/client-address.js'
-import { LocalStore, RateLimitCounter, type Store } from './rate-limit/counter.js'
+import { LocalStore, RATE_LIMIT_WINDOW_MS, RateLimitCounter, type Store } from './rate-limit/counter.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -68,11 +68,10 @@ function connectRedis(app: FastifyInstance, config: Config, metrics: GatewayMetr
   })
 }
 
-/** RATE_LIMIT_PER_MINUTE counts in this process's memory, or with REDIS_URL in Redis, shared by every replica. */
+/** RATE_LIMIT_PER_MINUTE counts in this process's memory, or with REDIS_URL also reported to Redis, shared by every replica. */
 function rateLimitStore(config: Config, redis: RedisConnection | undefined): Store {
   if (redis === undefined) return new LocalStore(false, false)
-  const Shared = sharedRateLimitStore(redis, config.upstream.keyFingerprint)
-  return new Shared({})
+  return new SyncedRateLimitStore(redis, { namespace: config.upstream.keyFingerprint, max: config.rateLimitPerMinute, windowMs: RATE_LIMIT_WINDOW_MS })
 }
 
 /** Builds the gateway; never listens (main.ts does). */

@@ -6,7 +6,7 @@
 import { createServer, request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 import { send, type HttpResult } from './helpers/net.js'
 import { sample, startGateway, type Gateway } from './helpers/gateway.js'
 import { HitLane } from '../src/http/hit-lane.js'

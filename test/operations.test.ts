@@ -2,7 +2,7 @@
  * Health, readiness and logs (docs/http-api.md §7, docs/errors.md §5, docs/operations.md §4).
  */
 import t from 'tap'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 import { UPSTREAM_KEY, rawGet, startGateway } from './helpers/gateway.js'
 import { get } from './helpers/net.js'
 

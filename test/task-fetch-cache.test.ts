@@ -3,7 +3,7 @@
  * asserting on the fake upstream's call counts.
  */
 import t, { type Test } from 'tap'
-import { imageUrlExpiringAt, taskBody, type Behavior } from './helpers/fake-upstream.js'
+import { imageUrlExpiringAt, taskBody, type Behavior } from '../src/demo/simulated-upstream.js'
 import { send, waitFor, type HttpResult } from './helpers/net.js'
 import { burstThroughGate, sample, startGatedUpstream, startGateway, type Gateway } from './helpers/gateway.js'
 import { ManualClock } from './helpers/manual-clock.js'

@@ -28,6 +28,12 @@ export interface UpstreamRequest {
 const RETRY_STATUSES = new Set([502, 503, 504])
 const BACKOFF_BASE_MS = 100
 const BACKOFF_CAP_MS = 1000
+/**
+ * undici's own header/body timers run this far past the budget: only the gateway's timer ends an attempt on time.
+ * (undici's coarse timers fire up to one 499 ms tick early, so at the budget itself they could win the race and a
+ * hang would be reported as a connection error, 502 UNREACHABLE, instead of 504 TIMEOUT.)
+ */
+const UNDICI_TIMER_SLACK_MS = 5000
 
 class BodyTooLarge extends Error {}
 
@@ -50,10 +56,11 @@ export class UpstreamClient {
     this.pool = new Pool(cfg.baseUrl, {
       connections: 64,
       keepAliveTimeout: 30_000,
-      headersTimeout: cfg.timeoutMs,
-      bodyTimeout: cfg.timeoutMs,
+      headersTimeout: cfg.timeoutMs + UNDICI_TIMER_SLACK_MS,
+      bodyTimeout: cfg.timeoutMs + UNDICI_TIMER_SLACK_MS,
       connect: {
-        timeout: Math.min(cfg.timeoutMs, 10_000),
+        // a connect that hangs for the whole budget is a timeout too; only a longer budget gets a connect timeout of its own
+        timeout: cfg.timeoutMs <= 10_000 ? cfg.timeoutMs + UNDICI_TIMER_SLACK_MS : 10_000,
         rejectUnauthorized: true,
         ...(cfg.ca === undefined ? {} : { ca: [...rootCertificates, cfg.ca] })
       }
@@ -119,7 +126,8 @@ export class UpstreamClient {
         retryAfter: headerValue(res.headers['retry-after'])
       }
     } catch (err) {
-      if (timedOut) {
+      // whatever failed once the attempt's budget is spent (a connect timeout of the same length included) is a timeout
+      if (timedOut || performance.now() - started >= budgetMs) {
         outcome = 'timeout'
         result = { failure: new UpstreamTimeoutError(this.cfg.timeoutMs), retry: false }
       } else if (err instanceof BodyTooLarge) {

@@ -9,7 +9,7 @@ import type { Test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import type { Clock } from '../../src/cache/task-cache.js'
-import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js'
+import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/demo/simulated-upstream.js'
 import { get, waitFor, type HttpResult } from './net.js'
 
 export const UPSTREAM_KEY = 'sk-upstream-SECRET-9d2f6b1e7c'
@@ -20,7 +20,7 @@ export interface Gateway {
   /** http://127.0.0.1:PORT */
   url: string
   port: number
-  upstream: FakeUpstream
+  upstream: SimulatedUpstream
   /** every pino line written so far */
   logs(): string
   /** GET /mj/task/{id}/fetch (id as given, not encoded) */
@@ -37,7 +37,7 @@ export interface GatewayOptions {
 }
 
 export async function startGateway(t: Test, env: Record<string, string> = {}, opts: GatewayOptions = {}): Promise<Gateway> {
-  const upstream = await startFakeUpstream()
+  const upstream = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => upstream.close())
   const config = loadConfig({
     UPSTREAM_API_KEY: UPSTREAM_KEY,
