@@ -104,14 +104,22 @@ t.test('docs/README.md: every relative link and anchor in docs/ and README.md re
 
 t.test('docs/README.md: every docs section a comment or test title cites in src, test, bench or config exists', async (t) => {
   const sources = ['src', 'test', 'bench', 'config'].flatMap((d) => filesUnder(d, ['.ts', '.yml', '.yaml', '.json', '.env']))
+  // files the index announces as being written ("… — added as it lands") may be cited before they exist
+  const announced = new Set(
+    read('docs/README.md')
+      .split('\n')
+      .filter((line) => line.includes('added as'))
+      .flatMap((line) => [...line.matchAll(/docs\/[\w-]+\.md/g)].map((m) => m[0]))
+  )
   let cited = 0
   for (const file of sources) {
     if (file === join('test', 'docs.test.ts')) continue
     for (const m of read(file).matchAll(/docs\/([\w-]+\.md)((?:\s*(?:,|\/|and|–)?\s*§\d+)*)/g)) {
       cited++
       const doc = `docs/${m[1] as string}`
-      t.ok(existsSync(join(ROOT, doc)), `${file} cites ${doc}`)
-      if (!existsSync(join(ROOT, doc))) continue
+      const exists = existsSync(join(ROOT, doc))
+      t.ok(exists || announced.has(doc), `${file} cites ${doc}`)
+      if (!exists) continue
       const numbers = sectionNumbers(read(doc))
       for (const n of (m[2] as string).matchAll(/§(\d+)/g)) t.ok(numbers.has(n[1] as string), `${file} cites ${doc} §${n[1] as string}`)
     }
