@@ -47,7 +47,6 @@ t.test('one replica: exact, answered at once (no Redis round trip), with the tim
     'answered synchronously, in order'
   )
   t.equal(seen[0]?.ttl, 60_000 - (clock % 60_000), 'ttl: to the end of the wall-clock minute')
-  t.equal(a.store.child(), a.store, 'one store for every route')
 })
 
 t.test('replicas share one count through Redis; a report tells each replica every replica\'s requests', async (t) => {

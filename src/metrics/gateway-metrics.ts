@@ -50,7 +50,11 @@ interface ExportedValue {
   metricName: string
 }
 
-/** prom-client's Histogram, its values read from HttpSeries when scraped rather than observed one by one. */
+/**
+ * prom-client's Histogram, its values read from HttpSeries when scraped rather than observed one by one. It overrides
+ * getForPromString, an internal the registry renders through: prom-client is pinned to an exact version for it, and
+ * test/prom-client-seam.test.ts fails if an upgrade changes that.
+ */
 class SeriesHistogram extends Histogram<HttpLabel> {
   private readonly metricName: string
   private readonly metricHelp: string

@@ -1,6 +1,6 @@
 import type { Result } from 'ioredis'
 import type { RedisConnection } from '../redis/connection.js'
-import type { IncrCallback, Store } from './counter.js'
+import type { CountCallback, Store } from './counter.js'
 
 /** Counts are reported to Redis at least this often (and sooner, see SyncedRateLimitStore). */
 export const RATE_LIMIT_SYNC_MS = 100
@@ -81,7 +81,7 @@ export class SyncedRateLimitStore implements Store {
     this.timer.unref()
   }
 
-  incr(key: string, cb: IncrCallback): void {
+  incr(key: string, cb: CountCallback): void {
     const now = this.now()
     const { windowMs } = this.opts
     const window = now - (now % windowMs)
@@ -100,11 +100,6 @@ export class SyncedRateLimitStore implements Store {
     c.pending++
     if (c.pending >= this.early) this.syncSoon()
     cb(null, { current: c.shared + c.reporting + c.pending, ttl: window + windowMs - now })
-  }
-
-  /** the gateway sets no route-level limits: every route counts in this one store */
-  child(): Store {
-    return this
   }
 
   private syncSoon(): void {

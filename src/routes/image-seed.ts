@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { UpstreamClient } from '../upstream/client.js'
-import { taskIdParams } from './task-fetch.js'
+import { taskIdParams } from '../tasks/task-id.js'
 import { forward } from './forward.js'
 
 /** GET /mj/task/{id}/image-seed: forwarded as it is (a query: retried like any GET). */

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
 import { LIST_PATH, type TaskListService } from '../tasks/list-service.js'
-import { TASK_ID_PATTERN } from './task-fetch.js'
+import { TASK_ID_PATTERN } from '../tasks/task-id.js'
 import { strictBody } from './strict-body.js'
 import { sendAnswer } from './send-answer.js'
 

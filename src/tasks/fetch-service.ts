@@ -3,6 +3,7 @@ import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
 import type { UpstreamClient } from '../upstream/client.js'
 import { classify, type CacheRules } from '../cache/policy.js'
 import { etagOf, type TaskCache } from '../cache/task-cache.js'
+import { cacheControlFor } from '../cache/cache-control.js'
 import { TaskNotFoundError, UpstreamBadResponseError } from '../http/errors.js'
 import { takeAnswer, type Answer } from '../upstream/answer.js'
 
@@ -37,10 +38,6 @@ export type Served =
 type Loaded =
   | { kind: 'task'; body: Buffer; etag: string; maxAgeSeconds: number | undefined; source: 'upstream' | 'shared' | 'peer' | 'stale' }
   | { kind: 'answer'; answer: Answer }
-
-export function cacheControlFor(maxAgeSeconds: number | undefined): string {
-  return maxAgeSeconds === undefined ? 'no-cache' : `private, max-age=${maxAgeSeconds}`
-}
 
 /** The miss path of GET /mj/task/:id/fetch: shared tier, upstream, policy, store, stale stand-in. */
 export class TaskService {

@@ -43,6 +43,7 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, op
     UPSTREAM_API_KEY: UPSTREAM_KEY,
     UPSTREAM_BASE_URL: opts.upstreamUrl ?? upstream.url,
     LOG_LEVEL: 'silent',
+    ...(process.env.HIT_LANE ? { HIT_LANE: process.env.HIT_LANE } : {}),
     ...env
   })
   let logText = ''
