@@ -146,7 +146,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     await redis?.close()
     ownStream?.flush()
   })
-  // CONTRACT §8: a request in flight at close must not leave its keep-alive socket open afterwards,
+  // docs/operations.md §3: a request in flight at close must not leave its keep-alive socket open afterwards,
   // or server.close() waits for the client's idle timeout and the graceful exit is killed by its delay.
   let closing = false
   app.addHook('preClose', (done) => {

@@ -81,7 +81,7 @@ t.test('the lane with client tokens and CORS: an allowed origin, another origin,
   }
   const secret = await send('GET', `${gw.url}/mj/task/C1/fetch`, { headers: { 'mj-api-secret': TOKEN } })
   t.equal(secret.headers['x-cache'], 'HIT', 'mj-api-secret works in the lane too')
-  // CONTRACT: no log line ever holds a client token; access lines name the client instead
+  // docs/access-control.md §8: no log line ever holds a client token; access lines name the client instead
   t.notMatch(gw.logs(), TOKEN)
   t.match(gw.logs(), /"res":\{"statusCode":200,"client":"web"\}/)
 })

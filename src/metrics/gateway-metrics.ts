@@ -95,7 +95,7 @@ export interface CacheGauges {
   bytes(): number
 }
 
-/** Every instrument of CONTRACT §7, on a registry of its own (tests build several apps in one process). */
+/** Every instrument of docs/metrics.md, on a registry of its own (tests build several apps in one process). */
 export class GatewayMetrics {
   readonly registry = new Registry()
   readonly httpRequests: Counter<HttpLabel>

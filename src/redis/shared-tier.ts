@@ -8,7 +8,7 @@ import { classify, type CacheRules } from '../cache/policy.js'
 import type { RedisRejectReason } from '../metrics/gateway-metrics.js'
 
 /*
- * Keys, all under `mjgw:{upstream key fingerprint}:` (CONTRACT §5.7), values the upstream bytes as sent:
+ * Keys, all under `mjgw:{upstream key fingerprint}:` (docs/caching.md §7), values the upstream bytes as sent:
  *   task:{id}  a terminal task, PX = its in-memory TTL
  *   poll:{id}  a live task, PX = POLL_CACHE_MS (only when > 0)
  *   lock:{id}  the cross-replica single-flight lock: a token, PX = the holder's whole upstream budget

@@ -5,7 +5,7 @@ import type { UpstreamClient } from '../upstream/client.js'
 import { strictBody } from './strict-body.js'
 import { forward } from './forward.js'
 
-/** The allowlist (CONTRACT §4): nothing else under /mj/submit is routed, so nothing else reaches upstream. */
+/** The allowlist (docs/http-api.md §4): nothing else under /mj/submit is routed, so nothing else reaches upstream. */
 export const SUBMIT_KINDS = [
   'imagine',
   'action',

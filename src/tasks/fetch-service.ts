@@ -149,7 +149,7 @@ export class TaskService {
   }
 
   /**
-   * CONTRACT §5.5: a last-known 200 stands in for an upstream *failure* (every caller passes one: 5xx, timeout,
+   * docs/caching.md §5: a last-known 200 stands in for an upstream *failure* (every caller passes one: 5xx, timeout,
    * unreachable, bad body); upstream *answers* (4xx, 401/403, unknown id) never come here.
    */
   private standIn(id: string, err: unknown): Loaded {
