@@ -36,7 +36,8 @@ const EnvSchema = Type.Object({
   PASSTHROUGH: Type.Union([Type.Literal('auto'), Type.Literal('on'), Type.Literal('off')], { default: 'auto' }),
   SUBMIT_MAX_BODY_BYTES: Int(20971520, 1),
   ALLOW_NOTIFY_HOOK: Type.Boolean({ default: false }),
-  EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0)
+  EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0),
+  HIT_LANE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' })
 })
 type Env = Static<typeof EnvSchema>
 
@@ -81,6 +82,8 @@ export interface Config {
   readonly submitMaxBodyBytes: number
   readonly allowNotifyHook: boolean
   readonly eventLoopMaxDelayMs: number
+  /** `off` (a diagnostic): every request goes through Fastify, none through the hit lane */
+  readonly hitLane: 'on' | 'off'
 }
 
 export class ConfigError extends Error {
@@ -263,7 +266,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     passthrough: env.PASSTHROUGH,
     submitMaxBodyBytes: env.SUBMIT_MAX_BODY_BYTES,
     allowNotifyHook: env.ALLOW_NOTIFY_HOOK,
-    eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS
+    eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS,
+    hitLane: env.HIT_LANE
   }
   return deepFreeze(config)
 }
@@ -301,7 +305,8 @@ export function describeConfig(c: Config): Record<string, unknown> {
     PASSTHROUGH: c.passthrough,
     SUBMIT_MAX_BODY_BYTES: c.submitMaxBodyBytes,
     ALLOW_NOTIFY_HOOK: c.allowNotifyHook,
-    EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs
+    EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs,
+    HIT_LANE: c.hitLane
   }
 }
 

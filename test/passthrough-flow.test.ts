@@ -11,7 +11,7 @@ interface Task {
   buttons: Array<{ customId: string; label: string }>
 }
 
-t.test('§4 the whole flow through the gateway (npm run demo): submit, poll, finished, served from cache, act on it, list', async (t) => {
+t.test('docs/http-api.md §3 the whole flow through the gateway (npm run demo): submit, poll, finished, served from cache, act on it, list', async (t) => {
   const gw = await startGateway(
     t,
     { ...PASSTHROUGH_ENV, CLIENT_KEYS: `demo:${CLIENT_TOKEN}`, POLL_CACHE_MS: '0' },

@@ -23,7 +23,7 @@ async function readyz(r: Gateway): Promise<{ status: number; body: unknown }> {
   return { status: res.status, body: JSON.parse(res.text) }
 }
 
-t.test('§7 Redis killed mid-traffic: no request fails, /readyz stays 200 with redis down, the gauge follows, sharing resumes', async (t) => {
+t.test('docs/operations.md §7 Redis killed mid-traffic: no request fails, /readyz stays 200 with redis down, the gauge follows, sharing resumes', async (t) => {
   const redis = await startRedisServer(t)
   const replicas = [await startGateway(t, env(redis.url)), await startGateway(t, env(redis.url))]
   for (const r of replicas) await r.waitRedis('up')
@@ -76,7 +76,7 @@ t.test('§7 Redis killed mid-traffic: no request fails, /readyz stays 200 with r
   t.ok(a.logLines().some((l) => l.includes('redis: connection lost')), 'the loss is logged')
 })
 
-t.test('§7 a Redis that never answers costs a request at most the command timeout', async (t) => {
+t.test('docs/operations.md §7 a Redis that never answers costs a request at most the command timeout', async (t) => {
   const redis = await startRedisServer(t)
   const r = await startGateway(t, env(redis.url))
   await r.waitRedis('up')
@@ -95,7 +95,7 @@ t.test('§7 a Redis that never answers costs a request at most the command timeo
   t.ok(Date.now() - closeStarted < 2000, 'closing does not wait for a hung Redis')
 })
 
-t.test('§4 a REDIS_URL nobody answers: the gateway starts and serves; /readyz 200 with redis down; one warning', async (t) => {
+t.test('docs/operations.md §7 a REDIS_URL nobody answers: the gateway starts and serves; /readyz 200 with redis down; one warning', async (t) => {
   const redis = await startRedisServer(t)
   await redis.kill()
   const r = await startGateway(t, env(redis.url))
@@ -109,7 +109,7 @@ t.test('§4 a REDIS_URL nobody answers: the gateway starts and serves; /readyz 2
   t.equal(r.logLines().filter((l) => l.includes('redis: connection error')).length, 1, 'connection errors are not logged per attempt')
 })
 
-t.test('§6 the Redis password never appears in a log line, error or response', async (t) => {
+t.test('docs/access-control.md §8 the Redis password never appears in a log line, error or response', async (t) => {
   const password = 'redis-pw-Sup3r/Secret'
   const wrong = 'wrong-pw-N0t:Logged'
   const redis = await startRedisServer(t, { password })
@@ -129,7 +129,7 @@ t.test('§6 the Redis password never appears in a log line, error or response', 
   }
 })
 
-t.test('§3 a REDIS_URL that does not parse stops start-up with one line that does not echo it', async (t) => {
+t.test('docs/configuration.md §7 a REDIS_URL that does not parse stops start-up with one line that does not echo it', async (t) => {
   const bad = 'redis://:p%zz-secret@127.0.0.1:6379'
   t.throws(() => loadConfig({ UPSTREAM_API_KEY: KEY, REDIS_URL: bad }), ConfigError)
   try {
