@@ -373,3 +373,12 @@ t.test('docs/http-api.md §1 HEAD answers like GET without a body', async (t) =>
   t.same([second.status, second.headers['x-cache']], [200, 'HIT'])
   t.equal(gw.upstream.calls, 1)
 })
+
+t.test('the suite runs with the lane HIT_LANE asks for: npm test runs the hit-path suites with it on, then off', async (t) => {
+  const gw = await startGateway(t)
+  const want = process.env.HIT_LANE === 'off' ? 'off' : 'on'
+  t.equal(gw.config.hitLane, want, 'startGateway passes HIT_LANE into the config')
+  await gw.fetchTask('T1')
+  t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'HIT')
+  t.equal(gw.app.hitLane?.answered ?? 0, want === 'on' ? 1 : 0, 'the hit was answered by the lane exactly when it is on')
+})
