@@ -29,7 +29,7 @@ import { passthroughRoutes } from './routes/passthrough.js'
 import { TaskListService } from './tasks/list-service.js'
 import { HitLane } from './http/hit-lane.js'
 import { GatewayServer, defaultTimeouts, serverSettings, type Timeouts } from './http/server.js'
-import { CorsPolicy } from './http/cors.js'
+import { CorsPolicy } from './http/cors-policy.js'
 import { AccessLog, requestIds } from './logging/access-log.js'
 import { clientIp, trustFunction } from './http/client-address.js'
 

@@ -1,8 +1,10 @@
 import type { Socket } from 'node:net'
 import { STATUS_CODES } from 'node:http'
 import type { ConnectionError, FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { BadRequestError, BadTaskIdError, errorBody } from './errors.js'
-import { MAX_HEADER_BYTES } from './request-checks.js'
+import { BadTaskIdError } from '../tasks/task-id.js'
+import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
+import { errorBody } from './errors.js'
+import { BadRequestError, MAX_HEADER_BYTES } from './request-checks.js'
 import { SECURITY_HEADERS } from './security-headers.js'
 
 const RAW_SECURITY_HEADERS = Object.entries(SECURITY_HEADERS)
@@ -27,7 +29,7 @@ export function clientErrorHandler(err: ConnectionError, socket: Socket): void {
   const body = JSON.stringify(errorBody(status, code, message))
   if (socket.writable) {
     socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: ${JSON_CONTENT_TYPE}\r\n` +
         `content-length: ${Buffer.byteLength(body)}\r\n${RAW_SECURITY_HEADERS}connection: close\r\n\r\n${body}`
     )
   }

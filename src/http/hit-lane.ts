@@ -9,7 +9,7 @@ import { rateLimitKey, type RateLimitCounter } from '../rate-limit/counter.js'
 import { etagMatches } from '../routes/task-fetch.js'
 import { FETCH_ROUTE, fetchUrlTaskId } from '../tasks/task-id.js'
 import type { AccessLog } from '../logging/access-log.js'
-import type { CorsPolicy } from './cors.js'
+import type { CorsPolicy } from './cors-policy.js'
 import type { HeaderList } from './header-list.js'
 import { requestProblem } from './request-checks.js'
 import { SECURITY_HEADER_LIST } from './security-headers.js'
@@ -46,7 +46,7 @@ export interface HitLaneOptions {
  * with the same status, headers and body as the Fastify route, by calling the same rules in the same order:
  *
  *   pre-checks (request-checks.ts) → identity (clients/identity.ts) → admission (load shedding, rate-limit/counter.ts)
- *   → [who may see the task] → cache lookup → write (security-headers.ts, cache-control.ts, cors.ts, the counter's
+ *   → [who may see the task] → cache lookup → write (security-headers.ts, cache-control.ts, cors-policy.ts, the counter's
  *   headers), then the same metrics and access line.
  *
  * Anything else goes to Fastify untouched, which answers it the same way: another URL or method, a request a

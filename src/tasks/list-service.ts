@@ -3,7 +3,7 @@ import type { UpstreamClient } from '../upstream/client.js'
 import { arrayElementSources } from '../upstream/json-array.js'
 import { classify, type CacheRules } from '../cache/policy.js'
 import { etagOf, type TaskCache } from '../cache/task-cache.js'
-import { UpstreamBadResponseError } from '../http/errors.js'
+import { UpstreamBadResponseError } from '../upstream/failures.js'
 import { takeAnswer, type Answer } from '../upstream/answer.js'
 
 export const LIST_PATH = '/mj/task/list-by-condition'
