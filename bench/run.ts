@@ -15,6 +15,7 @@ import { missPath } from './scenarios/miss.js'
 import { pollingStorm } from './scenarios/storm.js'
 import { memory } from './scenarios/memory.js'
 import { faultSoak } from './scenarios/soak.js'
+import { redisStall } from './scenarios/redis-stall.js'
 
 // dist/bench/run.js → <repo>/bench/results/
 const RESULTS_DIR = new URL('../../bench/results/', import.meta.url)
@@ -24,7 +25,8 @@ const SCENARIO_RUNNERS: Record<ScenarioId, (s: Settings, dir: URL) => Promise<Sc
   miss: missPath,
   storm: pollingStorm,
   memory,
-  soak: faultSoak
+  soak: faultSoak,
+  'redis-stall': redisStall
 }
 
 async function main(): Promise<number> {

@@ -122,7 +122,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       : new RedisSharedTier(redis, {
           namespace: config.upstream.keyFingerprint,
           lockTtlMs: config.upstream.timeoutMs + 1000,
-          lockWaitMs: Math.min(LOCK_WAIT_MS, config.upstream.timeoutMs)
+          lockWaitMs: Math.min(LOCK_WAIT_MS, config.upstream.timeoutMs),
+          rules: config.cache,
+          onRejected: (reason) => metrics.redisRejected?.inc({ reason }),
+          memory: () => cache.terminal(cache.now()),
+          now: cache.now
         })
   const service = new TaskService(config.cache, cache, upstream, metrics, shared)
   const list = new TaskListService(config.cache, cache, upstream, metrics, shared)
@@ -158,7 +162,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(requestLog, { accessLog })
   if (httpMetrics) await app.register(httpMetricsPlugin, { metrics })
   await app.register(metricsRoutes, { metrics, token: config.metricsToken })
-  await app.register(healthRoutes, { redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down') })
+  await app.register(healthRoutes, {
+    redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down'),
+    keyState: () => upstream.keyHealth.state()
+  })
   // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
   // Hook order inside: CORS (answers preflights), shedding, rate limit (onRequest), client token (preParsing).
   await app.register(async (mj) => {

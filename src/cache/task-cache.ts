@@ -107,6 +107,13 @@ export class TaskCache {
     return entry
   }
 
+  /** every fresh terminal entry with its life left (copied bodies: the slabs may move them), most recent first */
+  *terminal(now: number): Generator<{ id: string; body: Buffer; ttlMs: number }> {
+    for (const [id, e] of this.lru.entries()) {
+      if (e.terminal && now < e.freshUntil) yield { id, body: Buffer.from(e.body), ttlMs: e.freshUntil - now }
+    }
+  }
+
   delete(key: string): void {
     this.lru.delete(key)
   }

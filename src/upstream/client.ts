@@ -9,6 +9,7 @@ import {
   UpstreamTimeoutError,
   UpstreamUnreachableError
 } from '../http/errors.js'
+import { KeyHealth } from './key-health.js'
 
 export interface UpstreamResponse {
   status: number
@@ -44,6 +45,8 @@ const UNDICI_TIMER_SLACK_MS = 5000
 export class UpstreamClient {
   private readonly pool: Pool
   private readonly authHeader: [string, string]
+  /** whether the upstream refuses the key lately (/readyz) */
+  readonly keyHealth = new KeyHealth()
 
   constructor(
     private readonly cfg: Config['upstream'],
@@ -117,6 +120,7 @@ export class UpstreamClient {
         body: req.body ?? null,
         signal: controller.signal
       })
+      this.keyHealth.saw(res.statusCode)
       const body = Buffer.from(await res.body.arrayBuffer())
       outcome = res.statusCode >= 500 ? 'http_5xx' : res.statusCode >= 400 ? 'http_4xx' : 'ok'
       result = {
