@@ -133,7 +133,7 @@ export class RedisSharedTier implements SharedTier, TerminalStore {
   }
 
   /**
-   * A value read from Redis, judged as an upstream answer is (docs/caching.md §1–§3): the id must be the one asked for, a
+   * A value read from Redis, judged as an upstream answer is (docs/caching.md §1): the id must be the one asked for, a
    * task entry must be terminal and a poll entry live, and its life here is capped by the local rules
    * (CACHE_TTL_SECONDS, the imageUrl expiry, POLL_CACHE_MS) whatever TTL Redis had. A 'D' hand-off is what
    * upstream answered a peer for this request, passed on but never kept, as that answer would have been.
