@@ -13,9 +13,10 @@ import { RedisConnection } from './redis/connection.js'
 import { RedisSharedTier } from './redis/shared-tier.js'
 import { sharedRateLimitStore } from './rate-limit/redis-store.js'
 import metricsPlugin from './plugins/http-metrics.js'
-import hardeningPlugin, { defaultTimeouts, hardeningServerOptions, type Timeouts } from './plugins/hardening.js'
+import hardeningPlugin, { defaultTimeouts, hardeningServerOptions, MAX_HEADER_BYTES, type Timeouts } from './plugins/hardening.js'
 import authPlugin, { reloadClientKeys } from './plugins/client-auth.js'
 import corsPlugin from './plugins/cors.js'
+import { CorsPolicy } from './http/cors-policy.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import sheddingPlugin from './plugins/shedding.js'
 import requestLog from './plugins/request-log.js'
@@ -23,6 +24,8 @@ import { lazyChildLogger } from './logging/request-logger.js'
 import { healthRoutes } from './routes/health.js'
 import { taskFetchRoutes } from './routes/task-fetch.js'
 import { passthroughRoutes } from './routes/passthrough.js'
+import { unroutedRoutes } from './routes/unrouted.js'
+import { withModePrefixes } from './routes/mode-prefixes.js'
 import { TaskListService } from './tasks/list-service.js'
 import { HitLane } from './http/hit-lane.js'
 import { AccessLog, requestIds } from './logging/access-log.js'
@@ -77,7 +80,9 @@ function rateLimitStore(config: Config, redis: RedisConnection | undefined): Sto
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
   const trust = trustFunction(config.trustProxy)
   const nextId = requestIds()
-  const server = hardeningServerOptions({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts })
+  const cors = new CorsPolicy(config.corsOrigins)
+  const clientKeys = new ClientKeyTable(config)
+  const server = hardeningServerOptions({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts }, cors, (h) => clientKeys.identify(h).authorized)
   // Fastify's own listener: every request meets the hit lane (src/http/hit-lane.ts) first, and what the lane does not
   // answer goes on to this. Set while Fastify() runs, before anything can listen.
   let fastifyHandler: Listener | undefined
@@ -90,23 +95,28 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     serverFactory: (handler) => {
       fastifyHandler = handler
       const s = createServer(server.http, (req, res) => lane.handle(req, res))
+      // an unknown Expect reaches the gateway (hardening answers it 417 in the contract's shape), not Node's bare 417
+      s.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => lane.handle(req, res))
       s.keepAliveTimeout = server.keepAliveTimeout
       s.requestTimeout = server.requestTimeout
       s.setTimeout(server.connectionTimeout)
       return s
     },
-    // Room for ids well past the pattern's 64, so the schema answers them (400) with the pattern in its message.
-    routerOptions: { maxParamLength: 1024 },
-    return503OnClosing: true,
+    // Room for any id a request head can hold, so the schema answers it (400) with the pattern in its message
+    // (an id the router found too long would go to the /mj/* catch-all instead: routes/unrouted.ts).
+    routerOptions: { maxParamLength: MAX_HEADER_BYTES },
+    // the hardening hook answers requests that arrive while closing (503 in the contract's shape)
+    return503OnClosing: false,
     // one access line per request (plugins/request-log.ts) instead of Fastify's two, and request.log built lazily
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: lazyChildLogger,
     ...server
   })
   installErrorHandler(app)
+  // CORS first of all: every answer after it, refusals included, carries the headers (docs/compatibility.md)
+  if (cors.enabled) await app.register(corsPlugin, { policy: cors })
   await app.register(hardeningPlugin)
 
-  const clientKeys = new ClientKeyTable(config)
   app.decorate('reloadClientKeys', () => reloadClientKeys(clientKeys, app.log))
 
   const metrics = new GatewayMetrics({
@@ -134,7 +144,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
   const lane = new HitLane(
-    { cache, metrics, httpMetrics, clients: clientKeys, rateLimit, corsOrigins: config.corsOrigins, clientIp: (req) => clientIp(req, trust), accessLog },
+    { cache, metrics, httpMetrics, clients: clientKeys, rateLimit, cors, clientIp: (req) => clientIp(req, trust), accessLog },
     fastifyHandler as Listener
   )
   app.decorate('hitLane', lane)
@@ -160,17 +170,20 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(metricsPlugin, { metrics, token: config.metricsToken, httpHook: httpMetrics })
   await app.register(healthRoutes, { redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down') })
   // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
-  // Hook order inside: CORS (answers preflights), shedding, rate limit (onRequest), client token (preParsing).
+  // Hook order inside: shedding, rate limit (onRequest), client token (preParsing); CORS runs before them all (root).
   await app.register(async (mj) => {
-    if (config.corsOrigins.length > 0) await mj.register(corsPlugin, { origins: config.corsOrigins })
     if (config.eventLoopMaxDelayMs > 0) {
       await mj.register(sheddingPlugin, { maxEventLoopDelayMs: config.eventLoopMaxDelayMs })
       lane.underPressure = () => mj.isUnderPressure()
     }
     await mj.register(authPlugin, { table: clientKeys })
     if (rateLimit !== undefined) await mj.register(rateLimitPlugin, { table: clientKeys, counter: rateLimit })
-    await mj.register(taskFetchRoutes, { cache, service, metrics })
-    await mj.register(passthroughRoutes, { config, upstream, list })
+    // the routes below, at /mj/... and again under /mj-fast, /mj-relax and /mj-turbo (routes/mode-prefixes.ts)
+    await withModePrefixes(mj, async (mj) => {
+      await mj.register(taskFetchRoutes, { cache, service, metrics })
+      await mj.register(passthroughRoutes, { config, upstream, list })
+      await mj.register(unroutedRoutes)
+    })
   })
   return app
 }

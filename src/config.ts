@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
+import { parsePassthroughRoutes } from './routes/passthrough-table.js'
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -36,7 +37,8 @@ const EnvSchema = Type.Object({
   PASSTHROUGH: Type.Union([Type.Literal('auto'), Type.Literal('on'), Type.Literal('off')], { default: 'auto' }),
   SUBMIT_MAX_BODY_BYTES: Int(20971520, 1),
   ALLOW_NOTIFY_HOOK: Type.Boolean({ default: false }),
-  EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0)
+  EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0),
+  PASSTHROUGH_ROUTES: Type.String({ default: '' })
 })
 type Env = Static<typeof EnvSchema>
 
@@ -81,6 +83,8 @@ export interface Config {
   readonly submitMaxBodyBytes: number
   readonly allowNotifyHook: boolean
   readonly eventLoopMaxDelayMs: number
+  /** PASSTHROUGH_ROUTES, else the default list (routes/passthrough-table.ts); `{id}` written as `:id` */
+  readonly passthroughRoutes: readonly string[]
 }
 
 export class ConfigError extends Error {
@@ -263,9 +267,18 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     passthrough: env.PASSTHROUGH,
     submitMaxBodyBytes: env.SUBMIT_MAX_BODY_BYTES,
     allowNotifyHook: env.ALLOW_NOTIFY_HOOK,
-    eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS
+    eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS,
+    passthroughRoutes: passthroughRoutesOf(env.PASSTHROUGH_ROUTES)
   }
   return deepFreeze(config)
+}
+
+function passthroughRoutesOf(value: string): string[] {
+  try {
+    return parsePassthroughRoutes(value)
+  } catch (err) {
+    throw new ConfigError(`PASSTHROUGH_ROUTES: ${(err as Error).message}`)
+  }
 }
 
 function deepFreeze<T extends object>(o: T): T {
@@ -301,7 +314,8 @@ export function describeConfig(c: Config): Record<string, unknown> {
     PASSTHROUGH: c.passthrough,
     SUBMIT_MAX_BODY_BYTES: c.submitMaxBodyBytes,
     ALLOW_NOTIFY_HOOK: c.allowNotifyHook,
-    EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs
+    EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs,
+    PASSTHROUGH_ROUTES: c.passthroughRoutes
   }
 }
 

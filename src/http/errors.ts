@@ -8,6 +8,9 @@ export const RateLimitedError = createError('MJGW_RATE_LIMITED', 'rate limit exc
 export const BadRequestError = createError('MJGW_BAD_REQUEST', '%s', 400)
 export const UriTooLongError = createError('MJGW_URI_TOO_LONG', 'request URL longer than %s bytes', 414)
 export const HeadersTooLargeError = createError('MJGW_HEADERS_TOO_LARGE', 'more than %s request headers', 431)
+export const ExpectationFailedError = createError('MJGW_EXPECTATION_FAILED', 'only Expect: 100-continue is supported', 417)
+export const ShuttingDownError = createError('MJGW_SHUTTING_DOWN', 'gateway shutting down, retry shortly', 503)
+export const RouteNotFoundError = createError('MJGW_NOT_FOUND', 'no such route (%s)', 404)
 export const OverloadedError = createError('MJGW_OVERLOADED', 'gateway overloaded, retry later', 503)
 export const TaskNotFoundError = createError('MJGW_TASK_NOT_FOUND', 'task %s not found upstream', 404)
 export const UpstreamAuthError = createError('MJGW_UPSTREAM_AUTH', 'upstream refused the gateway credentials (HTTP %s)', 502)
@@ -43,7 +46,7 @@ export function installErrorHandler(app: FastifyInstance): void {
     void reply.code(statusCode).send(errorBody(statusCode, code, err.message))
   })
   app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send(errorBody(404, 'MJGW_NOT_FOUND', `no such route (${request.method})`))
+    void reply.send(new RouteNotFoundError(request.method))
   })
 }
 

@@ -3,8 +3,8 @@ import type { ClientIdentity, ClientKeyTable } from '../clients/client-keys.js'
 import type { Entry, TaskCache } from '../cache/task-cache.js'
 import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
 import type { GatewayMetrics, HttpSeries } from '../metrics/gateway-metrics.js'
-import { MAX_HEADER_COUNT, SECURITY_HEADERS } from '../plugins/hardening.js'
-import { CORS_EXPOSED_HEADERS } from '../plugins/cors.js'
+import { MAX_HEADER_COUNT, SECURITY_HEADERS, protocolRefusal } from '../plugins/hardening.js'
+import type { CorsPolicy } from './cors-policy.js'
 import { rateLimitKey, type RateLimitCounter } from '../rate-limit/counter.js'
 import { etagMatches, FETCH_ROUTE } from '../routes/task-fetch.js'
 import type { AccessLog } from '../logging/access-log.js'
@@ -26,8 +26,8 @@ export interface HitLaneOptions {
   clients: ClientKeyTable
   /** RATE_LIMIT_PER_MINUTE's counter, the very store @fastify/rate-limit counts in; undefined when the limit is off */
   rateLimit: RateLimitCounter | undefined
-  /** CORS_ORIGINS; empty = no CORS headers */
-  corsOrigins: readonly string[]
+  /** CORS_ORIGINS: the headers an answer carries for the request's origin */
+  cors: CorsPolicy
   /** the client's address as Fastify's request.ip works it out (TRUST_PROXY) */
   clientIp: (req: IncomingMessage) => string | undefined
   /** writes the access line (LOG_LEVEL info and below); undefined when that level is off */
@@ -64,19 +64,15 @@ export class HitLane {
   underPressure: () => boolean = () => false
   /** requests this lane answered (the rest went to Fastify) */
   answered = 0
-  private readonly cors: ReadonlySet<string>
   private readonly ok: HttpSeries
   private readonly notModified: HttpSeries
-  private readonly exposed: string
 
   constructor(
     private readonly opts: HitLaneOptions,
     private readonly next: Handler
   ) {
-    this.cors = new Set(opts.corsOrigins)
     this.ok = opts.metrics.http('GET', FETCH_ROUTE, 200)
     this.notModified = opts.metrics.http('GET', FETCH_ROUTE, 304)
-    this.exposed = CORS_EXPOSED_HEADERS.join(', ')
   }
 
   /** the server's request listener */
@@ -91,6 +87,7 @@ export class HitLane {
     const h = req.headers
     if (h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0')) return false
     if (req.rawHeaders.length > 2 * MAX_HEADER_COUNT || this.underPressure()) return false
+    if (protocolRefusal(req) !== undefined) return false
     const start = performance.now()
     // the token first: without one, not even the cache is looked at (as on the route)
     const client = this.opts.clients.identify(h)
@@ -131,14 +128,10 @@ export class HitLane {
   ): void {
     this.answered++
     this.opts.metrics.lookup('hit')
-    // in the order the Fastify route sends them: security, CORS, rate limit, then the route's own
-    const headers = SECURITY_PAIRS.slice()
+    // in the order the Fastify route sends them: CORS, security, rate limit, then the route's own
+    const headers: Array<string | number> = this.opts.cors.pairs(req.headers.origin)
+    for (const v of SECURITY_PAIRS) headers.push(v)
     headers.push('cache-control', hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache')
-    if (this.cors.size > 0) {
-      headers.push('vary', 'Origin')
-      const origin = req.headers.origin
-      if (origin !== undefined && this.cors.has(origin)) headers.push('access-control-allow-origin', origin, 'access-control-expose-headers', this.exposed)
-    }
     if (counted !== undefined) {
       const max = (this.opts.rateLimit as RateLimitCounter).max
       headers.push('x-ratelimit-limit', max, 'x-ratelimit-remaining', Math.max(0, max - counted.current), 'x-ratelimit-reset', Math.ceil(counted.ttl / 1000))

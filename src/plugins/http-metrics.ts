@@ -17,7 +17,8 @@ const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
 async function metricsPlugin(app: FastifyInstance, { metrics, token, httpHook = true }: MetricsPluginOptions): Promise<void> {
   if (httpHook) {
     app.addHook('onResponse', (request, reply, done) => {
-      metrics.http(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode).observe(reply.elapsedTime / 1000)
+      const route = request.routeOptions.config.unrouted === true ? undefined : request.routeOptions.url
+      metrics.http(request.method, route ?? 'unmatched', reply.statusCode).observe(reply.elapsedTime / 1000)
       done()
     })
   }

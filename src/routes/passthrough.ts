@@ -4,23 +4,13 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { Config } from '../config.js'
 import type { UpstreamClient, UpstreamRequest, UpstreamResponse } from '../upstream/client.js'
 import type { TaskListService } from '../tasks/list-service.js'
-import { LIST_PATH } from '../tasks/list-service.js'
+import { LIST_PATH } from './passthrough-table.js'
 import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
 import { UpstreamAuthError, UpstreamBadResponseError } from '../http/errors.js'
 import { TASK_ID_PATTERN, taskIdParams } from './task-fetch.js'
 
-/** The allowlist (CONTRACT §4): nothing else under /mj/submit is routed, so nothing else reaches upstream. */
-export const SUBMIT_KINDS = [
-  'imagine',
-  'action',
-  'blend',
-  'describe',
-  'modal',
-  'shorten',
-  'change',
-  'simple-change',
-  'upload-discord-images'
-] as const
+/** The allowlist (CONTRACT §4, §10) is config.passthroughRoutes: nothing else under /mj/ is routed, so nothing else reaches upstream. */
+export { SUBMIT_KINDS } from './passthrough-table.js'
 
 export const MAX_LIST_IDS = 100
 
@@ -58,8 +48,14 @@ const strict: FastifySchemaCompiler<FastifySchema> = ({ schema }) => {
 }
 
 const SubmitBody = Type.Object({}, { additionalProperties: true })
+/**
+ * Ids as strings, or as integers (a popular Vue frontend sends its gallery's ids as JSON numbers): a number is the
+ * id of its decimal string. Only safe integers, so the number is exactly the digits the client meant; negatives
+ * and fractions are not ids.
+ */
+const ListId = Type.Union([Type.String({ pattern: TASK_ID_PATTERN }), Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })])
 const ListBody = Type.Object({
-  ids: Type.Array(Type.String({ pattern: TASK_ID_PATTERN }), { minItems: 1, maxItems: MAX_LIST_IDS })
+  ids: Type.Array(ListId, { minItems: 1, maxItems: MAX_LIST_IDS })
 })
 
 /**
@@ -96,25 +92,32 @@ export async function passthroughRoutes(app: FastifyInstance, { config, upstream
   if (!passthroughEnabled(config)) return
   if (config.clientKeys.length === 0) app.log.warn(OPEN_PASSTHROUGH_WARNING)
 
-  for (const kind of SUBMIT_KINDS) {
-    const path = `/mj/submit/${kind}`
+  // '' or a mode prefix (routes/mode-prefixes.ts): forwarded upstream under the same prefix
+  const mode = app.prefix
+  for (const path of config.passthroughRoutes) {
+    if (path === LIST_PATH) continue
+    if (path.includes(':id')) {
+      // a task's sub-resource (image-seed): a GET, the id checked like fetch's
+      app.get<{ Params: { id: string } }>(path, { schema: { params: taskIdParams } }, async (request, reply) =>
+        forward(upstream, reply, { method: 'GET', path: mode + path.replace(':id', request.params.id), idempotent: true })
+      )
+      continue
+    }
     app.post<{ Body: JsonObject }>(
       path,
       { bodyLimit: config.submitMaxBodyBytes, schema: { body: SubmitBody }, validatorCompiler: strict },
       async (request, reply) => {
         const body = config.allowNotifyHook ? request.body : withoutNotifyHook(request.body)
         // a submit spends money and is not idempotent: one try only
-        return forward(upstream, reply, { method: 'POST', path, body: Buffer.from(JSON.stringify(body)), idempotent: false })
+        return forward(upstream, reply, { method: 'POST', path: mode + path, body: Buffer.from(JSON.stringify(body)), idempotent: false })
       }
     )
   }
+  if (!config.passthroughRoutes.includes(LIST_PATH)) return
 
-  app.get<{ Params: { id: string } }>('/mj/task/:id/image-seed', { schema: { params: taskIdParams } }, async (request, reply) =>
-    forward(upstream, reply, { method: 'GET', path: `/mj/task/${request.params.id}/image-seed`, idempotent: true })
-  )
-
-  app.post<{ Body: { ids: string[] } }>(LIST_PATH, { schema: { body: ListBody }, validatorCompiler: strict }, async (request, reply) => {
-    const listed = await list.list(request.body.ids)
+  app.post<{ Body: { ids: Array<string | number> } }>(LIST_PATH, { schema: { body: ListBody }, validatorCompiler: strict }, async (request, reply) => {
+    // a numeric id is the id of its decimal string: [17, "17"] is one id
+    const listed = await list.list(request.body.ids.map(String), mode)
     if (listed.kind === 'answer') return sendAnswer(reply, listed)
     return reply
       .header('content-type', JSON_CONTENT_TYPE)
