@@ -129,8 +129,8 @@ export class HitLane {
     this.answered++
     this.opts.metrics.lookup('hit')
     // in the order the Fastify route sends them: CORS, security, rate limit, then the route's own
-    const headers: Array<string | number> = this.opts.cors.pairs(req.headers.origin)
-    for (const v of SECURITY_PAIRS) headers.push(v)
+    const cors = this.opts.cors.pairs(req.headers.origin)
+    const headers = cors.length === 0 ? SECURITY_PAIRS.slice() : [...cors, ...SECURITY_PAIRS]
     headers.push('cache-control', hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache')
     if (counted !== undefined) {
       const max = (this.opts.rateLimit as RateLimitCounter).max
