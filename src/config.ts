@@ -38,6 +38,7 @@ const EnvSchema = Type.Object({
   SUBMIT_MAX_BODY_BYTES: Int(20971520, 1),
   ALLOW_NOTIFY_HOOK: Type.Boolean({ default: false }),
   EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0),
+  HIT_LANE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
   PASSTHROUGH_ROUTES: Type.String({ default: '' })
 })
 type Env = Static<typeof EnvSchema>
@@ -83,6 +84,8 @@ export interface Config {
   readonly submitMaxBodyBytes: number
   readonly allowNotifyHook: boolean
   readonly eventLoopMaxDelayMs: number
+  /** `off` (a diagnostic): every request goes through Fastify, none through the hit lane */
+  readonly hitLane: 'on' | 'off'
   /** PASSTHROUGH_ROUTES, else the default list (routes/passthrough-table.ts); `{id}` written as `:id` */
   readonly passthroughRoutes: readonly string[]
 }
@@ -268,6 +271,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     submitMaxBodyBytes: env.SUBMIT_MAX_BODY_BYTES,
     allowNotifyHook: env.ALLOW_NOTIFY_HOOK,
     eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS,
+    hitLane: env.HIT_LANE,
     passthroughRoutes: passthroughRoutesOf(env.PASSTHROUGH_ROUTES)
   }
   return deepFreeze(config)
@@ -315,6 +319,7 @@ export function describeConfig(c: Config): Record<string, unknown> {
     SUBMIT_MAX_BODY_BYTES: c.submitMaxBodyBytes,
     ALLOW_NOTIFY_HOOK: c.allowNotifyHook,
     EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs,
+    HIT_LANE: c.hitLane,
     PASSTHROUGH_ROUTES: c.passthroughRoutes
   }
 }

@@ -7,7 +7,7 @@
 import { connect } from 'node:net'
 import fc from 'fast-check'
 import t from 'tap'
-import { TASK_ID_PATTERN } from '../src/routes/task-fetch.js'
+import { TASK_ID_PATTERN } from '../src/tasks/task-id.js'
 import { UPSTREAM_KEY, call, startGateway, type Answer } from './helpers/access-harness.js'
 
 // Thousands of cases on an idle 2-core machine in a few seconds; on a busy one the time limits end a run early

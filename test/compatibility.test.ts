@@ -7,8 +7,8 @@ import { STATUS_CODES, createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import fc from 'fast-check'
-import { SECURITY_HEADERS } from '../src/plugins/hardening.js'
-import { CORS_EXPOSED_HEADERS } from '../src/http/cors-policy.js'
+import { SECURITY_HEADERS } from '../src/http/security-headers.js'
+import { CORS_EXPOSED_HEADERS } from '../src/http/cors.js'
 import { startGateway, type Gateway } from './helpers/gateway.js'
 import { send, waitFor, type HttpResult } from './helpers/net.js'
 import { rawExchange, type RawAnswer } from './helpers/raw-http.js'
@@ -149,7 +149,7 @@ t.test('compatibility: a request that reaches the app while it closes gets a rea
   const inFlight = send('GET', `${gw.url}/mj/task/H1/fetch`, { headers: AUTH })
   await waitFor(() => gw.upstream.calls === 1)
   const closing = gw.app.close()
-  await waitFor(() => gw.app.hitLane.closing)
+  await waitFor(() => gw.app.hitLane?.closing === true)
   // On the gateway's own socket such a request is a race (an idle keep-alive socket is closed at once, a busy one
   // ends with `connection: close`), so it comes through a second listener that hands it to the app's router.
   const door = createServer((req, res) => gw.app.routing(req, res))

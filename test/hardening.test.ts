@@ -1,8 +1,10 @@
 import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { MAX_HEADER_COUNT, MAX_URL_BYTES, SECURITY_HEADERS, defaultTimeouts } from '../src/plugins/hardening.js'
-import { SHED_RETRY_AFTER_SECONDS, sampleWindowMs } from '../src/plugins/shedding.js'
+import { MAX_HEADER_COUNT, MAX_URL_BYTES } from '../src/http/request-checks.js'
+import { SECURITY_HEADERS } from '../src/http/security-headers.js'
+import { defaultTimeouts } from '../src/http/server.js'
+import { SHED_RETRY_AFTER_SECONDS, sampleWindowMs } from '../src/http/load-shedding.js'
 import { call, rawExchange, rawStatus, startGateway, type Answer } from './helpers/access-harness.js'
 
 const TOKEN = 'tok-hardening-5566778899'

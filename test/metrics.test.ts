@@ -2,7 +2,7 @@
  * /metrics read after real traffic (CONTRACT §7).
  */
 import t from 'tap'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 import { REDIS_ONLY_METRIC_NAMES, baseMetricName, metricNamesUsedByDeployFiles } from './helpers/deploy-metrics.js'
 import { UPSTREAM_KEY, burstThroughGate, parseMetrics, rawGet, sample, startGatedUpstream, startGateway } from './helpers/gateway.js'
 import { get, waitFor } from './helpers/net.js'

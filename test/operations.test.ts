@@ -2,7 +2,7 @@
  * Health, readiness and logs (CONTRACT §4 other routes, §6 secrets, §8 logs).
  */
 import t from 'tap'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 import { UPSTREAM_KEY, rawGet, startGateway } from './helpers/gateway.js'
 import { get } from './helpers/net.js'
 

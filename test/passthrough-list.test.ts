@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { MAX_LIST_IDS } from '../src/routes/passthrough.js'
-import { startFakeUpstream, type FakeUpstream, type Handler, type RecordedRequest } from './helpers/fake-upstream.js'
+import { startSimulatedUpstream, type SimulatedUpstream, type Handler, type RecordedRequest } from '../src/demo/simulated-upstream.js'
 import { startGateway, CLIENT_AUTH, CLIENT_TOKEN, type Gateway, type Reply } from './helpers/passthrough-harness.js'
 
 const LIST = '/mj/task/list-by-condition'
@@ -13,7 +13,7 @@ function task(id: string, status: string, imageUrlEx = HOUR_AHEAD()): string {
   return `{"id":"${id}","action":"IMAGINE","status":"${status}","progress":"${status === 'SUCCESS' ? '100%' : '40%'}","imageUrl":"${url}","buttons":[]}`
 }
 
-interface Upstream extends FakeUpstream {
+interface Upstream extends SimulatedUpstream {
   /** the upstream's tasks by id, answered by list-by-condition and fetch */
   tasks: Map<string, string>
   /** list-by-condition calls, with the ids each asked for */
@@ -33,7 +33,7 @@ async function upstream(t: Test): Promise<Upstream> {
     const id = /^\/mj\/task\/([^/]+)\/fetch$/.exec(req.url)?.[1] ?? ''
     return { kind: 'raw', body: tasks.get(id) ?? 'null' }
   }
-  const up = await startFakeUpstream({ handler })
+  const up = await startSimulatedUpstream({ handler })
   t.teardown(() => up.close())
   return Object.assign(up, {
     tasks,
@@ -184,7 +184,7 @@ t.test('§4 list-by-condition: a repeated id is answered once, at its first posi
 })
 
 t.test('§4 list-by-condition: odd upstream elements are skipped; empty, null and [] answers mean no tasks', async (t) => {
-  const up = await startFakeUpstream()
+  const up = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => up.close())
   const gw = await startGateway(t, up.url, GUARDED)
   const a = task('A1', 'SUCCESS')
@@ -201,7 +201,7 @@ t.test('§4 list-by-condition: odd upstream elements are skipped; empty, null an
 })
 
 t.test('§6 list-by-condition: upstream failures map as in §6, upstream answers pass through', async (t) => {
-  const up = await startFakeUpstream()
+  const up = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => up.close())
   const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_TIMEOUT_MS: '1000', UPSTREAM_RETRIES: '2' })
   const cases: Array<[string, Handler, number, string, number]> = [

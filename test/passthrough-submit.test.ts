@@ -1,14 +1,14 @@
 import t, { type Test } from 'tap'
 import { SUBMIT_KINDS, OPEN_PASSTHROUGH_WARNING } from '../src/routes/passthrough.js'
-import { startFakeUpstream, type FakeUpstream, type Handler } from './helpers/fake-upstream.js'
+import { startSimulatedUpstream, type SimulatedUpstream, type Handler } from '../src/demo/simulated-upstream.js'
 import { startGateway, closedOrigin, CLIENT_AUTH, CLIENT_TOKEN, SUBMIT_OK, UPSTREAM_KEY, type Reply } from './helpers/passthrough-harness.js'
 
 const GUARDED = { CLIENT_KEYS: `ci:${CLIENT_TOKEN}` }
 const ERROR_KEYS = ['code', 'error', 'message', 'statusCode']
 
 /** an upstream that accepts every submit */
-async function upstream(t: { teardown(fn: () => unknown): void }): Promise<FakeUpstream> {
-  const up = await startFakeUpstream({ handler: () => ({ kind: 'raw', body: SUBMIT_OK }) })
+async function upstream(t: { teardown(fn: () => unknown): void }): Promise<SimulatedUpstream> {
+  const up = await startSimulatedUpstream({ handler: () => ({ kind: 'raw', body: SUBMIT_OK }) })
   t.teardown(() => up.close())
   return up
 }

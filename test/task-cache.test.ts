@@ -1,6 +1,7 @@
 import t from 'tap'
 import { TaskCache, etagOf } from '../src/cache/task-cache.js'
 import { fingerprint, loadConfig } from '../src/config.js'
+import { ManualClock } from './helpers/manual-clock.js'
 
 const NOW = 1_730_621_826_053
 const buf = (s: string) => Buffer.from(s)
@@ -130,23 +131,35 @@ t.test('§5.7 the cache namespace is a fingerprint of the upstream key, never th
 })
 
 t.test('§5.2 a terminal entry never stands in past its own life (its imageUrl may have expired)', async (t) => {
-  const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 60_000 })
+  const clock = new ManualClock(NOW)
+  const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 60_000, clock })
   cache.store('T1', buf('{"id":"T1"}'), '"t"', true, 1000, NOW)
   cache.store('L1', buf('{"id":"L1"}'), '"l"', false, 1000, NOW)
   t.ok(cache.lastKnown('T1', NOW + 999), 'a stand-in while it lives')
-  await new Promise((r) => setTimeout(r, 1100))
+  clock.advance(999)
+  t.ok(cache.lastKnown('T1', NOW + 999), 'still held by the cache 1 ms before its TTL')
+  clock.advance(2)
   t.equal(cache.lastKnown('T1', NOW + 1001), undefined, 'gone with its TTL')
   t.ok(cache.lastKnown('L1', NOW + 1001), 'a live entry stays a stand-in for STALE_IF_ERROR_SECONDS')
 })
 
 t.test('§7 the entries and bytes gauges leave out expired entries, and their removal is not an eviction', async (t) => {
   let evictions = 0
-  const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 0, onEvict: () => evictions++ })
-  cache.store('T1', buf('0123456789'), '"t"', true, 30, Date.now())
+  const clock = new ManualClock(NOW)
+  const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 0, onEvict: () => evictions++, clock })
+  cache.store('T1', buf('0123456789'), '"t"', true, 30, clock.now())
   t.equal(cache.entries, 1)
   t.equal(cache.bytes, 10)
-  await new Promise((r) => setTimeout(r, 80))
+  clock.advance(31)
   t.equal(cache.entries, 0)
   t.equal(cache.bytes, 0)
   t.equal(evictions, 0)
+})
+
+t.test('the cache judges time by its clock: now() is the clock given, else Date.now', async (t) => {
+  const clock = new ManualClock(NOW)
+  t.equal(new TaskCache({ maxBytes: 10, staleIfErrorMs: 0, clock }).now(), NOW)
+  const before = Date.now()
+  const real = new TaskCache({ maxBytes: 10, staleIfErrorMs: 0 }).now()
+  t.ok(real >= before && real <= Date.now(), 'the real time by default')
 })

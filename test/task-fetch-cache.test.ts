@@ -2,11 +2,11 @@
  * GET /mj/task/:id/fetch: the 200 headers (CONTRACT §4) and every caching rule (§5), through real sockets,
  * asserting on the fake upstream's call counts.
  */
-import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { imageUrlExpiringAt, taskBody, type Behavior } from './helpers/fake-upstream.js'
+import { imageUrlExpiringAt, taskBody, type Behavior } from '../src/demo/simulated-upstream.js'
 import { send, waitFor, type HttpResult } from './helpers/net.js'
 import { burstThroughGate, sample, startGatedUpstream, startGateway, type Gateway } from './helpers/gateway.js'
+import { ManualClock } from './helpers/manual-clock.js'
 
 const JSON_UTF8 = 'application/json; charset=utf-8'
 const nowS = () => Math.floor(Date.now() / 1000)
@@ -50,10 +50,13 @@ t.test('§5.1 a terminal task is cached: the storing response already says priva
 })
 
 t.test('§5.2 a terminal entry lives CACHE_TTL_SECONDS, then upstream is asked again', async (t) => {
-  const gw = await startGateway(t, { CACHE_TTL_SECONDS: '1', STALE_IF_ERROR_SECONDS: '0' })
+  const clock = new ManualClock()
+  const gw = await startGateway(t, { CACHE_TTL_SECONDS: '1', STALE_IF_ERROR_SECONDS: '0' }, { clock })
   t.equal((await gw.fetchTask('T1')).headers['cache-control'], 'private, max-age=1')
   t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'HIT')
-  await sleep(1100)
+  clock.advance(999)
+  t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'HIT', '1 ms before the end of its life')
+  clock.advance(2)
   t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'MISS')
   t.equal(gw.upstream.calls, 2)
 })
@@ -99,10 +102,13 @@ t.test('§5.3 a live state is reused for POLL_CACHE_MS by every poller (x-cache 
 })
 
 t.test('§5.3 after POLL_CACHE_MS a live task is asked again', async (t) => {
-  const gw = await startGateway(t, { POLL_CACHE_MS: '200' })
+  const clock = new ManualClock()
+  const gw = await startGateway(t, { POLL_CACHE_MS: '200' }, { clock })
   gw.upstream.setHandler(() => task('T1', 'IN_PROGRESS'))
   await gw.fetchTask('T1')
-  await sleep(300)
+  clock.advance(199)
+  t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'HIT', 'within POLL_CACHE_MS')
+  clock.advance(1)
   t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'MISS')
   t.equal(gw.upstream.calls, 2)
 })
@@ -194,8 +200,8 @@ t.test('§5.5 errors are never cached', async (t) => {
 })
 
 /** a gateway that has seen T1 live once; POLL_CACHE_MS=0 so every later request goes upstream */
-async function afterLive200(t: Test, env: Record<string, string> = {}): Promise<{ gw: Gateway; live: HttpResult }> {
-  const gw = await startGateway(t, { POLL_CACHE_MS: '0', STALE_IF_ERROR_SECONDS: '60', UPSTREAM_TIMEOUT_MS: '300', ...env })
+async function afterLive200(t: Test, env: Record<string, string> = {}, clock?: ManualClock): Promise<{ gw: Gateway; live: HttpResult }> {
+  const gw = await startGateway(t, { POLL_CACHE_MS: '0', STALE_IF_ERROR_SECONDS: '60', UPSTREAM_TIMEOUT_MS: '300', ...env }, { clock })
   gw.upstream.enqueue(task('T1', 'IN_PROGRESS'))
   const live = await gw.fetchTask('T1')
   t.same([live.status, live.headers['x-cache']], [200, 'MISS'])
@@ -264,10 +270,13 @@ t.test('§5.5 STALE_IF_ERROR_SECONDS=0: nothing stands in', async (t) => {
 })
 
 t.test('§5.5 a last-known response older than STALE_IF_ERROR_SECONDS does not stand in', async (t) => {
-  const { gw } = await afterLive200(t, { STALE_IF_ERROR_SECONDS: '1' })
+  const clock = new ManualClock()
+  const { gw } = await afterLive200(t, { STALE_IF_ERROR_SECONDS: '1' }, clock)
   gw.upstream.setHandler(() => ({ kind: 'json', status: 500, body: {} }))
   t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'STALE', 'young enough')
-  await sleep(1100)
+  clock.advance(999)
+  t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'STALE', 'still young enough 1 ms before the end')
+  clock.advance(2)
   t.equal((await gw.fetchTask('T1')).status, 502, 'too old')
 })
 

@@ -5,7 +5,7 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 import { UPSTREAM_KEY, rawGet, startGateway } from './helpers/gateway.js'
 
 const ERROR_KEYS = ['code', 'error', 'message', 'statusCode']

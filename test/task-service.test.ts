@@ -6,9 +6,10 @@ import t, { type Test } from 'tap'
 import { TaskCache } from '../src/cache/task-cache.js'
 import { loadConfig } from '../src/config.js'
 import { GatewayMetrics } from '../src/metrics/gateway-metrics.js'
-import { TaskService, cacheControlFor, type Share, type SharedBegin, type SharedTier } from '../src/tasks/fetch-service.js'
+import { cacheControlFor } from '../src/cache/cache-control.js'
+import { TaskService, type Share, type SharedBegin, type SharedTier } from '../src/tasks/fetch-service.js'
 import { UpstreamClient } from '../src/upstream/client.js'
-import { startFakeUpstream, taskBody } from './helpers/fake-upstream.js'
+import { startSimulatedUpstream, taskBody } from '../src/demo/simulated-upstream.js'
 import { UPSTREAM_KEY, sample } from './helpers/gateway.js'
 
 class MemoryTier implements SharedTier {
@@ -26,7 +27,7 @@ class MemoryTier implements SharedTier {
 }
 
 async function setup(t: Test) {
-  const upstream = await startFakeUpstream()
+  const upstream = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => upstream.close())
   const config = loadConfig({ UPSTREAM_API_KEY: UPSTREAM_KEY, UPSTREAM_BASE_URL: upstream.url, CACHE_TTL_SECONDS: '600', REDIS_URL: 'redis://127.0.0.1:1' })
   const cache = new TaskCache({ maxBytes: 1_000_000, staleIfErrorMs: 0 })

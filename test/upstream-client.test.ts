@@ -14,7 +14,7 @@ import t from 'tap'
 import { loadConfig } from '../src/config.js'
 import { GatewayMetrics } from '../src/metrics/gateway-metrics.js'
 import { UpstreamClient } from '../src/upstream/client.js'
-import { startFakeUpstream, taskBody } from './helpers/fake-upstream.js'
+import { startSimulatedUpstream, taskBody } from '../src/demo/simulated-upstream.js'
 import { UPSTREAM_KEY, sample, startGateway } from './helpers/gateway.js'
 
 const CLIENT_CREDENTIALS = {
@@ -217,7 +217,7 @@ t.test('§3 UPSTREAM_CA_FILE: a self-signed https upstream is unreachable until 
 })
 
 t.test('UpstreamClient: a non-idempotent POST is tried once, carries its body, and the key always wins over extra headers', async (t) => {
-  const up = await startFakeUpstream()
+  const up = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => up.close())
   const config = loadConfig({ UPSTREAM_API_KEY: UPSTREAM_KEY, UPSTREAM_BASE_URL: up.url })
   const metrics = new GatewayMetrics({ cache: { entries: () => 0, bytes: () => 0 }, redis: false })
@@ -245,7 +245,7 @@ t.test('UpstreamClient: a non-idempotent POST is tried once, carries its body, a
 })
 
 t.test('UpstreamClient: no backoff sleeps past the deadline; the last failure is reported instead', async (t) => {
-  const up = await startFakeUpstream()
+  const up = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => up.close())
   const config = loadConfig({ UPSTREAM_API_KEY: UPSTREAM_KEY, UPSTREAM_BASE_URL: up.url, UPSTREAM_TIMEOUT_MS: '300' })
   const metrics = new GatewayMetrics({ cache: { entries: () => 0, bytes: () => 0 }, redis: false })

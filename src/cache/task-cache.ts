@@ -33,10 +33,17 @@ class StoredEntry implements Entry, BodyHolder {
 
 const EMPTY = Buffer.alloc(0)
 
+/** Milliseconds since the epoch; tests pass one they move by hand instead of sleeping. */
+export interface Clock {
+  now(): number
+}
+
 export interface TaskCacheOptions {
   maxBytes: number
   staleIfErrorMs: number
   onEvict?: () => void
+  /** the time freshness and expiry are judged by; default Date.now (and lru-cache's own performance.now) */
+  clock?: Clock
 }
 
 /**
@@ -48,11 +55,17 @@ export class TaskCache {
   private readonly bodies = new BodySlabs()
   private readonly flights = new Map<string, Promise<unknown>>()
   private readonly staleIfErrorMs: number
+  /** the current time by the cache's clock: every caller judging freshness asks here */
+  readonly now: () => number
 
   constructor(opts: TaskCacheOptions) {
     this.staleIfErrorMs = opts.staleIfErrorMs
     const onEvict = opts.onEvict
+    const clock = opts.clock
+    this.now = clock === undefined ? Date.now : () => clock.now()
     this.lru = new LRUCache<string, StoredEntry>({
+      // a hand-moved clock is read on every check: lru-cache's 1 ms reuse of the last reading would hide a move
+      ...(clock === undefined ? {} : { perf: clock, ttlResolution: 0 }),
       maxSize: opts.maxBytes,
       sizeCalculation: (e) => e.body.length || 1,
       ttl: 1,

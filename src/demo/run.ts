@@ -12,7 +12,7 @@ const DEMO_CLIENT_KEYS = 'demo:demo-client-token'
 
 const authStyle = process.env.UPSTREAM_AUTH_STYLE === 'mj-api-secret' ? 'mj-api-secret' : 'bearer'
 // tasks submitted through the demo always succeed, so the upscale line after them works; the FAILURE example is made below
-const sim = await startSimulatedUpstream({ apiKey: DEMO_UPSTREAM_KEY, authStyle, failureRatio: 0 })
+const sim = await startSimulatedUpstream({ apiKey: DEMO_UPSTREAM_KEY, authStyle, failureRatio: 0, recordRequests: false })
 
 let config: Config
 try {

@@ -50,7 +50,11 @@ interface ExportedValue {
   metricName: string
 }
 
-/** prom-client's Histogram, its values read from HttpSeries when scraped rather than observed one by one. */
+/**
+ * prom-client's Histogram, its values read from HttpSeries when scraped rather than observed one by one. It overrides
+ * getForPromString, an internal the registry renders through: prom-client is pinned to an exact version for it, and
+ * test/prom-client-seam.test.ts fails if an upgrade changes that.
+ */
 class SeriesHistogram extends Histogram<HttpLabel> {
   private readonly metricName: string
   private readonly metricHelp: string
@@ -102,7 +106,7 @@ export class GatewayMetrics {
   /** route → its series, one per method and status */
   private readonly httpSeries = new Map<string, HttpSeries[]>()
 
-  constructor(opts: { cache: CacheGauges; redis: boolean }) {
+  constructor(opts: { cache: CacheGauges; redis: boolean; logLinesDropped?: () => number }) {
     const registers = [this.registry]
     const results: LookupResult[] = opts.redis ? [...LOOKUP_RESULTS, 'hit_shared'] : [...LOOKUP_RESULTS]
     collectDefaultMetrics({ register: this.registry })
@@ -182,6 +186,18 @@ export class GatewayMetrics {
       name: 'mj_gateway_upstream_inflight',
       help: 'Upstream attempts under way',
       registers
+    })
+    const logLinesDropped = opts.logLinesDropped ?? ((): number => 0)
+    let droppedCounted = 0
+    new Counter({
+      name: 'mj_gateway_log_lines_dropped_total',
+      help: 'Log lines dropped because stdout was closed or its reader fell behind (logging never blocks serving)',
+      registers,
+      collect() {
+        const dropped = logLinesDropped()
+        this.inc(dropped - droppedCounted)
+        droppedCounted = dropped
+      }
     })
     this.redisUp = opts.redis
       ? new Gauge({ name: 'mj_gateway_redis_up', help: '1 while the shared Redis tier answers', registers })

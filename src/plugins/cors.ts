@@ -1,31 +1,30 @@
 import fp from 'fastify-plugin'
-import cors from '@fastify/cors'
 import type { FastifyInstance } from 'fastify'
-import { CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS, CORS_MAX_AGE_SECONDS, CORS_METHODS, type CorsPolicy } from '../http/cors-policy.js'
+import type { CorsPolicy } from '../http/cors.js'
+import { replyHeaders, type HeaderList } from '../http/header-list.js'
 
 export interface CorsPluginOptions {
-  /** CORS_ORIGINS (exact origins, never '*': config refuses it) */
   policy: CorsPolicy
 }
 
 /**
- * CORS_ORIGINS: an allowed origin is echoed back (with `vary: origin`); any other origin gets no CORS
- * header at all, and its preflight is not answered. Tokens travel in headers, not cookies, so no credentials mode.
- * Registered first of all, at the root: its onRequest hook runs before any check can refuse the request, so every
- * answer (a 404, a 414, a body on a GET, a 401, a 429, a 5xx) carries the headers and a browser can read why.
- * A preflight carries no token and is answered in that hook, before the auth check.
+ * CORS_ORIGINS on every answer (src/http/cors.ts says which headers; the hit lane and the early answers send the
+ * same). Registered at the root before anything else: its hook runs first, so every refusal after it carries the
+ * headers, and a preflight (which carries no token) is answered here, before the checks, the rate limit and auth.
  */
 async function corsPlugin(app: FastifyInstance, { policy }: CorsPluginOptions): Promise<void> {
-  await app.register(cors, {
-    origin: (origin, callback) => callback(null, policy.allows(origin)),
-    methods: [...CORS_METHODS],
-    allowedHeaders: [...CORS_ALLOWED_HEADERS],
-    exposedHeaders: [...CORS_EXPOSED_HEADERS],
-    credentials: false,
-    maxAge: CORS_MAX_AGE_SECONDS,
-    // a malformed preflight falls through to the routes (404 or 401 in the contract's shape), not a text/plain 400
-    strictPreflight: false
+  app.addHook('onRequest', (request, reply, done) => {
+    const headers: HeaderList = []
+    const origin = request.headers.origin
+    policy.responseHeaders(origin, headers)
+    const preflight = request.method === 'OPTIONS' && policy.preflightHeaders(origin, headers)
+    replyHeaders(reply, headers)
+    if (!preflight) return done()
+    // Safari waits for a body on a 204 without content-length: 0
+    void reply.code(204).header('content-length', '0').send()
   })
+  // Routes OPTIONS to this scope, so its hook sees preflights; one from an origin not allowed ends here.
+  app.options('*', (_request, reply) => reply.callNotFound())
 }
 
 export default fp(corsPlugin, { name: 'mj-cors', fastify: '5.x' })

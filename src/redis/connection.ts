@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { Redis } from 'ioredis'
+import { CircuitBreaker } from './breaker.js'
 
 /** A Redis answer a request waits for longer than this is a miss: the gateway goes on without Redis. */
 export const COMMAND_TIMEOUT_MS = 200
@@ -14,20 +15,24 @@ const WARN_INTERVAL_MS = 30_000
 export interface RedisConnectionOptions {
   url: string
   log: FastifyBaseLogger
-  /** connection state changes: true on ready, false on error/close */
+  /** state changes: true when ready (and answering), false on error/close or when the breaker opens */
   onState: (up: boolean) => void
+  /** breaker settings (tests shorten the cool-off); defaults in breaker.ts */
+  breaker?: { threshold?: number; coolOffMs?: number }
 }
 
 /**
  * The one ioredis client of an app, set up so that Redis trouble never breaks serving:
  * no offline queue and no retries per command (a command fails at once while disconnected),
- * a short timeout on every answer a request waits for, and reconnection forever with capped backoff.
+ * a short timeout on every answer a request waits for, a circuit breaker that stops asking a Redis that hangs,
+ * and reconnection forever with capped backoff.
  */
 export class RedisConnection {
   readonly client: Redis
   private readonly log: FastifyBaseLogger
   private readonly password: string
   private readonly lastWarned = new Map<string, number>()
+  private readonly breaker: CircuitBreaker
   private wasUp = false
   private closing = false
 
@@ -42,8 +47,21 @@ export class RedisConnection {
       connectTimeout: CONNECT_TIMEOUT_MS,
       retryStrategy: (times) => Math.min(times * RECONNECT_STEP_MS, RECONNECT_CAP_MS)
     })
+    this.breaker = new CircuitBreaker({
+      ...opts.breaker,
+      probe: () => this.within(this.client.ping()).then(
+        () => true,
+        () => false
+      ),
+      onChange: (open) => {
+        if (open) this.log.warn('redis: not answering (timeouts in a row); not asked until a probe gets an answer')
+        else if (this.client.status === 'ready') this.log.info('redis: answering again')
+        opts.onState(!open && this.client.status === 'ready')
+      }
+    })
     this.client.on('ready', () => {
       this.wasUp = true
+      this.breaker.success()
       opts.onState(true)
       this.log.info('redis: connected')
     })
@@ -58,8 +76,14 @@ export class RedisConnection {
     })
   }
 
+  /** ready and answering: false while disconnected and while the breaker is open */
   get up(): boolean {
-    return this.client.status === 'ready'
+    return this.client.status === 'ready' && !this.breaker.open
+  }
+
+  /** true once close() was called */
+  get closed(): boolean {
+    return this.closing
   }
 
   /**
@@ -69,13 +93,28 @@ export class RedisConnection {
    */
   within<T>(command: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => setImmediate(() => reject(new Error('Command timed out'))), COMMAND_TIMEOUT_MS)
+      let settled = false
+      const timer = setTimeout(
+        () =>
+          setImmediate(() => {
+            if (settled) return
+            settled = true
+            this.breaker.timeout()
+            reject(new Error('Command timed out'))
+          }),
+        COMMAND_TIMEOUT_MS
+      )
       command.then(
         (value) => {
+          if (settled) return
+          settled = true
           clearTimeout(timer)
+          this.breaker.success()
           resolve(value)
         },
         (err: unknown) => {
+          if (settled) return
+          settled = true
           clearTimeout(timer)
           reject(err)
         }
@@ -99,6 +138,7 @@ export class RedisConnection {
 
   async close(): Promise<void> {
     this.closing = true
+    this.breaker.stop()
     if (this.up) {
       try {
         await this.client.quit()

@@ -156,6 +156,7 @@ export class RedisSharedTier implements SharedTier, TerminalStore {
 
   /** A terminal task any replica stored (list-by-condition); trouble (Redis down included: no offline queue) is a miss. */
   async get(id: string): Promise<{ body: Buffer; ttlMs: number } | undefined> {
+    if (!this.redis.up) return undefined
     const key = this.keys(id)[0]
     try {
       const [body, ttlMs] = await this.redis.within(Promise.all([this.redis.client.getBuffer(key), this.redis.client.pttl(key)]))

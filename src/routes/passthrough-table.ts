@@ -59,3 +59,9 @@ export function parsePassthroughRoutes(value: string): string[] {
   if (routes.length === 0) throw new Error('no path given (PASSTHROUGH=off turns the pass-through off)')
   return routes
 }
+
+/** How a listed path is served: the cached list, a GET of a task's sub-resource (`:id`), or a submit-like POST. */
+export function routeKind(path: string): 'list' | 'task' | 'submit' {
+  if (path === LIST_PATH) return 'list'
+  return path.includes(':id') ? 'task' : 'submit'
+}

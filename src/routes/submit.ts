@@ -1,0 +1,47 @@
+import type { FastifyInstance } from 'fastify'
+import { Type } from '@sinclair/typebox'
+import type { Config } from '../config.js'
+import type { UpstreamClient } from '../upstream/client.js'
+import { strictBody } from './strict-body.js'
+import { forward } from './forward.js'
+import { routeKind } from './passthrough-table.js'
+
+/** The allowlist (CONTRACT §4, §10) is config.passthroughRoutes: nothing else is routed, so nothing else reaches upstream. */
+export { SUBMIT_KINDS } from './passthrough-table.js'
+
+type JsonObject = Record<string, unknown>
+
+const SubmitBody = Type.Object({}, { additionalProperties: true })
+
+/**
+ * The upstream would call any URL a client names in `notifyHook`. Removed case-insensitively and after
+ * NFKC folding, because a Go relay matches JSON keys that way (`NOTIFYHOOK` and a Kelvin-sign `K` included).
+ */
+export function withoutNotifyHook(body: JsonObject): JsonObject {
+  return Object.fromEntries(Object.entries(body).filter(([k]) => k.normalize('NFKC').toLowerCase() !== 'notifyhook'))
+}
+
+interface Deps {
+  config: Config
+  upstream: UpstreamClient
+}
+
+/**
+ * POST /mj/submit/{kind}, /mj/insight-face/swap and any other submit-like path of PASSTHROUGH_ROUTES: a JSON object,
+ * notifyHook removed unless ALLOW_NOTIFY_HOOK, forwarded once, under the scope's mode prefix (routes/mode-prefixes.ts).
+ */
+export async function submitRoutes(app: FastifyInstance, { config, upstream }: Deps): Promise<void> {
+  const mode = app.prefix
+  for (const path of config.passthroughRoutes) {
+    if (routeKind(path) !== 'submit') continue
+    app.post<{ Body: JsonObject }>(
+      path,
+      { bodyLimit: config.submitMaxBodyBytes, schema: { body: SubmitBody }, validatorCompiler: strictBody },
+      async (request, reply) => {
+        const body = config.allowNotifyHook ? request.body : withoutNotifyHook(request.body)
+        // a submit spends money and is not idempotent: one try only
+        return forward(upstream, reply, { method: 'POST', path: mode + path, body: Buffer.from(JSON.stringify(body)), idempotent: false })
+      }
+    )
+  }
+}
