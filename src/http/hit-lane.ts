@@ -129,10 +129,17 @@ export class HitLane {
   ): void {
     this.answered++
     this.opts.metrics.lookup('hit')
-    // in the order the Fastify route sends them: security, CORS, rate limit, then the route's own
-    const headers = SECURITY_HEADER_LIST.slice()
+    // in the order the Fastify route sends them: CORS (its hook runs first, at the root), security, rate limit,
+    // then the route's own
+    let headers: HeaderList
+    if (this.opts.cors.enabled) {
+      headers = []
+      this.opts.cors.responseHeaders(req.headers.origin, headers)
+      headers.push(...SECURITY_HEADER_LIST)
+    } else {
+      headers = SECURITY_HEADER_LIST.slice()
+    }
     headers.push('cache-control', hitCacheControl(hit, now))
-    this.opts.cors.responseHeaders(req.headers.origin, headers)
     if (rateLimitHeaders !== undefined) headers.push(...rateLimitHeaders)
     headers.push('x-cache', 'HIT', 'etag', hit.etag)
     const status = etagMatches(req.headers['if-none-match'], hit.etag) ? 304 : 200

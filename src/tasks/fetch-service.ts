@@ -54,8 +54,9 @@ export class TaskService {
     this.rules = { ttlSeconds: cfg.ttlSeconds, urlExpiryMarginSeconds: cfg.urlExpiryMarginSeconds, pollCacheMs: cfg.pollCacheMs }
   }
 
-  async fetch(id: string): Promise<Served> {
-    const { promise, leader } = this.cache.flight(id, () => this.load(id))
+  /** `mode` is the request's mode prefix ('' or `/mj-fast`…): the upstream path of a miss; the flight is the id's alone. */
+  async fetch(id: string, mode = ''): Promise<Served> {
+    const { promise, leader } = this.cache.flight(id, () => this.load(id, mode))
     let loaded: Loaded
     try {
       loaded = await promise
@@ -85,14 +86,14 @@ export class TaskService {
     return { kind: 'task', body: loaded.body, etag: loaded.etag, cacheControl: cacheControlFor(loaded.maxAgeSeconds), cache }
   }
 
-  private async load(id: string): Promise<Loaded> {
+  private async load(id: string, mode: string): Promise<Loaded> {
     const shared = this.shared
-    if (shared === undefined) return this.fromUpstream(id, () => undefined)
+    if (shared === undefined) return this.fromUpstream(id, mode, () => undefined)
     const begun = await shared.begin(id)
     if (begun.kind === 'hit') return this.fromShared(id, begun)
     let share: Share | undefined
     try {
-      return await this.fromUpstream(id, (s) => (share = s))
+      return await this.fromUpstream(id, mode, (s) => (share = s))
     } finally {
       shared.finish(id, begun.token, share)
     }
@@ -108,10 +109,10 @@ export class TaskService {
     return { kind: 'task', body: hit.body, etag, maxAgeSeconds, source }
   }
 
-  private async fromUpstream(id: string, publish: (share: Share) => void): Promise<Loaded> {
+  private async fromUpstream(id: string, mode: string, publish: (share: Share) => void): Promise<Loaded> {
     let res
     try {
-      res = await this.upstream.request({ method: 'GET', path: `/mj/task/${id}/fetch`, idempotent: true })
+      res = await this.upstream.request({ method: 'GET', path: `${mode}/mj/task/${id}/fetch`, idempotent: true })
     } catch (err) {
       return this.standIn(id, err)
     }
