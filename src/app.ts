@@ -5,7 +5,7 @@ import { stdoutLog, type LogDestination } from './logging/log-stream.js'
 import type { Config } from './config.js'
 import { installErrorHandler } from './http/errors.js'
 import { GatewayMetrics } from './metrics/gateway-metrics.js'
-import { TaskCache } from './cache/task-cache.js'
+import { etagOf, TaskCache } from './cache/task-cache.js'
 import { TaskService } from './tasks/fetch-service.js'
 import { UpstreamClient } from './upstream/client.js'
 import { ClientKeyTable } from './clients/client-keys.js'
@@ -28,6 +28,10 @@ import { HitLane } from './http/hit-lane.js'
 import { AccessLog, requestIds } from './logging/access-log.js'
 import { clientIp, trustFunction } from './http/client-address.js'
 import { LocalStore, RateLimitCounter, type Store } from './rate-limit/counter.js'
+import { createImageArchive } from './images/image-archive.js'
+import { IMAGE_FAILURES } from './images/cdn-fetch.js'
+import { ImageService } from './images/image-service.js'
+import { imageRoutes } from './routes/images.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -111,7 +115,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
   const metrics = new GatewayMetrics({
     cache: { entries: () => cache.entries, bytes: () => cache.bytes },
-    redis: config.redisUrl !== ''
+    redis: config.redisUrl !== '',
+    images: { outcomes: IMAGE_FAILURES, storeBytes: () => images.store.bytes }
   })
   const cache: TaskCache = new TaskCache({
     maxBytes: config.cache.maxBytes,
@@ -130,16 +135,24 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         })
   const service = new TaskService(config.cache, cache, upstream, metrics, shared)
   const list = new TaskListService(config.cache, cache, upstream, metrics, shared)
+  // CONTRACT §12: finished tasks' images are archived as the gateway first sees them; IMAGE_REWRITE presents them
+  const images = createImageArchive(config, metrics, app.log.child({ module: 'images' }))
+  const rewriter = images.rewriter
+  service.sawTerminal = (body) => images.archiver.sawTask(body)
+  list.sawTerminal = service.sawTerminal
+  if (rewriter !== undefined) list.present = (body, now) => rewriter.present(body, etagOf(body), now).body
+  const imageService = new ImageService(images.store, images.archiver, service, metrics, config.upstream.timeoutMs)
   const httpMetrics = overrides.httpMetrics ?? true
   const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
   const lane = new HitLane(
-    { cache, metrics, httpMetrics, clients: clientKeys, rateLimit, corsOrigins: config.corsOrigins, clientIp: (req) => clientIp(req, trust), accessLog },
+    { cache, metrics, httpMetrics, clients: clientKeys, rateLimit, corsOrigins: config.corsOrigins, clientIp: (req) => clientIp(req, trust), accessLog, rewriter },
     fastifyHandler as Listener
   )
   app.decorate('hitLane', lane)
   app.addHook('onClose', async () => {
     await upstream.close()
+    await images.close()
     await redis?.close()
     ownStream?.flushSync()
   })
@@ -169,7 +182,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     }
     await mj.register(authPlugin, { table: clientKeys })
     if (rateLimit !== undefined) await mj.register(rateLimitPlugin, { table: clientKeys, counter: rateLimit })
-    await mj.register(taskFetchRoutes, { cache, service, metrics })
+    await mj.register(taskFetchRoutes, { cache, service, metrics, rewriter })
+    await mj.register(imageRoutes, { images: imageService, signer: images.signer, clients: clientKeys })
     await mj.register(passthroughRoutes, { config, upstream, list })
   })
   return app

@@ -15,6 +15,10 @@ export const UpstreamHttpError = createError('MJGW_UPSTREAM_ERROR', 'upstream fa
 export const UpstreamUnreachableError = createError('MJGW_UPSTREAM_UNREACHABLE', 'upstream unreachable (%s)', 502)
 export const UpstreamTimeoutError = createError('MJGW_UPSTREAM_TIMEOUT', 'upstream did not answer within %s ms', 504)
 export const UpstreamBadResponseError = createError('MJGW_UPSTREAM_BAD_RESPONSE', 'upstream sent an unusable response: %s', 502)
+export const ImageGoneError = createError('MJGW_IMAGE_GONE', 'image not archived and its link no longer answers', 404)
+export const ImageNotFoundError = createError('MJGW_IMAGE_NOT_FOUND', 'task %s has no such finished image', 404)
+export const ImageStoreError = createError('MJGW_IMAGE_STORE_ERROR', 'the image archive cannot store images right now', 503)
+export const RangeNotSatisfiableError = createError('MJGW_RANGE_NOT_SATISFIABLE', 'range not satisfiable (image is %s bytes)', 416)
 
 export interface ErrorBody {
   statusCode: number

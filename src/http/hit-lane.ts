@@ -8,6 +8,7 @@ import { CORS_EXPOSED_HEADERS } from '../plugins/cors.js'
 import { rateLimitKey, type RateLimitCounter } from '../rate-limit/counter.js'
 import { etagMatches, FETCH_ROUTE } from '../routes/task-fetch.js'
 import type { AccessLog } from '../logging/access-log.js'
+import type { TaskRewriter } from '../images/task-rewrite.js'
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void
 
@@ -32,6 +33,8 @@ export interface HitLaneOptions {
   clientIp: (req: IncomingMessage) => string | undefined
   /** writes the access line (LOG_LEVEL info and below); undefined when that level is off */
   accessLog: AccessLog | undefined
+  /** IMAGE_REWRITE=on: the body clients get, as the route presents it; undefined = the stored bytes */
+  rewriter?: TaskRewriter | undefined
 }
 
 /**
@@ -143,15 +146,17 @@ export class HitLane {
       const max = (this.opts.rateLimit as RateLimitCounter).max
       headers.push('x-ratelimit-limit', max, 'x-ratelimit-remaining', Math.max(0, max - counted.current), 'x-ratelimit-reset', Math.ceil(counted.ttl / 1000))
     }
-    headers.push('x-cache', 'HIT', 'etag', hit.etag)
-    const status = etagMatches(req.headers['if-none-match'], hit.etag) ? 304 : 200
+    const rewriter = this.opts.rewriter
+    const { body, etag } = rewriter === undefined ? hit : rewriter.present(hit.body, hit.etag, now)
+    headers.push('x-cache', 'HIT', 'etag', etag)
+    const status = etagMatches(req.headers['if-none-match'], etag) ? 304 : 200
     if (status === 304) {
       res.writeHead(304, headers)
       res.end()
     } else {
-      headers.push('content-type', JSON_CONTENT_TYPE, 'content-length', hit.body.length)
+      headers.push('content-type', JSON_CONTENT_TYPE, 'content-length', body.length)
       res.writeHead(200, headers)
-      res.end(hit.body)
+      res.end(body)
     }
     const ms = performance.now() - start
     if (this.opts.httpMetrics) (status === 200 ? this.ok : this.notModified).observe(ms / 1000)

@@ -3,6 +3,7 @@ import type { TaskCache } from '../cache/task-cache.js'
 import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
 import type { TaskService } from '../tasks/fetch-service.js'
+import type { TaskRewriter } from '../images/task-rewrite.js'
 
 export const FETCH_ROUTE = '/mj/task/:id/fetch'
 
@@ -18,6 +19,8 @@ interface Deps {
   cache: TaskCache
   service: TaskService
   metrics: GatewayMetrics
+  /** IMAGE_REWRITE=on: the body clients get (the hit lane calls the same one) */
+  rewriter?: TaskRewriter | undefined
 }
 
 type FetchRequest = FastifyRequest<{ Params: { id: string } }>
@@ -29,16 +32,24 @@ export function etagMatches(header: string | undefined, etag: string): boolean {
   return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag)
 }
 
-function send(request: FetchRequest, reply: FastifyReply, body: Buffer, etag: string, cacheControl: string, cache: string): FastifyReply {
+function send(
+  request: FetchRequest,
+  reply: FastifyReply,
+  stored: { body: Buffer; etag: string },
+  cacheControl: string,
+  cache: string,
+  rewriter: TaskRewriter | undefined
+): FastifyReply {
+  const { body, etag } = rewriter === undefined ? stored : rewriter.present(stored.body, stored.etag, Date.now())
   reply.header('x-cache', cache).header('etag', etag).header('cache-control', cacheControl)
   if (etagMatches(request.headers['if-none-match'], etag)) return reply.code(304).send()
   return reply.header('content-type', JSON_CONTENT_TYPE).send(body)
 }
 
-export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics }: Deps): Promise<void> {
+export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics, rewriter }: Deps): Promise<void> {
   const miss = async (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const served = await service.fetch(request.params.id)
-    if (served.kind === 'task') return send(request, reply, served.body, served.etag, served.cacheControl, served.cache)
+    if (served.kind === 'task') return send(request, reply, served, served.cacheControl, served.cache, rewriter)
     reply.code(served.status).header('content-type', served.contentType || JSON_CONTENT_TYPE)
     if (served.retryAfter !== undefined) reply.header('retry-after', served.retryAfter)
     return reply.send(served.body)
@@ -51,7 +62,7 @@ export async function taskFetchRoutes(app: FastifyInstance, { cache, service, me
     if (hit === undefined) return miss(request, reply)
     metrics.lookup('hit')
     const cacheControl = hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache'
-    send(request, reply, hit.body, hit.etag, cacheControl, 'HIT')
+    send(request, reply, hit, cacheControl, 'HIT', rewriter)
     return undefined
   })
 }

@@ -10,6 +10,7 @@ import { buildApp } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js'
 import { get, waitFor, type HttpResult } from './net.js'
+import { isolatedDataEnv } from './data-dir.js'
 
 export const UPSTREAM_KEY = 'sk-upstream-SECRET-9d2f6b1e7c'
 
@@ -40,6 +41,7 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, op
     UPSTREAM_API_KEY: UPSTREAM_KEY,
     UPSTREAM_BASE_URL: opts.upstreamUrl ?? upstream.url,
     LOG_LEVEL: 'silent',
+    ...isolatedDataEnv(t),
     ...env
   })
   let logText = ''
