@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { createReadStream, createWriteStream, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { open, rename, rm, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Transform, type Readable } from 'node:stream'
@@ -124,13 +124,9 @@ export class DiskImageStore implements ImageStore {
         cb(null, chunk)
       }
     })
-    let fh: FileHandle | undefined
     try {
-      fh = await open(tmp, 'wx')
-      await pipeline(source, tap, fh.createWriteStream({ autoClose: false }))
-      await fh.sync()
-      await fh.close()
-      fh = undefined
+      // flush: the bytes are on disk before the rename makes them visible (no empty image after a power cut)
+      await pipeline(source, tap, createWriteStream(tmp, { flags: 'wx', flush: true }))
       const hash = hasher.digest('hex')
       const path = this.blobPath(hash)
       mkdirSync(join(this.blobs, hash.slice(0, 2)), { recursive: true })
@@ -147,7 +143,6 @@ export class DiskImageStore implements ImageStore {
       return { hash, size, contentType }
     } catch (err) {
       source.destroy()
-      await fh?.close().catch(() => undefined)
       await rm(tmp, { force: true }).catch(() => undefined)
       throw err
     }
