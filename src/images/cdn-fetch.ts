@@ -124,7 +124,7 @@ export class CdnFetcher {
       }
       const declared = Number(res.headers['content-length'])
       if (Number.isFinite(declared) && declared > this.opts.maxBytes) {
-        res.body.destroy()
+        res.body.on('error', () => undefined).destroy()
         throw new ImageFetchError('too_large', `image larger than IMAGE_MAX_BYTES (${this.opts.maxBytes})`)
       }
       // pipeline: an error on either side (a cut-off body, a timeout, too many bytes) ends both, and reaches the reader
