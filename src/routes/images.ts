@@ -46,8 +46,8 @@ export async function imageRoutes(app: FastifyInstance, { images, signer, client
     }
     return sendImage(request, reply, await images.open(id, n))
   }
-  app.get(IMAGE_ROUTE, { schema: { params }, config }, handler)
-  app.get(IMAGE_N_ROUTE, { schema: { params }, config }, handler)
+  // HEAD declared, not derived: Fastify's derived HEAD would answer content-length 0 for a body not read
+  for (const url of [IMAGE_ROUTE, IMAGE_N_ROUTE]) app.route({ method: ['GET', 'HEAD'], url, schema: { params }, config, handler })
 }
 
 /** The image from its store: etag, immutable caching, 304, a single Range (206/416), HEAD without the bytes. */
