@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import { etagOf } from '../cache/task-cache.js'
 import { imagePath, type ImageSigner, type ImageSlot } from './image-signing.js'
-import { archivable, taskImagesOf } from './task-images.js'
+import { archivable, linkAt, taskImages, taskImagesOf, type TaskImages } from './task-images.js'
 
 /** A task body as a client gets it: bytes and the etag of those bytes. */
 export interface Presented {
@@ -68,7 +68,7 @@ export class TaskRewriter {
       }
       out = out.split(token).join(JSON.stringify(signed(n)))
     }
-    if (inPlace) return Buffer.from(out)
+    if (inPlace && this.allReplaced(out, links)) return Buffer.from(out)
     // escaped differently than JSON.stringify would (`\/`, `\u0026`): rebuild the object instead
     const task = parsed as Record<string, unknown>
     if (images.imageUrl !== '') task['imageUrl'] = signed(undefined)
@@ -81,5 +81,12 @@ export class TaskRewriter {
       })
     }
     return Buffer.from(JSON.stringify(task))
+  }
+
+  /** every image slot now holds a gateway URL (a link written escaped in one place and plain in another may not) */
+  private allReplaced(text: string, links: ReadonlyArray<{ n: ImageSlot }>): boolean {
+    // still JSON: only whole string tokens were swapped for other string tokens
+    const after = taskImages(text) as TaskImages
+    return links.every(({ n }) => linkAt(after, n).startsWith(`${this.publicUrl}/mj/image/`))
   }
 }
