@@ -55,7 +55,7 @@ t.test('docs/images.md: a forged, expired, other-task or other-image signature i
     'sig twice': `exp=${exp}&sig=${sig}&sig=${sig}`
   }
   for (const [name, query] of Object.entries(cases)) {
-    for (const headers of [{}, { authorization: `Bearer ${TOKEN}` }]) {
+    for (const headers of [{}, { authorization: `Bearer ${TOKEN}` }] as Array<Record<string, string>>) {
       const res = await ig.image(`/mj/image/b1?${query}`, headers)
       t.equal(res.status, 404, name)
       t.equal(res.json()['code'], 'MJGW_TASK_NOT_FOUND', name)

@@ -65,6 +65,19 @@ t.test('docs/images.md: concurrent first requests for one image share one CDN do
   t.equal(ig.cdn.calls, 2, 'one download for t3 (background), one for t3b (five requests)')
 })
 
+t.test('docs/images.md: a queued background download finds the image already archived by a request, and does not download it again', async (t) => {
+  const ig = await startImageGateway(t, { IMAGE_FETCH_CONCURRENCY: '1' })
+  ig.cdn.hold = (path) => path === '/img/qa.png'
+  await ig.gw.fetchTask('qa') // downloading, held
+  await ig.gw.fetchTask('qb') // queued behind it
+  const b = await ig.image('/mj/image/qb') // a request does not wait for the queue
+  t.equal(b.status, 200)
+  ig.cdn.release()
+  await ig.archived(2)
+  await new Promise((r) => setTimeout(r, 100))
+  t.equal(ig.cdn.calls, 2, 'qa once, qb once')
+})
+
 t.test('docs/images.md: imageUrls[n] is served at /mj/image/:id/:n (links or {url} objects); a missing n is 404 MJGW_IMAGE_NOT_FOUND', async (t) => {
   const ig = await startImageGateway(t)
   ig.tasks.set('g1', { imageUrls: [ig.link('g1', 86_400, 'g1-0'), { url: ig.link('g1', 86_400, 'g1-1') }, ''] })
@@ -104,6 +117,10 @@ t.test('docs/images.md: a task that is not SUCCESS has no image (404 MJGW_IMAGE_
   const unknown = await ig.image('/mj/image/nope')
   t.equal(unknown.status, 404)
   t.equal(unknown.json()['code'], 'MJGW_TASK_NOT_FOUND')
+  ig.gw.upstream.enqueue({ kind: 'json', status: 404, body: { code: 404 } })
+  const answered = await ig.image('/mj/image/nope2')
+  t.equal(answered.status, 404)
+  t.equal(answered.json()['code'], 'MJGW_TASK_NOT_FOUND')
   ig.gw.upstream.enqueue({ kind: 'json', status: 429, body: { code: 429 } })
   const limited = await ig.image('/mj/image/busy')
   t.equal(limited.status, 502)
@@ -158,6 +175,13 @@ t.test('docs/images.md: a store file deleted by hand is a miss: fetched again wh
   const gone = await ig.image('/mj/image/del')
   t.equal(gone.status, 404)
   t.equal(gone.json()['code'], 'MJGW_IMAGE_GONE')
+})
+
+t.test('docs/images.md: an image larger than the whole IMAGE_STORE_MAX_BYTES is still served; the next one pushes it out', async (t) => {
+  const ig = await startImageGateway(t, { IMAGE_STORE_MAX_BYTES: '10' })
+  t.same((await ig.image('/mj/image/big-1')).body, ig.bytes('big-1'))
+  t.same((await ig.image('/mj/image/big-2')).body, ig.bytes('big-2'))
+  t.equal(sample(await ig.gw.metrics(), 'mj_gateway_image_store_bytes'), ig.bytes('big-2').length)
 })
 
 t.test('docs/images.md: IMAGE_STORE_MAX_BYTES bounds the archive, least recently used first', async (t) => {

@@ -37,6 +37,7 @@ t.test('docs/images.md: redirects are followed only to listed hosts', async (t) 
     if (path === '/img/r-bad.png') return { kind: 'redirect', location: ig.link('x').replace('127.0.0.1', 'localhost') }
     if (path === '/img/r-loop.png') return { kind: 'redirect', location: '/img/r-loop.png', status: 301 }
     if (path === '/img/r-junk.png') return { kind: 'redirect', location: 'http://[::1' }
+    if (path === '/img/r-none.png') return { kind: 'status', status: 302 }
     return { kind: 'image', bytes: ig.bytes('final') }
   }
   const ok = await ig.image('/mj/image/r-ok')
@@ -48,6 +49,9 @@ t.test('docs/images.md: redirects are followed only to listed hosts', async (t) 
   const junk = await ig.image('/mj/image/r-junk')
   t.equal(junk.status, 502)
   t.equal(junk.json()['code'], 'MJGW_UPSTREAM_BAD_RESPONSE')
+  const none = await ig.image('/mj/image/r-none')
+  t.equal(none.status, 502, 'a redirect without a location')
+  t.equal(none.json()['code'], 'MJGW_UPSTREAM_UNREACHABLE')
   const loop = await ig.image('/mj/image/r-loop')
   t.equal(loop.status, 502)
   t.equal(loop.json()['code'], 'MJGW_UPSTREAM_UNREACHABLE')
@@ -62,6 +66,9 @@ t.test('docs/images.md: a body that is not image/* is refused (502) and never ar
     t.equal(res.json()['code'], 'MJGW_UPSTREAM_BAD_RESPONSE')
   }
   t.equal(ig.cdn.calls, 2, 'not archived: asked again')
+  ig.cdn.handler = () => ({ kind: 'image', bytes: ig.bytes('untyped'), contentType: '' })
+  const untyped = await ig.image('/mj/image/untyped')
+  t.equal(untyped.status, 502, 'no content-type at all')
 })
 
 t.test('docs/images.md: more than IMAGE_MAX_BYTES is refused (declared or counted), and leaves no file behind', async (t) => {

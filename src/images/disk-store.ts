@@ -194,11 +194,9 @@ export class DiskImageStore implements ImageStore {
     const cutoff = Date.now() - STALE_TEMP_MS
     for (const name of readdirSync(this.temp)) {
       const path = join(this.temp, name)
-      try {
-        if (statSync(path).mtimeMs < cutoff) rmSync(path, { force: true })
-      } catch {
-        // gone already
-      }
+      // throwIfNoEntry false: another process may have renamed it away since readdir
+      const stat = statSync(path, { throwIfNoEntry: false })
+      if (stat !== undefined && stat.mtimeMs < cutoff) rmSync(path, { force: true, recursive: true })
     }
   }
 }

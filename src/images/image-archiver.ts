@@ -4,7 +4,7 @@ import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
 import { CdnFetcher, failureOf, PERMANENT } from './cdn-fetch.js'
 import type { ImageSlot } from './image-signing.js'
 import type { ImageStore, StoredImage } from './image-store.js'
-import { archivable, taskImages } from './task-images.js'
+import { archivable, taskImages, type TaskImages } from './task-images.js'
 
 /** first retry after this, doubling each time up to RETRY_MAX_MS, while the link lives */
 const RETRY_FIRST_MS = 1000
@@ -44,12 +44,10 @@ export class ImageArchiver {
 
   /** A task body the gateway just took in (fetch miss path, list-by-condition, shared tier): archive its images if it succeeded. */
   sawTask(body: Buffer): void {
-    if (this.closed) return
     // cheap test first: most bodies the miss path sees are not finished
     if (!body.includes('SUCCESS')) return
     const images = taskImages(body)
-    if (images === undefined) return
-    for (const { n, url } of archivable(images)) this.background(this.key(images.id, n), url, 0)
+    for (const { n, url } of archivable(images)) this.background(this.key((images as TaskImages).id, n), url, 0)
   }
 
   /** The single download of key's image from url, started now if none is under way; rejects with what went wrong. */
@@ -60,11 +58,6 @@ export class ImageArchiver {
       this.flights.set(key, flight)
     }
     return flight
-  }
-
-  /** how many downloads are waiting or under way (tests, the demo) */
-  get pending(): number {
-    return this.queued.size + this.flights.size
   }
 
   close(): void {
@@ -80,7 +73,8 @@ export class ImageArchiver {
     this.queued.add(key)
     void this.limit(async () => {
       this.queued.delete(key)
-      if (this.closed || this.opts.store.has(key)) return
+      // archived meanwhile by a request for it
+      if (this.opts.store.has(key)) return
       try {
         await this.archive(key, url)
       } catch (err) {

@@ -50,8 +50,8 @@ export function linkAt(images: TaskImages, n: ImageSlot): string {
 }
 
 /** Every image of a finished task, as (slot, link) pairs: what the archive keeps. */
-export function archivable(images: TaskImages): Array<{ n: ImageSlot; url: string }> {
-  if (images.status !== 'SUCCESS') return []
+export function archivable(images: TaskImages | undefined): Array<{ n: ImageSlot; url: string }> {
+  if (images === undefined || images.status !== 'SUCCESS') return []
   const out: Array<{ n: ImageSlot; url: string }> = []
   if (images.imageUrl !== '') out.push({ n: undefined, url: images.imageUrl })
   images.imageUrls.forEach((url, n) => {

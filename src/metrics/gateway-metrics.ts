@@ -200,13 +200,13 @@ export class GatewayMetrics {
       labelNames: ['outcome'],
       registers
     })
-    const images = opts.images
+    const images = opts.images ?? { outcomes: [], storeBytes: () => 0 }
     new Gauge({
       name: 'mj_gateway_image_store_bytes',
       help: 'Bytes held by the image archive',
       registers,
       collect() {
-        this.set(images?.storeBytes() ?? 0)
+        this.set(images.storeBytes())
       }
     })
     this.imageRequests = new Counter({
@@ -215,7 +215,7 @@ export class GatewayMetrics {
       labelNames: ['result'],
       registers
     })
-    for (const o of ['ok', ...(images?.outcomes ?? [])]) this.imagesArchived.inc({ outcome: o }, 0)
+    for (const o of ['ok', ...images.outcomes]) this.imagesArchived.inc({ outcome: o }, 0)
     for (const r of IMAGE_REQUEST_RESULTS) this.imageRequests.inc({ result: r }, 0)
 
     // Labelled series start at zero so dashboards show them before the first event.

@@ -24,8 +24,8 @@ export interface ImageCdn {
   readonly maxInflight: number
   /** how each request is answered (path given without the query) */
   handler: (path: string) => CdnBehavior
-  /** answers are held until release() while true */
-  hold: boolean
+  /** answers are held until release() while true (or while it says so for the path) */
+  hold: boolean | ((path: string) => boolean)
   release(): void
   close(): Promise<void>
 }
@@ -80,7 +80,10 @@ export async function startImageCdn(handler: (path: string) => CdnBehavior = () 
     res.on('close', () => inflight--)
     switch (b.kind) {
       case 'image':
-        if (b.chunked) {
+        if (b.contentType === '') {
+          res.writeHead(200, { 'content-length': b.bytes.length })
+          res.end(b.bytes)
+        } else if (b.chunked) {
           res.writeHead(200, { 'content-type': b.contentType ?? 'image/png' })
           res.write(b.bytes.subarray(0, Math.floor(b.bytes.length / 2)))
           res.end(b.bytes.subarray(Math.floor(b.bytes.length / 2)))
@@ -112,7 +115,8 @@ export async function startImageCdn(handler: (path: string) => CdnBehavior = () 
     inflight++
     maxInflight = Math.max(maxInflight, inflight)
     req.resume()
-    if (cdn.hold) held.push(() => answer(req, res))
+    const path = (req.url ?? '/').split('?')[0] as string
+    if (cdn.hold === true || (typeof cdn.hold === 'function' && cdn.hold(path))) held.push(() => answer(req, res))
     else answer(req, res)
   })
   server.on('connection', (s) => {
