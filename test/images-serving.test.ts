@@ -9,6 +9,8 @@ t.test('docs/images.md: Range asks for part of an archived image (206), an unsat
   const size = whole.length
   const full = await ig.image('/mj/image/rg')
   const etag = full.headers['etag'] as string
+  t.equal(full.headers['cross-origin-resource-policy'], 'cross-origin', 'other origins may show it')
+  t.equal(full.headers['x-content-type-options'], 'nosniff')
   const first = await ig.image('/mj/image/rg', { range: 'bytes=0-9' })
   t.equal(first.status, 206)
   t.same(first.body, whole.subarray(0, 10))

@@ -13,6 +13,8 @@ export const IMAGE_ROUTE = '/mj/image/:id'
 export const IMAGE_N_ROUTE = '/mj/image/:id/:n'
 /** an archived image never changes under its URL */
 export const IMAGE_CACHE_CONTROL = 'private, max-age=31536000, immutable'
+/** an image is there to be shown by frontends on other origins (`<img>`); the gateway's default is same-origin */
+const EMBEDDABLE: Record<string, string> = { 'cross-origin-resource-policy': 'cross-origin' }
 
 const params = {
   type: 'object',
@@ -55,7 +57,7 @@ function sendImage(request: FastifyRequest, reply: FastifyReply, image: OpenImag
   const etag = `"${image.hash}"`
   if (etagMatches(request.headers['if-none-match'], etag)) {
     image.release()
-    return reply.code(304).header('etag', etag).header('cache-control', IMAGE_CACHE_CONTROL).send()
+    return reply.code(304).headers(EMBEDDABLE).header('etag', etag).header('cache-control', IMAGE_CACHE_CONTROL).send()
   }
   const ifRange = request.headers['if-range']
   const range = ifRange === undefined || ifRange === etag ? byteRange(request.headers.range, image.size) : ({ kind: 'full' } as const)
@@ -67,6 +69,7 @@ function sendImage(request: FastifyRequest, reply: FastifyReply, image: OpenImag
   let start = 0
   let end = image.size - 1
   reply
+    .headers(EMBEDDABLE)
     .header('content-type', image.contentType)
     .header('etag', etag)
     .header('cache-control', IMAGE_CACHE_CONTROL)
