@@ -75,17 +75,18 @@ t.test('docs/images.md: a page on another origin shows a task image through IMAG
   tab.on('requestfailed', (r) => problems.push(`failed: ${r.url()} ${r.failure()?.errorText ?? ''}`))
   tab.on('response', (r) => problems.push(`response: ${r.status()} ${r.url()}`))
   await tab.goto(`${pageOrigin}/?gw=${encodeURIComponent(gatewayUrl)}`)
-  await tab.waitForFunction(() => {
-    const img = document.getElementById('art') as HTMLImageElement | null
-    return (img !== null && img.complete && img.naturalWidth > 0) || 'failed' in window
-  }, undefined, { timeout: 20_000 }).catch((err: unknown) => {
-    t.fail(`the image did not show: ${problems.join(' | ')}`)
-    throw err
-  })
-  const shown = await tab.evaluate(() => {
-    const img = document.getElementById('art') as HTMLImageElement
-    return { width: img.naturalWidth, height: img.naturalHeight, src: img.src, failed: (window as unknown as { failed?: string }).failed }
-  })
+  // evaluated in the page (strings: this file is type-checked without the DOM library)
+  await tab
+    .waitForFunction(`(() => { const img = document.getElementById('art'); return (img !== null && img.complete && img.naturalWidth > 0) || 'failed' in window })()`, undefined, {
+      timeout: 20_000
+    })
+    .catch((err: unknown) => {
+      t.fail(`the image did not show: ${problems.join(' | ')}`)
+      throw err
+    })
+  const shown = (await tab.evaluate(
+    `(() => { const img = document.getElementById('art'); return { width: img.naturalWidth, height: img.naturalHeight, src: img.src, failed: window.failed } })()`
+  )) as { width: number; height: number; src: string; failed?: string }
   t.equal(shown.failed, undefined)
   t.same({ width: shown.width, height: shown.height }, { width: 40, height: 30 }, 'the browser decoded the archived image')
   t.match(shown.src, new RegExp(`^${gatewayUrl}/mj/image/web1\\?exp=\\d+&sig=`), 'from the gateway, by a signed URL')
