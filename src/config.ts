@@ -37,6 +37,7 @@ const EnvSchema = Type.Object({
   SUBMIT_MAX_BODY_BYTES: Int(20971520, 1),
   ALLOW_NOTIFY_HOOK: Type.Boolean({ default: false }),
   EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0),
+  HIT_LANE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
   DATA_DIR: Type.String({ default: './data', minLength: 1 }),
   PUBLIC_URL: Type.String({ default: '' }),
   IMAGE_HOSTS: Type.String({ default: 'cdn.discordapp.com,media.discordapp.net' }),
@@ -90,6 +91,8 @@ export interface Config {
   readonly submitMaxBodyBytes: number
   readonly allowNotifyHook: boolean
   readonly eventLoopMaxDelayMs: number
+  /** `off` (a diagnostic): every request goes through Fastify, none through the hit lane */
+  readonly hitLane: 'on' | 'off'
   /** DATA_DIR: where embedded stores (the image archive among them) keep their files */
   readonly dataDir: string
   /** PUBLIC_URL without a trailing slash; '' = unset */
@@ -322,6 +325,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     submitMaxBodyBytes: env.SUBMIT_MAX_BODY_BYTES,
     allowNotifyHook: env.ALLOW_NOTIFY_HOOK,
     eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS,
+    hitLane: env.HIT_LANE,
     dataDir: env.DATA_DIR,
     publicUrl,
     images: {
@@ -372,6 +376,7 @@ export function describeConfig(c: Config): Record<string, unknown> {
     SUBMIT_MAX_BODY_BYTES: c.submitMaxBodyBytes,
     ALLOW_NOTIFY_HOOK: c.allowNotifyHook,
     EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs,
+    HIT_LANE: c.hitLane,
     DATA_DIR: c.dataDir,
     PUBLIC_URL: c.publicUrl === '' ? null : c.publicUrl,
     IMAGE_HOSTS: c.images.hosts,

@@ -22,10 +22,10 @@ t.test('docs/images.md: IMAGE_REWRITE=on: imageUrl/imageUrls become signed gatew
   t.match(task.imageUrls[1].url, new RegExp(`^${PUBLIC}/mj/image/rw/1\\?exp=`))
   t.equal(task.prompt, 'pig --v 6.1')
   t.equal(miss.headers['etag'], etagOf(Buffer.from(miss.body)), 'the etag follows the rewritten bytes')
-  const answeredBefore = ig.gw.app.hitLane.answered
+  const answeredBefore = (ig.gw.app.hitLane as NonNullable<typeof ig.gw.app.hitLane>).answered
   const hit = await ig.gw.fetchTask('rw', auth)
   t.equal(hit.headers['x-cache'], 'HIT')
-  t.equal(ig.gw.app.hitLane.answered, answeredBefore + 1, 'answered by the hit lane')
+  t.equal((ig.gw.app.hitLane as NonNullable<typeof ig.gw.app.hitLane>).answered, answeredBefore + 1, 'answered by the hit lane')
   t.equal(hit.body, miss.body)
   t.equal(hit.headers['etag'], miss.headers['etag'])
   const notModified = await ig.gw.fetchTask('rw', { ...auth, 'if-none-match': miss.headers['etag'] as string })

@@ -19,7 +19,7 @@ export function carriesImageSignature(request: FastifyRequest): boolean {
 }
 
 /**
- * May this client read the images of task id? Every image read asks this one function. Ownership (CONTRACT §9)
+ * May this client read the images of task id? Every image read asks this one function. Ownership (a task belongs to the client that submitted it)
  * is answered by the tenancy module where it exists; until then every authorised client may.
  */
 // eslint-disable-next-line @typescript-eslint/no-unused-vars -- the id is what the ownership check will need

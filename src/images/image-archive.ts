@@ -10,7 +10,7 @@ import type { ImageStore } from './image-store.js'
 import { TaskRewriter } from './task-rewrite.js'
 import { UnavailableImageStore } from './unavailable-store.js'
 
-/** The image archive's parts as buildApp wires them (CONTRACT §12). */
+/** The image archive's parts as buildApp wires them (docs/images.md). */
 export interface ImageArchive {
   store: ImageStore
   fetcher: CdnFetcher

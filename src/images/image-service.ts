@@ -54,7 +54,7 @@ export class ImageService {
 
   private async linkOf(id: string, n: ImageSlot): Promise<string> {
     const served = await this.tasks.fetch(id)
-    if (served.kind === 'answer') throw served.status === 404 ? new TaskNotFoundError(id) : new UpstreamHttpError(served.status)
+    if (served.kind === 'answer') throw served.answer.status === 404 ? new TaskNotFoundError(id) : new UpstreamHttpError(served.answer.status)
     const images = taskImages(served.body)
     // only a finished task's image is kept: a running task's link is a preview that will change
     const link = images !== undefined && images.status === 'SUCCESS' ? linkAt(images, n) : ''

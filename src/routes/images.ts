@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ClientKeyTable } from '../clients/client-keys.js'
-import { clientOf } from '../plugins/client-auth.js'
+import { clientOf } from '../clients/identity.js'
 import { RangeNotSatisfiableError, TaskNotFoundError } from '../http/errors.js'
 import { byteRange } from '../http/byte-range.js'
-import { etagMatches, TASK_ID_PATTERN } from './task-fetch.js'
+import { etagMatches } from './task-fetch.js'
+import { TASK_ID_PATTERN } from '../tasks/task-id.js'
 import type { ImageService } from '../images/image-service.js'
 import type { ImageSigner, ImageSlot } from '../images/image-signing.js'
 import type { OpenImage } from '../images/image-store.js'
@@ -32,7 +33,7 @@ type ImageRequest = FastifyRequest<{ Params: { id: string; n?: string } }>
 
 const config = { signedImageUrl: true }
 
-/** GET and HEAD /mj/image/:id and /mj/image/:id/:n (CONTRACT §12). */
+/** GET and HEAD /mj/image/:id and /mj/image/:id/:n (docs/images.md). */
 export async function imageRoutes(app: FastifyInstance, { images, signer, clients }: Deps): Promise<void> {
   const handler = async (request: ImageRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const { id } = request.params

@@ -3,7 +3,8 @@ import type { UpstreamClient } from '../upstream/client.js'
 import { arrayElementSources } from '../upstream/json-array.js'
 import { classify, type CacheRules } from '../cache/policy.js'
 import { etagOf, type TaskCache } from '../cache/task-cache.js'
-import { UpstreamAuthError, UpstreamBadResponseError } from '../http/errors.js'
+import { UpstreamBadResponseError } from '../http/errors.js'
+import { takeAnswer, type Answer } from '../upstream/answer.js'
 
 export const LIST_PATH = '/mj/task/list-by-condition'
 
@@ -16,7 +17,7 @@ export interface TerminalStore {
 /** The answer to a list-by-condition: a JSON array of tasks, or an upstream 4xx answer passed through. */
 export type Listed =
   | { kind: 'list'; body: Buffer; hits: number }
-  | { kind: 'answer'; status: number; body: Buffer; contentType: string | undefined; retryAfter: string | undefined }
+  | { kind: 'answer'; answer: Answer }
 
 /**
  * POST /mj/task/list-by-condition: ids whose terminal state is cached are answered from the cache,
@@ -24,7 +25,7 @@ export type Listed =
  * A live (poll-cache) entry does not count as cached: it may be a second old, and a list asks for now.
  */
 export class TaskListService {
-  /** told of every finished task body this service takes in (the image archive, CONTRACT §12) */
+  /** told of every finished task body this service takes in (the image archive, docs/images.md) */
   sawTerminal: (body: Buffer) => void = () => undefined
   /** what a task body looks like to clients (IMAGE_REWRITE); the bytes as stored when unset */
   present: ((body: Buffer, now: number) => Buffer) | undefined = undefined
@@ -41,7 +42,7 @@ export class TaskListService {
   async list(ids: readonly string[]): Promise<Listed> {
     const wanted = [...new Set(ids)]
     const bodies = new Map<string, Buffer>()
-    const now = Date.now()
+    const now = this.cache.now()
     let missing: string[] = []
     for (const id of wanted) {
       const e = this.cache.fresh(id, now)
@@ -71,7 +72,7 @@ export class TaskListService {
 
   private async fromShared(shared: TerminalStore, ids: string[], bodies: Map<string, Buffer>): Promise<string[]> {
     const found = await Promise.all(ids.map((id) => shared.get(id).catch(() => undefined)))
-    const now = Date.now()
+    const now = this.cache.now()
     const missing: string[] = []
     ids.forEach((id, i) => {
       const hit = found[i]
@@ -96,9 +97,9 @@ export class TaskListService {
       // a query, not a submit: safe to retry
       idempotent: true
     })
-    if (res.status === 401 || res.status === 403) throw new UpstreamAuthError(res.status)
-    if (res.status >= 400) return { kind: 'answer', ...res }
-    if (res.status >= 300) throw new UpstreamBadResponseError(`unexpected HTTP ${res.status}`)
+    const taken = takeAnswer(res)
+    if (taken.kind === 'pass') return { kind: 'answer', answer: taken.answer }
+    if (taken.kind === 'unusable') throw taken.error
 
     const text = res.body.toString('utf8').trim()
     // midjourney-proxy answers an empty match with []; an empty body or null means the same
@@ -113,7 +114,7 @@ export class TaskListService {
 
     const asked = new Set(ids)
     const sources = arrayElementSources(text)
-    const now = Date.now()
+    const now = this.cache.now()
     parsed.forEach((task: unknown, i) => {
       if (task === null || typeof task !== 'object') return
       const id = (task as Record<string, unknown>)['id']
