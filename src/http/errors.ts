@@ -13,6 +13,10 @@ export const RouteNotFoundError = createError('MJGW_NOT_FOUND', 'no such route (
 export const OverloadedError = createError('MJGW_OVERLOADED', 'gateway overloaded, retry later', 503)
 export const ShuttingDownError = createError('MJGW_SHUTTING_DOWN', 'gateway shutting down, retry shortly', 503)
 export const TaskNotFoundError = createError('MJGW_TASK_NOT_FOUND', 'task %s not found upstream', 404)
+export const ImageGoneError = createError('MJGW_IMAGE_GONE', 'image not archived and its link no longer answers', 404)
+export const ImageNotFoundError = createError('MJGW_IMAGE_NOT_FOUND', 'task %s has no such finished image', 404)
+export const ImageStoreError = createError('MJGW_IMAGE_STORE_ERROR', 'the image archive cannot store images right now', 503)
+export const RangeNotSatisfiableError = createError('MJGW_RANGE_NOT_SATISFIABLE', 'range not satisfiable (image is %s bytes)', 416)
 
 export interface ErrorBody {
   statusCode: number

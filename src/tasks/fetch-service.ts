@@ -43,6 +43,8 @@ type Loaded =
 /** The miss path of GET /mj/task/:id/fetch: shared tier, upstream, policy, store, stale stand-in. */
 export class TaskService {
   private readonly rules: CacheRules
+  /** told of every finished task body this service takes in (the image archive, docs/images.md) */
+  sawTerminal: (body: Buffer) => void = () => undefined
 
   constructor(
     cfg: Config['cache'],
@@ -104,6 +106,7 @@ export class TaskService {
     const source = hit.from === 'peer' ? 'peer' : 'shared'
     const keep = hit.keep
     if (keep === undefined) return { kind: 'task', body: hit.body, etag, maxAgeSeconds: undefined, source }
+    if (keep.terminal) this.sawTerminal(hit.body)
     this.cache.store(id, hit.body, etag, keep.terminal, keep.ttlMs, this.cache.now())
     const maxAgeSeconds = keep.terminal ? Math.floor(keep.ttlMs / 1000) : undefined
     return { kind: 'task', body: hit.body, etag, maxAgeSeconds, source }
@@ -138,6 +141,7 @@ export class TaskService {
         publish(verdict.ttlMs > 0 ? { kind: 'live', body: res.body, ttlMs: verdict.ttlMs } : { kind: 'handoff', body: res.body })
         return { kind: 'task', body: res.body, etag, maxAgeSeconds: undefined, source: 'upstream' }
       case 'terminal': {
+        this.sawTerminal(res.body)
         if (verdict.ttlMs === 0) {
           this.cache.delete(id)
           publish({ kind: 'handoff', body: res.body })
