@@ -11,6 +11,7 @@ import { loadConfig, type Config } from '../../src/config.js'
 import type { Clock } from '../../src/cache/task-cache.js'
 import { startSimulatedUpstream, type SimulatedUpstream, type SimulatedUpstreamOptions } from '../../src/demo/simulated-upstream.js'
 import { get, send, waitFor, type HttpResult, type SendOptions } from './net.js'
+import { isolatedDataEnv } from './data-dir.js'
 
 export const UPSTREAM_KEY = 'sk-upstream-SECRET-9d2f6b1e7c'
 export const CLIENT_TOKEN = 'client-token-Lp7wR22'
@@ -79,6 +80,7 @@ export async function startGateway(t: Teardown, env: Record<string, string> = {}
     UPSTREAM_BASE_URL: opts.upstreamUrl ?? upstream.url,
     LOG_LEVEL: 'silent',
     ...laneEnv,
+    ...isolatedDataEnv(t),
     ...env
   })
   // the simulation accepts only the key this gateway sends: every test proves the key is injected
