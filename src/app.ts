@@ -1,19 +1,19 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import pino from 'pino'
-import { stdoutLog, type LogDestination } from './logging/log-stream.js'
+import { stdoutLog, type LogStream } from './logging/log-stream.js'
 import type { Config } from './config.js'
 import { installErrorHandler } from './http/errors.js'
 import { GatewayMetrics } from './metrics/gateway-metrics.js'
-import { TaskCache } from './cache/task-cache.js'
+import { TaskCache, type Clock } from './cache/task-cache.js'
 import { TaskService } from './tasks/fetch-service.js'
 import { UpstreamClient } from './upstream/client.js'
 import { ClientKeyTable } from './clients/client-keys.js'
 import { reloadClientKeys } from './clients/reload.js'
 import { RedisConnection } from './redis/connection.js'
 import { RedisSharedTier } from './redis/shared-tier.js'
-import { RedisStore } from './rate-limit/redis-store.js'
+import { SyncedRateLimitStore } from './rate-limit/redis-store.js'
 import { MemoryStore } from './rate-limit/memory-store.js'
-import { RateLimitCounter, type Store } from './rate-limit/counter.js'
+import { RATE_LIMIT_WINDOW_MS, RateLimitCounter, type Store } from './rate-limit/counter.js'
 import httpMetricsPlugin from './plugins/http-metrics.js'
 import hardeningPlugin from './plugins/hardening.js'
 import authPlugin from './plugins/client-auth.js'
@@ -26,6 +26,9 @@ import { healthRoutes } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { taskFetchRoutes } from './routes/task-fetch.js'
 import { passthroughRoutes } from './routes/passthrough.js'
+import { unroutedRoutes } from './routes/unrouted.js'
+import { withModePrefixes } from './routes/mode-prefixes.js'
+import { MAX_HEADER_BYTES } from './http/request-checks.js'
 import { TaskListService } from './tasks/list-service.js'
 import { HitLane } from './http/hit-lane.js'
 import { GatewayServer, defaultTimeouts, serverSettings, type Timeouts } from './http/server.js'
@@ -40,6 +43,8 @@ export interface AppOverrides {
   timeouts?: Partial<Timeouts>
   /** false builds the app without the per-request http metrics hook; only the benchmark's "metrics off" candidate uses it */
   httpMetrics?: boolean
+  /** the memory cache's clock (tests move it instead of sleeping); default Date.now */
+  clock?: Clock
 }
 
 export const REDACTED_HEADERS = ['authorization', 'mj-api-secret', 'cookie', 'set-cookie', 'x-api-key', 'proxy-authorization']
@@ -68,46 +73,55 @@ function connectRedis(app: FastifyInstance, config: Config, metrics: GatewayMetr
   })
 }
 
-/** RATE_LIMIT_PER_MINUTE counts in this process's memory, or with REDIS_URL in Redis, shared by every replica. */
+/** RATE_LIMIT_PER_MINUTE counts in this process's memory, or with REDIS_URL also reported to Redis, shared by every replica. */
 function rateLimitStore(config: Config, redis: RedisConnection | undefined): Store {
-  return redis === undefined ? new MemoryStore() : new RedisStore(redis, config.upstream.keyFingerprint)
+  if (redis === undefined) return new MemoryStore()
+  return new SyncedRateLimitStore(redis, { namespace: config.upstream.keyFingerprint, max: config.rateLimitPerMinute, windowMs: RATE_LIMIT_WINDOW_MS })
 }
 
 /** Builds the gateway; never listens (main.ts does). */
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
   const trust = trustFunction(config.trustProxy)
   const nextId = requestIds()
-  const settings = serverSettings({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts })
+  const cors = new CorsPolicy(config.corsOrigins)
+  const clientKeys = new ClientKeyTable(config)
+  const settings = serverSettings({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts }, cors, (h) => clientKeys.identify(h).authorized)
   const server = new GatewayServer(settings)
   const ownStream = overrides.logStream === undefined ? stdoutLog() : undefined
-  const logStream: pino.DestinationStream = overrides.logStream ?? (ownStream as LogDestination)
+  const logStream: pino.DestinationStream = overrides.logStream ?? (ownStream as LogStream)
   const app = Fastify({
     logger: loggerOptions(config, logStream),
     trustProxy: trust,
     genReqId: nextId,
     serverFactory: server.factory,
-    // Room for ids well past the pattern's 64, so the schema answers them (400) with the pattern in its message.
-    routerOptions: { maxParamLength: 1024 },
-    return503OnClosing: true,
+    // Room for any id a request head can hold, so the schema answers it (400) with the pattern in its message
+    // (an id the router found too long would go to the /mj/* catch-all instead: routes/unrouted.ts).
+    routerOptions: { maxParamLength: MAX_HEADER_BYTES },
+    // the hardening hook answers requests that arrive while closing (503 in the contract's shape)
+    return503OnClosing: false,
     // one access line per request (plugins/request-log.ts) instead of Fastify's two, and request.log built lazily
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: lazyChildLogger,
     ...settings
   })
   installErrorHandler(app)
+  // CORS first of all, at the root: every answer after it, refusals and 404s included, carries the headers
+  // (docs/compatibility.md), and a preflight is answered before any check
+  if (cors.enabled) await app.register(corsPlugin, { policy: cors })
   await app.register(hardeningPlugin)
 
-  const clientKeys = new ClientKeyTable(config)
   app.decorate('reloadClientKeys', () => reloadClientKeys(clientKeys, app.log))
 
   const metrics = new GatewayMetrics({
     cache: { entries: () => cache.entries, bytes: () => cache.bytes },
-    redis: config.redisUrl !== ''
+    redis: config.redisUrl !== '',
+    logLinesDropped: () => ownStream?.dropped ?? 0
   })
   const cache: TaskCache = new TaskCache({
     maxBytes: config.cache.maxBytes,
     staleIfErrorMs: config.cache.staleIfErrorSeconds * 1000,
-    onEvict: () => metrics.cacheEvictions.inc()
+    onEvict: () => metrics.cacheEvictions.inc(),
+    clock: overrides.clock
   })
   const upstream = new UpstreamClient(config.upstream, metrics)
   const redis = config.redisUrl === '' ? undefined : connectRedis(app, config, metrics)
@@ -117,14 +131,17 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       : new RedisSharedTier(redis, {
           namespace: config.upstream.keyFingerprint,
           lockTtlMs: config.upstream.timeoutMs + 1000,
-          lockWaitMs: Math.min(LOCK_WAIT_MS, config.upstream.timeoutMs)
+          lockWaitMs: Math.min(LOCK_WAIT_MS, config.upstream.timeoutMs),
+          rules: config.cache,
+          onRejected: (reason) => metrics.redisRejected?.inc({ reason }),
+          memory: () => cache.terminal(cache.now()),
+          now: cache.now
         })
   const service = new TaskService(config.cache, cache, upstream, metrics, shared)
   const list = new TaskListService(config.cache, cache, upstream, metrics, shared)
   const httpMetrics = overrides.httpMetrics ?? true
   const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
-  const cors = new CorsPolicy(config.corsOrigins)
   // HIT_LANE: every request meets the hit lane (src/http/hit-lane.ts) first, and what it does not answer goes to Fastify
   const lane =
     config.hitLane === 'off'
@@ -135,9 +152,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   app.addHook('onClose', async () => {
     await upstream.close()
     await redis?.close()
-    ownStream?.flushSync()
+    ownStream?.flush()
   })
-  // CONTRACT §8: a request in flight at close must not leave its keep-alive socket open afterwards,
+  // docs/operations.md §3: a request in flight at close must not leave its keep-alive socket open afterwards,
   // or server.close() waits for the client's idle timeout and the graceful exit is killed by its delay.
   let closing = false
   app.addHook('preClose', (done) => {
@@ -153,19 +170,25 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(requestLog, { accessLog })
   if (httpMetrics) await app.register(httpMetricsPlugin, { metrics })
   await app.register(metricsRoutes, { metrics, token: config.metricsToken })
-  await app.register(healthRoutes, { redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down') })
+  await app.register(healthRoutes, {
+    redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down'),
+    keyState: () => upstream.keyHealth.state()
+  })
   // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
-  // Hook order inside: CORS (answers preflights), shedding, rate limit (onRequest), client token (preParsing).
+  // Hook order inside: shedding, rate limit (onRequest), client token (preParsing); CORS runs before them all (root).
   await app.register(async (mj) => {
-    if (cors.enabled) await mj.register(corsPlugin, { policy: cors })
     if (config.eventLoopMaxDelayMs > 0) {
       await mj.register(sheddingPlugin, { maxEventLoopDelayMs: config.eventLoopMaxDelayMs })
       if (lane !== undefined) lane.underPressure = () => mj.isUnderPressure()
     }
     await mj.register(authPlugin, { table: clientKeys })
     if (rateLimit !== undefined) await mj.register(rateLimitPlugin, { table: clientKeys, counter: rateLimit })
-    await mj.register(taskFetchRoutes, { cache, service, metrics })
-    await mj.register(passthroughRoutes, { config, upstream, list })
+    // the routes below, at /mj/... and again under /mj-fast, /mj-relax and /mj-turbo (routes/mode-prefixes.ts)
+    await withModePrefixes(mj, async (mj) => {
+      await mj.register(taskFetchRoutes, { cache, service, metrics })
+      await mj.register(passthroughRoutes, { config, upstream, list })
+      await mj.register(unroutedRoutes)
+    })
   })
   return app
 }

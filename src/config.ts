@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
+import { parsePassthroughRoutes } from './routes/passthrough-table.js'
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -37,7 +38,8 @@ const EnvSchema = Type.Object({
   SUBMIT_MAX_BODY_BYTES: Int(20971520, 1),
   ALLOW_NOTIFY_HOOK: Type.Boolean({ default: false }),
   EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0),
-  HIT_LANE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' })
+  HIT_LANE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
+  PASSTHROUGH_ROUTES: Type.String({ default: '' })
 })
 type Env = Static<typeof EnvSchema>
 
@@ -84,6 +86,8 @@ export interface Config {
   readonly eventLoopMaxDelayMs: number
   /** `off` (a diagnostic): every request goes through Fastify, none through the hit lane */
   readonly hitLane: 'on' | 'off'
+  /** PASSTHROUGH_ROUTES, else the default list (routes/passthrough-table.ts); `{id}` written as `:id` */
+  readonly passthroughRoutes: readonly string[]
 }
 
 export class ConfigError extends Error {
@@ -267,9 +271,18 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     submitMaxBodyBytes: env.SUBMIT_MAX_BODY_BYTES,
     allowNotifyHook: env.ALLOW_NOTIFY_HOOK,
     eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS,
-    hitLane: env.HIT_LANE
+    hitLane: env.HIT_LANE,
+    passthroughRoutes: passthroughRoutesOf(env.PASSTHROUGH_ROUTES)
   }
   return deepFreeze(config)
+}
+
+function passthroughRoutesOf(value: string): string[] {
+  try {
+    return parsePassthroughRoutes(value)
+  } catch (err) {
+    throw new ConfigError(`PASSTHROUGH_ROUTES: ${(err as Error).message}`)
+  }
 }
 
 function deepFreeze<T extends object>(o: T): T {
@@ -306,7 +319,8 @@ export function describeConfig(c: Config): Record<string, unknown> {
     SUBMIT_MAX_BODY_BYTES: c.submitMaxBodyBytes,
     ALLOW_NOTIFY_HOOK: c.allowNotifyHook,
     EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs,
-    HIT_LANE: c.hitLane
+    HIT_LANE: c.hitLane,
+    PASSTHROUGH_ROUTES: c.passthroughRoutes
   }
 }
 

@@ -1,69 +1,139 @@
+/**
+ * RATE_LIMIT_PER_MINUTE with REDIS_URL (README "Rate limits across replicas", docs/operations-resilience.md):
+ * counted in memory, reported to Redis in the background, shared by every replica within the stated tolerance,
+ * and never reset by a Redis that hangs, restarts empty, or by a replica that restarts.
+ */
 import t from 'tap'
-import pino from 'pino'
+import { pino } from 'pino'
 import { RedisConnection } from '../src/redis/connection.js'
-import { RedisStore } from '../src/rate-limit/redis-store.js'
-import type { Count } from '../src/rate-limit/counter.js'
+import { SyncedRateLimitStore } from '../src/rate-limit/redis-store.js'
 import { startRedisServer } from './helpers/redis-server.js'
 
-// What the Redis tier gives RATE_LIMIT_PER_MINUTE: one count for every replica, and no failed request (a per-replica
-// count instead) while Redis is in trouble.
-
 const redis = await startRedisServer(t)
+const log = pino({ level: 'silent' })
 
-async function store(namespace: string): Promise<{ store: RedisStore; conn: RedisConnection }> {
-  const conn = new RedisConnection({ url: redis.url, log: pino({ level: 'silent' }), onState: () => undefined })
-  t.teardown(() => conn.close())
-  for (let i = 0; i < 100 && !conn.up; i++) await new Promise((r) => setTimeout(r, 20))
-  return { store: new RedisStore(conn, namespace), conn }
+interface Replica {
+  store: SyncedRateLimitStore
+  conn: RedisConnection
+  /** counts one request of `key`; true = admitted */
+  hit(key: string): boolean
 }
 
-const count = (s: RedisStore, key: string, windowMs = 60_000): Promise<Count> =>
-  new Promise((resolve, reject) => s.incr(key, (err, c) => (err === null && c !== undefined ? resolve(c) : reject(err)), windowMs))
+let clock = 1_700_000_000_000
 
-t.test('RATE_LIMIT_PER_MINUTE with REDIS_URL: replicas share one count per key, namespaced by the upstream key', async (t) => {
-  const a = await store('fp-shared')
-  const b = await store('fp-shared')
-  const counts = [await count(a.store, 'client:alpha'), await count(b.store, 'client:alpha'), await count(a.store, 'client:alpha')]
+async function replica(namespace: string, max: number, opts: { syncMs?: number } = {}): Promise<Replica> {
+  const conn = new RedisConnection({ url: redis.url, log, onState: () => undefined })
+  t.teardown(() => conn.close())
+  for (let i = 0; i < 100 && !conn.up; i++) await new Promise((r) => setTimeout(r, 20))
+  const store = new SyncedRateLimitStore(conn, { namespace, max, windowMs: 60_000, now: () => clock, syncMs: opts.syncMs ?? 60_000 })
+  return {
+    store,
+    conn,
+    hit(key) {
+      let admitted = false
+      store.incr(key, (err, r) => (admitted = err === null && r !== undefined && r.current <= max))
+      return admitted
+    }
+  }
+}
+
+t.test('one replica: exact, answered at once (no Redis round trip), with the time left in the window', async (t) => {
+  const a = await replica('fp-exact', 3)
+  const seen: { current: number; ttl: number }[] = []
+  for (let i = 0; i < 4; i++) a.store.incr('client:a', (_e, r) => seen.push(r as { current: number; ttl: number }))
   t.same(
-    counts.map((c) => c.current),
-    [1, 2, 3],
-    'whichever replica counts'
+    seen.map((r) => r.current),
+    [1, 2, 3, 4],
+    'answered synchronously, in order'
   )
-  for (const c of counts) t.ok(c.ttl > 55_000 && c.ttl <= 60_000, `what is left of the window (${c.ttl} ms)`)
-  t.equal((await count(b.store, 'client:beta')).current, 1, 'another key counts apart')
-  const keys = await redis.admin().keys('*')
-  t.ok(keys.length > 0 && keys.every((k) => k.startsWith('mjgw:fp-shared:rl:')), `namespaced: ${keys.join(' ')}`)
-  t.ok((await redis.admin().pttl('mjgw:fp-shared:rl:client:alpha')) > 0, 'the window expires in Redis')
-  const other = await store('fp-other')
-  t.equal((await count(other.store, 'client:alpha')).current, 1, 'a gateway with another upstream key counts apart')
+  t.equal(seen[0]?.ttl, 60_000 - (clock % 60_000), 'ttl: to the end of the wall-clock minute')
 })
 
-t.test('a window starts again once it is over', async (t) => {
-  const a = await store('fp-window')
-  t.equal((await count(a.store, 'k', 50)).current, 1)
-  t.equal((await count(a.store, 'k', 50)).current, 2)
-  await new Promise((r) => setTimeout(r, 120))
-  t.equal((await count(a.store, 'k', 50)).current, 1)
+t.test('replicas share one count through Redis; a report tells each replica every replica\'s requests', async (t) => {
+  const a = await replica('fp-shared', 10)
+  const b = await replica('fp-shared', 10)
+  for (let i = 0; i < 6; i++) t.ok(a.hit('client:team'))
+  await a.store.sync()
+  for (let i = 0; i < 4; i++) t.ok(b.hit('client:team'), 'b admits while the total is under the limit')
+  await b.store.sync()
+  t.notOk(b.hit('client:team'), 'b knows a\'s six: the eleventh is refused')
+  t.ok(a.hit('client:team'), 'a has not heard of b\'s requests yet (the tolerance)')
+  await a.store.sync()
+  t.notOk(a.hit('client:team'), 'a learns every replica\'s count from its next report')
+  const keys = await redis.admin().keys('mjgw:fp-shared:rl:*')
+  t.equal(keys.length, 1)
+  t.match(keys[0], /^mjgw:fp-shared:rl:\d+:client:team$/, 'namespaced by key fingerprint and window, keyed by client name')
+  let total = 0
+  for (let i = 0; i < 100 && total !== 13; i++) {
+    await new Promise((r) => setTimeout(r, 10))
+    total = Number(await redis.admin().get(keys[0] as string))
+  }
+  t.equal(total, 13, 'every request (refused ones too) reported once')
+  const other = await replica('fp-other', 10)
+  t.ok(other.hit('client:team'), 'a gateway with another upstream key counts apart')
 })
 
-t.test('a key left without an expiry (written by hand) gets one at its next count', async (t) => {
-  const a = await store('fp-noexpiry')
-  await redis.admin().set('mjgw:fp-noexpiry:rl:k', '5')
-  const c = await count(a.store, 'k')
-  t.equal(c.current, 6)
-  t.equal(c.ttl, 60_000)
-  t.ok((await redis.admin().pttl('mjgw:fp-noexpiry:rl:k')) > 0)
+t.test('tolerance: two replicas and a client alternating between them get at most (N-1) x (5 % of the limit + one report\'s worth) over it', async (t) => {
+  // the reports run as they do in the gateway: at once for a new client and at 5 % of the limit (here 5)
+  const max = 100
+  const a = await replica('fp-tolerance', max, { syncMs: 100 })
+  const b = await replica('fp-tolerance', max, { syncMs: 100 })
+  let admitted = 0
+  for (let i = 0; i < 400; i++) {
+    if ((i % 2 === 0 ? a : b).hit('client:burst')) admitted++
+    // a client's request takes at least a network round trip (here 1 ms): the reports run meanwhile
+    await new Promise((r) => setTimeout(r, 1))
+  }
+  t.ok(admitted >= max, `the limit itself is admitted (${admitted})`)
+  t.ok(admitted <= max + 5 + 5, `at most ${max + 10} admitted of 400 (${admitted})`)
 })
 
-t.test('a Redis in trouble never fails a count: it falls back to the replica', async (t) => {
-  const a = await store('fp-trouble')
-  await redis.admin().call('CLIENT', 'PAUSE', '1500', 'ALL')
-  const hung: number[] = []
-  for (let i = 0; i < 4; i++) hung.push((await count(a.store, 'x')).current)
-  t.same(hung, [1, 2, 3, 4], 'a hung Redis (command timeout): counted in memory')
+t.test('a new window starts every count again, on every replica alike', async (t) => {
+  const a = await replica('fp-window', 2)
+  t.ok(a.hit('ip:1'))
+  t.ok(a.hit('ip:1'))
+  t.notOk(a.hit('ip:1'))
+  clock += 60_000
+  t.ok(a.hit('ip:1'), 'next minute')
+  await a.store.sync()
+  t.same(await redis.admin().keys('mjgw:fp-window:rl:*'), [`mjgw:fp-window:rl:${clock - (clock % 60_000)}:ip:1`], 'one Redis key per window')
+})
+
+t.test('a replica that (re)starts learns a client\'s count from its first report: no fresh count for a client over its limit', async (t) => {
+  const a = await replica('fp-restart', 5)
+  for (let i = 0; i < 5; i++) a.hit('client:heavy')
+  await a.store.sync()
+  const fresh = await replica('fp-restart', 5)
+  t.ok(fresh.hit('client:heavy'), 'the first request, before the report, is let through (the tolerance)')
+  await fresh.store.sync()
+  t.notOk(fresh.hit('client:heavy'), 'after it, the client is over its limit here too')
+})
+
+t.test('Redis hangs (SIGSTOP), restarts empty: counts go on from what the replica knows, never lower', async (t) => {
+  const a = await replica('fp-hang', 3)
+  for (let i = 0; i < 3; i++) t.ok(a.hit('client:x'))
+  await a.store.sync()
+  redis.pause()
+  t.teardown(() => redis.resume())
+  t.notOk(a.hit('client:x'), 'over the limit while Redis hangs')
+  const started = Date.now()
+  await a.store.sync()
+  t.ok(Date.now() - started < 2000, 'a report to a hung Redis gives up (command timeout)')
+  t.notOk(a.hit('client:x'), 'still over the limit: the failed report kept its counts')
+  redis.resume()
   await redis.kill()
-  for (let i = 0; i < 100 && a.conn.up; i++) await new Promise((r) => setTimeout(r, 20))
-  t.notOk(a.conn.up)
-  t.same([(await count(a.store, 'y')).current, (await count(a.store, 'y')).current], [1, 2], 'Redis down: counted in memory')
   await redis.start()
+  for (let i = 0; i < 200 && !a.conn.up; i++) await new Promise((r) => setTimeout(r, 25))
+  t.ok(a.conn.up, 'reconnected to the restarted Redis')
+  await a.store.sync()
+  t.notOk(a.hit('client:x'), 'a Redis that lost the count does not lower it')
+  t.equal(Number(await redis.admin().get(`mjgw:fp-hang:rl:${clock - (clock % 60_000)}:client:x`)), 2, 'the two requests unreported while it hung were reported once Redis was back')
+})
+
+t.test('while Redis is down, requests are counted and not reported; reports stop once the connection closes', async (t) => {
+  const a = await replica('fp-down', 2)
+  await a.conn.close()
+  t.ok(a.hit('ip:9'))
+  await a.store.sync()
+  t.equal((await redis.admin().keys('mjgw:fp-down:*')).length, 0)
 })

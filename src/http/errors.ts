@@ -4,12 +4,14 @@ import type { FastifyError, FastifyInstance } from 'fastify'
 
 // Each error is defined beside the rule that raises it; every one can be imported from here.
 export { BadTaskIdError } from '../tasks/task-id.js'
-export { BadRequestError, HeadersTooLargeError, UriTooLongError } from './request-checks.js'
+export { BadRequestError, ExpectationFailedError, HeadersTooLargeError, UriTooLongError } from './request-checks.js'
 export { UpstreamAuthError, UpstreamBadResponseError, UpstreamHttpError, UpstreamTimeoutError, UpstreamUnreachableError } from '../upstream/failures.js'
 
 export const UnauthorizedError = createError('MJGW_UNAUTHORIZED', 'missing or invalid client token', 401)
 export const RateLimitedError = createError('MJGW_RATE_LIMITED', 'rate limit exceeded, retry in %s', 429)
+export const RouteNotFoundError = createError('MJGW_NOT_FOUND', 'no such route (%s)', 404)
 export const OverloadedError = createError('MJGW_OVERLOADED', 'gateway overloaded, retry later', 503)
+export const ShuttingDownError = createError('MJGW_SHUTTING_DOWN', 'gateway shutting down, retry shortly', 503)
 export const TaskNotFoundError = createError('MJGW_TASK_NOT_FOUND', 'task %s not found upstream', 404)
 
 export interface ErrorBody {
@@ -39,7 +41,7 @@ export function installErrorHandler(app: FastifyInstance): void {
     void reply.code(statusCode).send(errorBody(statusCode, code, err.message))
   })
   app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send(errorBody(404, 'MJGW_NOT_FOUND', `no such route (${request.method})`))
+    void reply.send(new RouteNotFoundError(request.method))
   })
 }
 

@@ -111,7 +111,7 @@ export class HitLane {
     // a count from Redis comes back later: the app may have started closing meanwhile
     if (this.closing) return false
     // (a check of who may see this task goes here, and in routes/task-fetch.ts: one function both call)
-    const now = Date.now()
+    const now = this.opts.cache.now()
     const hit = this.opts.cache.fresh(id, now)
     if (hit === undefined) return false
     this.write(req, res, hit, now, client, start, rateLimitHeaders)
@@ -129,10 +129,17 @@ export class HitLane {
   ): void {
     this.answered++
     this.opts.metrics.lookup('hit')
-    // in the order the Fastify route sends them: security, CORS, rate limit, then the route's own
-    const headers = SECURITY_HEADER_LIST.slice()
+    // in the order the Fastify route sends them: CORS (its hook runs first, at the root), security, rate limit,
+    // then the route's own
+    let headers: HeaderList
+    if (this.opts.cors.enabled) {
+      headers = []
+      this.opts.cors.responseHeaders(req.headers.origin, headers)
+      headers.push(...SECURITY_HEADER_LIST)
+    } else {
+      headers = SECURITY_HEADER_LIST.slice()
+    }
     headers.push('cache-control', hitCacheControl(hit, now))
-    this.opts.cors.responseHeaders(req.headers.origin, headers)
     if (rateLimitHeaders !== undefined) headers.push(...rateLimitHeaders)
     headers.push('x-cache', 'HIT', 'etag', hit.etag)
     const status = etagMatches(req.headers['if-none-match'], hit.etag) ? 304 : 200

@@ -33,8 +33,10 @@ function send(request: FetchRequest, reply: FastifyReply, body: Buffer, etag: st
  * before it gets here; this answers it the same way when the lane declines or is off.
  */
 export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics }: Deps): Promise<void> {
+  // '' or a mode prefix (routes/mode-prefixes.ts): the cache is shared, a miss is asked upstream under the prefix
+  const mode = app.prefix
   const miss = async (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const served = await service.fetch(request.params.id)
+    const served = await service.fetch(request.params.id, mode)
     if (served.kind === 'task') return send(request, reply, served.body, served.etag, served.cacheControl, served.cache)
     return sendAnswer(reply, served.answer)
   }
@@ -42,7 +44,7 @@ export async function taskFetchRoutes(app: FastifyInstance, { cache, service, me
   // Not async: a hit answers synchronously, without a promise per request; only a miss returns one.
   app.get(FETCH_ROUTE, { schema: { params: taskIdParams } }, (request: FetchRequest, reply) => {
     // (a check of who may see this task goes here, and in the hit lane's serve(): one function both call)
-    const now = Date.now()
+    const now = cache.now()
     const hit = cache.fresh(request.params.id, now)
     if (hit === undefined) return miss(request, reply)
     metrics.lookup('hit')

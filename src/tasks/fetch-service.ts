@@ -54,8 +54,9 @@ export class TaskService {
     this.rules = { ttlSeconds: cfg.ttlSeconds, urlExpiryMarginSeconds: cfg.urlExpiryMarginSeconds, pollCacheMs: cfg.pollCacheMs }
   }
 
-  async fetch(id: string): Promise<Served> {
-    const { promise, leader } = this.cache.flight(id, () => this.load(id))
+  /** `mode` is the request's mode prefix ('' or `/mj-fast`…): the upstream path of a miss; the flight is the id's alone. */
+  async fetch(id: string, mode = ''): Promise<Served> {
+    const { promise, leader } = this.cache.flight(id, () => this.load(id, mode))
     let loaded: Loaded
     try {
       loaded = await promise
@@ -85,14 +86,14 @@ export class TaskService {
     return { kind: 'task', body: loaded.body, etag: loaded.etag, cacheControl: cacheControlFor(loaded.maxAgeSeconds), cache }
   }
 
-  private async load(id: string): Promise<Loaded> {
+  private async load(id: string, mode: string): Promise<Loaded> {
     const shared = this.shared
-    if (shared === undefined) return this.fromUpstream(id, () => undefined)
+    if (shared === undefined) return this.fromUpstream(id, mode, () => undefined)
     const begun = await shared.begin(id)
     if (begun.kind === 'hit') return this.fromShared(id, begun)
     let share: Share | undefined
     try {
-      return await this.fromUpstream(id, (s) => (share = s))
+      return await this.fromUpstream(id, mode, (s) => (share = s))
     } finally {
       shared.finish(id, begun.token, share)
     }
@@ -103,15 +104,15 @@ export class TaskService {
     const source = hit.from === 'peer' ? 'peer' : 'shared'
     const keep = hit.keep
     if (keep === undefined) return { kind: 'task', body: hit.body, etag, maxAgeSeconds: undefined, source }
-    this.cache.store(id, hit.body, etag, keep.terminal, keep.ttlMs, Date.now())
+    this.cache.store(id, hit.body, etag, keep.terminal, keep.ttlMs, this.cache.now())
     const maxAgeSeconds = keep.terminal ? Math.floor(keep.ttlMs / 1000) : undefined
     return { kind: 'task', body: hit.body, etag, maxAgeSeconds, source }
   }
 
-  private async fromUpstream(id: string, publish: (share: Share) => void): Promise<Loaded> {
+  private async fromUpstream(id: string, mode: string, publish: (share: Share) => void): Promise<Loaded> {
     let res
     try {
-      res = await this.upstream.request({ method: 'GET', path: `/mj/task/${id}/fetch`, idempotent: true })
+      res = await this.upstream.request({ method: 'GET', path: `${mode}/mj/task/${id}/fetch`, idempotent: true })
     } catch (err) {
       return this.standIn(id, err)
     }
@@ -120,7 +121,7 @@ export class TaskService {
     if (taken.kind === 'pass') return { kind: 'answer', answer: taken.answer }
     if (taken.kind === 'unusable') return this.standIn(id, taken.error)
 
-    const now = Date.now()
+    const now = this.cache.now()
     const verdict = classify(res.body, id, now, this.rules)
     const etag = etagOf(res.body)
     switch (verdict.kind) {
@@ -150,11 +151,11 @@ export class TaskService {
   }
 
   /**
-   * CONTRACT §5.5: a last-known 200 stands in for an upstream *failure* (every caller passes one: 5xx, timeout,
+   * docs/caching.md §5: a last-known 200 stands in for an upstream *failure* (every caller passes one: 5xx, timeout,
    * unreachable, bad body); upstream *answers* (4xx, 401/403, unknown id) never come here.
    */
   private standIn(id: string, err: unknown): Loaded {
-    const last = this.cache.lastKnown(id, Date.now())
+    const last = this.cache.lastKnown(id, this.cache.now())
     if (last === undefined) throw err
     return { kind: 'task', body: last.body, etag: last.etag, maxAgeSeconds: undefined, source: 'stale' }
   }

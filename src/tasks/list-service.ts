@@ -5,8 +5,9 @@ import { classify, type CacheRules } from '../cache/policy.js'
 import { etagOf, type TaskCache } from '../cache/task-cache.js'
 import { UpstreamBadResponseError } from '../upstream/failures.js'
 import { takeAnswer, type Answer } from '../upstream/answer.js'
+import { LIST_PATH } from '../routes/passthrough-table.js'
 
-export const LIST_PATH = '/mj/task/list-by-condition'
+export { LIST_PATH }
 
 /** The shared tier's terminal tasks, read and written one by one (no lock: a list is not single-flighted). */
 export interface TerminalStore {
@@ -33,11 +34,14 @@ export class TaskListService {
     private readonly shared?: TerminalStore
   ) {}
 
-  /** `ids` are already valid; duplicates are answered once, at their first position. */
-  async list(ids: readonly string[]): Promise<Listed> {
+  /**
+   * `ids` are already valid; duplicates are answered once, at their first position. `mode` is the request's mode
+   * prefix ('' or `/mj-fast`…): the upstream call goes there, the cache is shared.
+   */
+  async list(ids: readonly string[], mode = ''): Promise<Listed> {
     const wanted = [...new Set(ids)]
     const bodies = new Map<string, Buffer>()
-    const now = Date.now()
+    const now = this.cache.now()
     let missing: string[] = []
     for (const id of wanted) {
       const e = this.cache.fresh(id, now)
@@ -52,7 +56,7 @@ export class TaskListService {
     const hits = wanted.length - missing.length
     if (missing.length > 0) {
       for (let i = 0; i < missing.length; i++) this.metrics.lookup('miss')
-      const answer = await this.fromUpstream(missing, bodies)
+      const answer = await this.fromUpstream(missing, bodies, mode)
       if (answer !== undefined) return answer
     }
     const parts: Buffer[] = []
@@ -65,7 +69,7 @@ export class TaskListService {
 
   private async fromShared(shared: TerminalStore, ids: string[], bodies: Map<string, Buffer>): Promise<string[]> {
     const found = await Promise.all(ids.map((id) => shared.get(id).catch(() => undefined)))
-    const now = Date.now()
+    const now = this.cache.now()
     const missing: string[] = []
     ids.forEach((id, i) => {
       const hit = found[i]
@@ -81,10 +85,10 @@ export class TaskListService {
   }
 
   /** Asks upstream once; fills `bodies`, or returns the upstream's 4xx answer to pass through. */
-  private async fromUpstream(ids: string[], bodies: Map<string, Buffer>): Promise<Listed | undefined> {
+  private async fromUpstream(ids: string[], bodies: Map<string, Buffer>, mode: string): Promise<Listed | undefined> {
     const res = await this.upstream.request({
       method: 'POST',
-      path: LIST_PATH,
+      path: `${mode}${LIST_PATH}`,
       body: Buffer.from(JSON.stringify({ ids })),
       // a query, not a submit: safe to retry
       idempotent: true
@@ -106,7 +110,7 @@ export class TaskListService {
 
     const asked = new Set(ids)
     const sources = arrayElementSources(text)
-    const now = Date.now()
+    const now = this.cache.now()
     parsed.forEach((task: unknown, i) => {
       if (task === null || typeof task !== 'object') return
       const id = (task as Record<string, unknown>)['id']
