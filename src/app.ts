@@ -4,7 +4,7 @@ import { stdoutLog, type LogStream } from './logging/log-stream.js'
 import type { Config } from './config.js'
 import { installErrorHandler } from './http/errors.js'
 import { GatewayMetrics } from './metrics/gateway-metrics.js'
-import { TaskCache, type Clock } from './cache/task-cache.js'
+import { etagOf, TaskCache, type Clock } from './cache/task-cache.js'
 import { TaskService } from './tasks/fetch-service.js'
 import { UpstreamClient } from './upstream/client.js'
 import { ClientKeyTable } from './clients/client-keys.js'
@@ -32,9 +32,13 @@ import { MAX_HEADER_BYTES } from './http/request-checks.js'
 import { TaskListService } from './tasks/list-service.js'
 import { HitLane } from './http/hit-lane.js'
 import { GatewayServer, defaultTimeouts, serverSettings, type Timeouts } from './http/server.js'
-import { CorsPolicy } from './http/cors.js'
+import { CorsPolicy } from './http/cors-policy.js'
 import { AccessLog, requestIds } from './logging/access-log.js'
 import { clientIp, trustFunction } from './http/client-address.js'
+import { createImageArchive } from './images/image-archive.js'
+import { IMAGE_FAILURES } from './images/cdn-fetch.js'
+import { ImageService } from './images/image-service.js'
+import { imageRoutes } from './routes/images.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -115,7 +119,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const metrics = new GatewayMetrics({
     cache: { entries: () => cache.entries, bytes: () => cache.bytes },
     redis: config.redisUrl !== '',
-    logLinesDropped: () => ownStream?.dropped ?? 0
+    logLinesDropped: () => ownStream?.dropped ?? 0,
+    images: { outcomes: IMAGE_FAILURES, storeBytes: () => images.store.bytes }
   })
   const cache: TaskCache = new TaskCache({
     maxBytes: config.cache.maxBytes,
@@ -131,10 +136,21 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       : new RedisSharedTier(redis, {
           namespace: config.upstream.keyFingerprint,
           lockTtlMs: config.upstream.timeoutMs + 1000,
-          lockWaitMs: Math.min(LOCK_WAIT_MS, config.upstream.timeoutMs)
+          lockWaitMs: Math.min(LOCK_WAIT_MS, config.upstream.timeoutMs),
+          rules: config.cache,
+          onRejected: (reason) => metrics.redisRejected?.inc({ reason }),
+          memory: () => cache.terminal(cache.now()),
+          now: cache.now
         })
   const service = new TaskService(config.cache, cache, upstream, metrics, shared)
   const list = new TaskListService(config.cache, cache, upstream, metrics, shared)
+  // docs/images.md: finished tasks' images are archived as the gateway first sees them; IMAGE_REWRITE presents them
+  const images = createImageArchive(config, metrics, app.log.child({ module: 'images' }))
+  const rewriter = images.rewriter
+  service.sawTerminal = (body) => images.archiver.sawTask(body)
+  list.sawTerminal = service.sawTerminal
+  if (rewriter !== undefined) list.present = (body, now) => rewriter.present(body, etagOf(body), now).body
+  const imageService = new ImageService(images.store, images.archiver, service, metrics, config.upstream.timeoutMs)
   const httpMetrics = overrides.httpMetrics ?? true
   const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
@@ -142,15 +158,16 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const lane =
     config.hitLane === 'off'
       ? undefined
-      : new HitLane({ cache, metrics, httpMetrics, clients: clientKeys, rateLimit, cors, clientIp: (req) => clientIp(req, trust), accessLog }, server.fastify)
+      : new HitLane({ cache, metrics, httpMetrics, clients: clientKeys, rateLimit, cors, clientIp: (req) => clientIp(req, trust), accessLog, rewriter }, server.fastify)
   server.front(lane)
   app.decorate('hitLane', lane)
   app.addHook('onClose', async () => {
     await upstream.close()
+    await images.close()
     await redis?.close()
     ownStream?.flush()
   })
-  // CONTRACT §8: a request in flight at close must not leave its keep-alive socket open afterwards,
+  // docs/operations.md §3: a request in flight at close must not leave its keep-alive socket open afterwards,
   // or server.close() waits for the client's idle timeout and the graceful exit is killed by its delay.
   let closing = false
   app.addHook('preClose', (done) => {
@@ -166,7 +183,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(requestLog, { accessLog })
   if (httpMetrics) await app.register(httpMetricsPlugin, { metrics })
   await app.register(metricsRoutes, { metrics, token: config.metricsToken })
-  await app.register(healthRoutes, { redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down') })
+  await app.register(healthRoutes, {
+    redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down'),
+    keyState: () => upstream.keyHealth.state()
+  })
   // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
   // Hook order inside: shedding, rate limit (onRequest), client token (preParsing); CORS runs before them all (root).
   await app.register(async (mj) => {
@@ -178,7 +198,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     if (rateLimit !== undefined) await mj.register(rateLimitPlugin, { table: clientKeys, counter: rateLimit })
     // the routes below, at /mj/... and again under /mj-fast, /mj-relax and /mj-turbo (routes/mode-prefixes.ts)
     await withModePrefixes(mj, async (mj) => {
-      await mj.register(taskFetchRoutes, { cache, service, metrics })
+      await mj.register(taskFetchRoutes, { cache, service, metrics, rewriter })
+      await mj.register(imageRoutes, { images: imageService, signer: images.signer, clients: clientKeys })
       await mj.register(passthroughRoutes, { config, upstream, list })
       await mj.register(unroutedRoutes)
     })

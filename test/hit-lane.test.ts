@@ -10,7 +10,7 @@ import { taskBody } from '../src/demo/simulated-upstream.js'
 import { send, type HttpResult } from './helpers/net.js'
 import { sample, startGateway as startAnyGateway, type Gateway } from './helpers/gateway.js'
 import { HitLane } from '../src/http/hit-lane.js'
-import { CorsPolicy } from '../src/http/cors.js'
+import { CorsPolicy } from '../src/http/cors-policy.js'
 import { TaskCache } from '../src/cache/task-cache.js'
 import { GatewayMetrics } from '../src/metrics/gateway-metrics.js'
 import { ClientKeyTable } from '../src/clients/client-keys.js'
@@ -81,7 +81,7 @@ t.test('the lane with client tokens and CORS: an allowed origin, another origin,
   }
   const secret = await send('GET', `${gw.url}/mj/task/C1/fetch`, { headers: { 'mj-api-secret': TOKEN } })
   t.equal(secret.headers['x-cache'], 'HIT', 'mj-api-secret works in the lane too')
-  // CONTRACT: no log line ever holds a client token; access lines name the client instead
+  // docs/access-control.md §8: no log line ever holds a client token; access lines name the client instead
   t.notMatch(gw.logs(), TOKEN)
   t.match(gw.logs(), /"res":\{"statusCode":200,"client":"web"\}/)
 })

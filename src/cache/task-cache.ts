@@ -107,6 +107,13 @@ export class TaskCache {
     return entry
   }
 
+  /** every fresh terminal entry with its life left (copied bodies: the slabs may move them), most recent first */
+  *terminal(now: number): Generator<{ id: string; body: Buffer; ttlMs: number }> {
+    for (const [id, e] of this.lru.entries()) {
+      if (e.terminal && now < e.freshUntil) yield { id, body: Buffer.from(e.body), ttlMs: e.freshUntil - now }
+    }
+  }
+
   delete(key: string): void {
     this.lru.delete(key)
   }
@@ -114,7 +121,7 @@ export class TaskCache {
   /**
    * Single-flight: concurrent callers with one key share one call of `load`.
    * lru-cache's own fetch() coalesces too, but it cannot hand waiters a result it must not store
-   * (another task's body, an upstream 404), and CONTRACT §5.4 coalesces those as well.
+   * (another task's body, an upstream 404), and docs/caching.md §4 coalesces those as well.
    */
   flight<T>(key: string, load: () => Promise<T>): { promise: Promise<T>; leader: boolean } {
     const running = this.flights.get(key) as Promise<T> | undefined

@@ -1,10 +1,12 @@
 import type { Socket } from 'node:net'
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http'
 import type { ConnectionError, FastifyError, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
-import { BadRequestError, BadTaskIdError, UnauthorizedError, errorBody } from './errors.js'
-import { MAX_HEADER_BYTES } from './request-checks.js'
+import { BadTaskIdError } from '../tasks/task-id.js'
+import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
+import { UnauthorizedError, errorBody } from './errors.js'
+import { BadRequestError, MAX_HEADER_BYTES } from './request-checks.js'
 import { SECURITY_HEADERS } from './security-headers.js'
-import type { CorsPolicy } from './cors.js'
+import type { CorsPolicy } from './cors-policy.js'
 import { replyHeaders, type HeaderList } from './header-list.js'
 import { API_PATH, TASK_PATH } from '../routes/mode-prefixes.js'
 
@@ -50,7 +52,7 @@ function answerClientError(cors: CorsPolicy, err: ConnectionError, socket: Socke
   for (let i = 0; i < corsHeaders.length; i += 2) rawCors += `${corsHeaders[i] as string}: ${corsHeaders[i + 1] as string}\r\n`
   if (socket.writable) {
     socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${rawCors}content-type: application/json; charset=utf-8\r\n` +
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${rawCors}content-type: ${JSON_CONTENT_TYPE}\r\n` +
         `content-length: ${Buffer.byteLength(body)}\r\n${RAW_SECURITY_HEADERS}connection: close\r\n\r\n${body}`
     )
   }

@@ -1,9 +1,14 @@
 import type { IncomingMessage } from 'node:http'
-import { BadRequestError, ExpectationFailedError, HeadersTooLargeError, UriTooLongError } from './errors.js'
+import createError from '@fastify/error'
 
 export const MAX_HEADER_BYTES = 16 * 1024
 export const MAX_HEADER_COUNT = 100
 export const MAX_URL_BYTES = 2048
+
+export const BadRequestError = createError('MJGW_BAD_REQUEST', '%s', 400)
+export const UriTooLongError = createError('MJGW_URI_TOO_LONG', 'request URL longer than %s bytes', 414)
+export const HeadersTooLargeError = createError('MJGW_HEADERS_TOO_LARGE', 'more than %s request headers', 431)
+export const ExpectationFailedError = createError('MJGW_EXPECTATION_FAILED', 'only Expect: 100-continue is supported', 417)
 
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS'])
 

@@ -2,7 +2,7 @@ import { createServer, type Server, type ServerOptions } from 'node:http'
 import type { FastifyServerOptions } from 'fastify'
 import type { HitLane, Listener } from './hit-lane.js'
 import { clientErrorHandler, frameworkErrors, type Authorized } from './early-errors.js'
-import type { CorsPolicy } from './cors.js'
+import type { CorsPolicy } from './cors-policy.js'
 import { MAX_HEADER_BYTES } from './request-checks.js'
 
 /** Time limits against slow clients (slowloris, slow bodies, idle sockets). */

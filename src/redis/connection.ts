@@ -9,6 +9,8 @@ const BACKSTOP_TIMEOUT_MS = 1000
 const CONNECT_TIMEOUT_MS = 2000
 const RECONNECT_STEP_MS = 100
 const RECONNECT_CAP_MS = 2000
+/** a PING this often, so a Redis that hangs opens the breaker (and the Redis-down alert) without any traffic */
+const HEALTH_PING_MS = 2000
 /** one warning per kind of Redis trouble per this interval, however many requests meet it */
 const WARN_INTERVAL_MS = 30_000
 
@@ -33,11 +35,16 @@ export class RedisConnection {
   private readonly password: string
   private readonly lastWarned = new Map<string, number>()
   private readonly breaker: CircuitBreaker
+  private readonly listeners: ((up: boolean) => void)[] = []
+  private readonly pinger: NodeJS.Timeout
   private wasUp = false
   private closing = false
 
+  private readonly onStateOption: (up: boolean) => void
+
   constructor(opts: RedisConnectionOptions) {
     this.log = opts.log
+    this.onStateOption = opts.onState
     this.password = passwordOf(opts.url)
     this.client = new Redis(opts.url, {
       enableOfflineQueue: false,
@@ -56,24 +63,42 @@ export class RedisConnection {
       onChange: (open) => {
         if (open) this.log.warn('redis: not answering (timeouts in a row); not asked until a probe gets an answer')
         else if (this.client.status === 'ready') this.log.info('redis: answering again')
-        opts.onState(!open && this.client.status === 'ready')
+        this.emit(!open && this.client.status === 'ready')
       }
     })
+    this.pinger = setInterval(() => {
+      if (this.up) this.within(this.client.ping()).catch(() => undefined)
+    }, HEALTH_PING_MS)
+    this.pinger.unref()
     this.client.on('ready', () => {
       this.wasUp = true
       this.breaker.success()
-      opts.onState(true)
+      this.emit(true)
       this.log.info('redis: connected')
     })
     this.client.on('close', () => {
-      opts.onState(false)
+      this.emit(false)
       if (this.wasUp && !this.closing) this.log.warn('redis: connection lost; serving from memory and upstream until it is back')
       this.wasUp = false
     })
     this.client.on('error', (err: Error) => {
-      opts.onState(false)
+      this.emit(false)
       this.warn('connection', err, 'redis: connection error; reconnecting')
     })
+  }
+
+  /** also tells `listener` of every state change (as opts.onState) */
+  onState(listener: (up: boolean) => void): void {
+    this.listeners.push(listener)
+  }
+
+  private emit(up: boolean): void {
+    this.onStateOption(up)
+    for (const l of this.listeners) l(up)
+  }
+
+  info(obj: object, msg: string): void {
+    this.log.info(obj, msg)
   }
 
   /** ready and answering: false while disconnected and while the breaker is open */
@@ -139,6 +164,7 @@ export class RedisConnection {
   async close(): Promise<void> {
     this.closing = true
     this.breaker.stop()
+    clearInterval(this.pinger)
     if (this.up) {
       try {
         await this.client.quit()

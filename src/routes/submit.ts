@@ -6,7 +6,7 @@ import { strictBody } from './strict-body.js'
 import { forward } from './forward.js'
 import { routeKind } from './passthrough-table.js'
 
-/** The allowlist (CONTRACT §4, §10) is config.passthroughRoutes: nothing else is routed, so nothing else reaches upstream. */
+/** The allowlist (docs/http-api.md §4) is config.passthroughRoutes: nothing else is routed, so nothing else reaches upstream. */
 export { SUBMIT_KINDS } from './passthrough-table.js'
 
 type JsonObject = Record<string, unknown>

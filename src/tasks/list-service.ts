@@ -3,7 +3,7 @@ import type { UpstreamClient } from '../upstream/client.js'
 import { arrayElementSources } from '../upstream/json-array.js'
 import { classify, type CacheRules } from '../cache/policy.js'
 import { etagOf, type TaskCache } from '../cache/task-cache.js'
-import { UpstreamBadResponseError } from '../http/errors.js'
+import { UpstreamBadResponseError } from '../upstream/failures.js'
 import { takeAnswer, type Answer } from '../upstream/answer.js'
 import { LIST_PATH } from '../routes/passthrough-table.js'
 
@@ -26,6 +26,11 @@ export type Listed =
  * A live (poll-cache) entry does not count as cached: it may be a second old, and a list asks for now.
  */
 export class TaskListService {
+  /** told of every finished task body this service takes in (the image archive, docs/images.md) */
+  sawTerminal: (body: Buffer) => void = () => undefined
+  /** what a task body looks like to clients (IMAGE_REWRITE); the bytes as stored when unset */
+  present: ((body: Buffer, now: number) => Buffer) | undefined = undefined
+
   constructor(
     private readonly rules: CacheRules,
     private readonly cache: TaskCache,
@@ -60,9 +65,11 @@ export class TaskListService {
       if (answer !== undefined) return answer
     }
     const parts: Buffer[] = []
+    const present = this.present
+    const at = Date.now()
     for (const id of wanted) {
       const body = bodies.get(id)
-      if (body !== undefined) parts.push(body)
+      if (body !== undefined) parts.push(present === undefined ? body : present(body, at))
     }
     return { kind: 'list', body: joinArray(parts), hits }
   }
@@ -78,6 +85,7 @@ export class TaskListService {
         return
       }
       this.cache.store(id, hit.body, etagOf(hit.body), true, hit.ttlMs, now)
+      this.sawTerminal(hit.body)
       bodies.set(id, hit.body)
       this.metrics.lookup('hit_shared')
     })
@@ -119,6 +127,7 @@ export class TaskListService {
       bodies.set(id, body)
       const verdict = classify(body, id, now, this.rules)
       if (verdict.kind !== 'terminal') return
+      this.sawTerminal(body)
       if (verdict.ttlMs === 0) {
         this.cache.delete(id)
         return

@@ -8,7 +8,8 @@ import {
   UpstreamHttpError,
   UpstreamTimeoutError,
   UpstreamUnreachableError
-} from '../http/errors.js'
+} from './failures.js'
+import { KeyHealth } from './key-health.js'
 
 export interface UpstreamResponse {
   status: number
@@ -38,11 +39,14 @@ const UNDICI_TIMER_SLACK_MS = 5000
 /**
  * undici Pool with keep-alive, the key injected per UPSTREAM_AUTH_STYLE, one time budget over all tries,
  * and full-jitter retries. Hand-written rather than undici's RetryAgent because that one neither bounds all
- * tries by one deadline nor lets each attempt be counted in metrics, and both are in the contract.
+ * tries by one deadline nor lets each attempt be counted in metrics, and both are documented
+ * (docs/configuration.md §3, docs/metrics.md §4).
  */
 export class UpstreamClient {
   private readonly pool: Pool
   private readonly authHeader: [string, string]
+  /** whether the upstream refuses the key lately (/readyz) */
+  readonly keyHealth = new KeyHealth()
 
   constructor(
     private readonly cfg: Config['upstream'],
@@ -116,6 +120,7 @@ export class UpstreamClient {
         body: req.body ?? null,
         signal: controller.signal
       })
+      this.keyHealth.saw(res.statusCode)
       const body = Buffer.from(await res.body.arrayBuffer())
       outcome = res.statusCode >= 500 ? 'http_5xx' : res.statusCode >= 400 ? 'http_4xx' : 'ok'
       result = {
