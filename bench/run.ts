@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the gateway against its ceiling and its peers, side by side, in one run.
  * Every figure that matters is a ratio against a baseline measured in the same run (rounds interleaved,
- * medians), because absolute figures on a shared 2-core machine mean little. See docs/performance.md.
+ * medians), because absolute figures on a shared 2-core machine mean little. See README.md, "Performance".
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'

@@ -39,7 +39,7 @@ const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
 
 // ------------------------------------------------------------------------------------------------
-// Metric names the deploy files may use: CONTRACT.md §7 plus prom-client's default metrics, the latter
+// Metric names the deploy files may use: docs/metrics.md plus prom-client's default metrics, the latter
 // taken from the prom-client the gateway ships, so a rename there fails this test.
 
 function promClientDefaultMetricNames(): string[] {
@@ -54,18 +54,20 @@ export const DEPLOY_METRIC_NAMES: readonly string[] = [
   ...new Set([...CONTRACT_METRIC_NAMES, ...promClientDefaultMetricNames(), ...PROMETHEUS_SYNTHETIC_METRIC_NAMES])
 ].sort()
 
-/** CONTRACT.md §7 labels per metric; Prometheus adds job and instance, histograms have le */
+/** docs/metrics.md labels per metric; Prometheus adds job and instance, histograms have le */
 const CONTRACT_LABELS: Record<string, readonly string[]> = {
   mj_gateway_http_requests_total: ['method', 'route', 'status_code'],
   mj_gateway_http_request_duration_seconds: ['method', 'route', 'status_code', 'le'],
   mj_gateway_cache_lookups_total: ['result'],
   mj_gateway_upstream_requests_total: ['outcome'],
-  mj_gateway_upstream_request_duration_seconds: ['outcome', 'le']
+  mj_gateway_upstream_request_duration_seconds: ['outcome', 'le'],
+  mj_gateway_images_archived_total: ['outcome'],
+  mj_gateway_image_requests_total: ['result']
 }
 const TARGET_LABELS = ['job', 'instance']
 const LABEL_VALUES: Record<string, readonly string[]> = {
-  result: ['hit', 'miss', 'coalesced', 'stale', 'hit_shared'],
-  outcome: ['ok', 'http_4xx', 'http_5xx', 'timeout', 'error']
+  result: ['hit', 'miss', 'coalesced', 'stale', 'hit_shared', 'fetched', 'gone'],
+  outcome: ['ok', 'http_4xx', 'http_5xx', 'timeout', 'error', 'not_allowed', 'too_large', 'not_image', 'gone', 'store_error']
 }
 const ALL_LABELS = new Set([...Object.values(CONTRACT_LABELS).flat(), ...TARGET_LABELS])
 
@@ -331,7 +333,7 @@ t.test('dashboard: Grafana 10+ JSON, every panel described and bound to ${dataso
   const ids = panels.map((p) => p['id'])
   t.equal(new Set(ids).size, ids.length, 'panel ids are unique')
   const rows = panels.filter((p) => p['type'] === 'row').map((p) => p['title'])
-  t.same(rows, ['Traffic', 'Latency', 'Cache', 'Upstream health', 'Process'], 'rows in order')
+  t.same(rows, ['Traffic', 'Latency', 'Cache', 'Upstream health', 'Process', 'Images'], 'rows in order')
   for (const p of panels) {
     const title = str(p['title']) ?? `panel ${String(p['id'])}`
     const pos = obj(p['gridPos'])
@@ -351,14 +353,14 @@ t.test('dashboard: Grafana 10+ JSON, every panel described and bound to ${dataso
   }
 })
 
-t.test('dashboard and alerts use only contract metrics, labels and label values', async (t) => {
+t.test('docs/metrics.md §9 dashboard and alerts use only documented metrics, labels and label values', async (t) => {
   const queries = [...dashboardQueries().map((q) => ({ where: `dashboard: ${q.where}`, expr: q.expr })), ...alertRules().map((r) => ({ where: `alert ${r.alert}`, expr: r.expr }))]
   t.ok(queries.length > 20, `${queries.length} queries found`)
   for (const { where, expr } of queries) {
     const names = [...metricNamesIn(expr), ...(/(?<![A-Za-z0-9_:])up\s*[{[]/.test(expr) ? ['up'] : [])]
     t.ok(names.length > 0, `${where}: reads at least one metric`)
-    for (const name of names) t.ok(DEPLOY_METRIC_NAMES.includes(name), `${where}: ${name} is a contract or prom-client metric`)
-    t.same(labelProblems(expr), [], `${where}: labels and values are the contract's`)
+    for (const name of names) t.ok(DEPLOY_METRIC_NAMES.includes(name), `${where}: ${name} is a documented or prom-client metric`)
+    t.same(labelProblems(expr), [], `${where}: labels and values are documented ones`)
   }
   for (const name of CONTRACT_METRIC_NAMES) {
     t.ok(metricNamesUsedByDeployFiles().includes(name), `${name} is shown or alerted on`)

@@ -1,5 +1,5 @@
 /**
- * Logging that cannot take the gateway down (docs/operations-resilience.md, "Logs"): a closed stdout pipe or a
+ * Logging that cannot take the gateway down (docs/operations.md §4): a closed stdout pipe or a
  * reader that stops reading never blocks serving or shutdown; lines are dropped and counted instead.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'

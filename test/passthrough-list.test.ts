@@ -50,7 +50,7 @@ function isError(t: Test, r: Reply, status: number, code: string): void {
   t.equal((r.json as { code: string }).code, code)
 }
 
-t.test('§4 list-by-condition: 1–100 valid ids, else 400 with no upstream call', async (t) => {
+t.test('docs/http-api.md §6 list-by-condition: 1–100 valid ids, else 400 with no upstream call', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, GUARDED)
   const bad: unknown[] = [
@@ -59,7 +59,11 @@ t.test('§4 list-by-condition: 1–100 valid ids, else 400 with no upstream call
     { ids: null },
     { ids: 'A1' },
     { ids: { 0: 'A1' } },
-    { ids: [123] },
+    { ids: [1.5] },
+    { ids: [-17] },
+    { ids: [2 ** 53] },
+    { ids: [1e21] },
+    { ids: [true] },
     { ids: ['A1', null] },
     { ids: ['A1', ['B1']] },
     { ids: ['bad.id'] },
@@ -87,7 +91,7 @@ t.test('§4 list-by-condition: 1–100 valid ids, else 400 with no upstream call
   t.same(up.listCalls(), [hundred], 'one upstream call with the 100 ids')
 })
 
-t.test('§4 list-by-condition: cached terminal ids answered locally, the rest asked upstream in one call, terminal results stored, requested order, unknown left out, x-cache-hits', async (t) => {
+t.test('docs/http-api.md §6 list-by-condition: cached terminal ids answered locally, the rest asked upstream in one call, terminal results stored, requested order, unknown left out, x-cache-hits', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   up.tasks.set('B2', task('B2', 'IN_PROGRESS'))
@@ -113,7 +117,7 @@ t.test('§4 list-by-condition: cached terminal ids answered locally, the rest as
   t.equal(up.listCalls().length, 2, 'all cached: no upstream call at all')
 })
 
-t.test('§4 list-by-condition stores terminal results that GET /mj/task/:id/fetch then serves as HIT, byte for byte', async (t) => {
+t.test('docs/caching.md §9 list-by-condition stores terminal results that GET /mj/task/:id/fetch then serves as HIT, byte for byte', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   up.tasks.set('B2', task('B2', 'IN_PROGRESS'))
@@ -130,7 +134,7 @@ t.test('§4 list-by-condition stores terminal results that GET /mj/task/:id/fetc
   t.equal(up.requests.filter((r) => r.url.endsWith('/fetch')).length, 1, 'only B2 was fetched upstream')
 })
 
-t.test('§4 list-by-condition answers a terminal task cached by fetch from the cache, but not a live poll-cache entry', async (t) => {
+t.test('docs/caching.md §9 list-by-condition answers a terminal task cached by fetch from the cache, but not a live poll-cache entry', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   up.tasks.set('B2', task('B2', 'IN_PROGRESS'))
@@ -154,7 +158,7 @@ t.test('§4 list-by-condition answers a terminal task cached by fetch from the c
   t.equal((await gw.call('GET', '/mj/task/B2/fetch', { headers: CLIENT_AUTH })).headers['x-cache'], 'HIT')
 })
 
-t.test('§5.2 list-by-condition: a terminal task whose imageUrl is inside the expiry margin is not cached', async (t) => {
+t.test('docs/caching.md §2 list-by-condition: a terminal task whose imageUrl is inside the expiry margin is not cached', async (t) => {
   const up = await upstream(t)
   const soon = Math.floor(Date.now() / 1000 + 100).toString(16)
   up.tasks.set('A1', task('A1', 'SUCCESS', soon))
@@ -166,7 +170,7 @@ t.test('§5.2 list-by-condition: a terminal task whose imageUrl is inside the ex
   t.equal((await gw.call('GET', '/mj/task/A1/fetch', { headers: CLIENT_AUTH })).headers['x-cache'], 'MISS')
 })
 
-t.test('§4 list-by-condition: a repeated id is answered once, at its first position, and asked upstream once', async (t) => {
+t.test('docs/http-api.md §6 list-by-condition: a repeated id is answered once, at its first position, and asked upstream once', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   up.tasks.set('B2', task('B2', 'FAILURE'))
@@ -179,7 +183,7 @@ t.test('§4 list-by-condition: a repeated id is answered once, at its first posi
   t.equal(again.headers['x-cache-hits'], '2')
 })
 
-t.test('§4 list-by-condition: odd upstream elements are skipped; empty, null and [] answers mean no tasks', async (t) => {
+t.test('docs/http-api.md §6 list-by-condition: odd upstream elements are skipped; empty, null and [] answers mean no tasks', async (t) => {
   const up = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => up.close())
   const gw = await startGateway(t, up.url, GUARDED)
@@ -196,7 +200,7 @@ t.test('§4 list-by-condition: odd upstream elements are skipped; empty, null an
   }
 })
 
-t.test('§6 list-by-condition: upstream failures map as in §6, upstream answers pass through', async (t) => {
+t.test('docs/errors.md §3 list-by-condition: upstream failures map to gateway errors, upstream answers pass through', async (t) => {
   const up = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => up.close())
   const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_TIMEOUT_MS: '1000', UPSTREAM_RETRIES: '2' })
@@ -234,7 +238,7 @@ t.test('§6 list-by-condition: upstream failures map as in §6, upstream answers
   })
 })
 
-t.test('§4 list-by-condition: ids all cached need no upstream, so an upstream outage does not touch them', async (t) => {
+t.test('docs/http-api.md §6 list-by-condition: ids all cached need no upstream, so an upstream outage does not touch them', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   const gw = await startGateway(t, up.url, GUARDED)
@@ -246,7 +250,7 @@ t.test('§4 list-by-condition: ids all cached need no upstream, so an upstream o
   t.equal(r.text, `[${up.tasks.get('A1')}]`)
 })
 
-t.test('§7 list-by-condition counts one cache lookup per id: hit for cached terminal, miss for the rest', async (t) => {
+t.test('docs/metrics.md §3 list-by-condition counts one cache lookup per id: hit for cached terminal, miss for the rest', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   const gw = await startGateway(t, up.url, GUARDED)

@@ -21,7 +21,7 @@ class MapTier implements TerminalStore {
   }
 }
 
-t.test('§4 with a shared tier: ids cached there count as cached (hit_shared), are kept locally, and terminal upstream results are shared', async (t) => {
+t.test('docs/caching.md §9 with a shared tier: ids cached there count as cached (hit_shared), are kept locally, and terminal upstream results are shared', async (t) => {
   const up = await startSimulatedUpstream({ handler: () => ({ kind: 'raw', body: `[${body('U1', 'SUCCESS')},${body('L1', 'IN_PROGRESS')}]` }) })
   t.teardown(() => up.close())
   const cache = new TaskCache({ maxBytes: 1 << 20, staleIfErrorMs: 0 })

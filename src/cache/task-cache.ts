@@ -121,7 +121,7 @@ export class TaskCache {
   /**
    * Single-flight: concurrent callers with one key share one call of `load`.
    * lru-cache's own fetch() coalesces too, but it cannot hand waiters a result it must not store
-   * (another task's body, an upstream 404), and CONTRACT §5.4 coalesces those as well.
+   * (another task's body, an upstream 404), and docs/caching.md §4 coalesces those as well.
    */
   flight<T>(key: string, load: () => Promise<T>): { promise: Promise<T>; leader: boolean } {
     const running = this.flights.get(key) as Promise<T> | undefined

@@ -8,7 +8,7 @@ import { classify, type CacheRules } from '../cache/policy.js'
 import type { RedisRejectReason } from '../metrics/gateway-metrics.js'
 
 /*
- * Keys, all under `mjgw:{upstream key fingerprint}:` (CONTRACT §5.7), values the upstream bytes as sent:
+ * Keys, all under `mjgw:{upstream key fingerprint}:` (docs/caching.md §7), values the upstream bytes as sent:
  *   task:{id}  a terminal task, PX = its in-memory TTL
  *   poll:{id}  a live task, PX = POLL_CACHE_MS (only when > 0)
  *   lock:{id}  the cross-replica single-flight lock: a token, PX = the holder's whole upstream budget
@@ -133,7 +133,7 @@ export class RedisSharedTier implements SharedTier, TerminalStore {
   }
 
   /**
-   * A value read from Redis, judged as an upstream answer is (CONTRACT §5): the id must be the one asked for, a
+   * A value read from Redis, judged as an upstream answer is (docs/caching.md §1): the id must be the one asked for, a
    * task entry must be terminal and a poll entry live, and its life here is capped by the local rules
    * (CACHE_TTL_SECONDS, the imageUrl expiry, POLL_CACHE_MS) whatever TTL Redis had. A 'D' hand-off is what
    * upstream answered a peer for this request, passed on but never kept, as that answer would have been.

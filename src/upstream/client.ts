@@ -8,7 +8,7 @@ import {
   UpstreamHttpError,
   UpstreamTimeoutError,
   UpstreamUnreachableError
-} from '../http/errors.js'
+} from './failures.js'
 import { KeyHealth } from './key-health.js'
 
 export interface UpstreamResponse {
@@ -39,7 +39,8 @@ const UNDICI_TIMER_SLACK_MS = 5000
 /**
  * undici Pool with keep-alive, the key injected per UPSTREAM_AUTH_STYLE, one time budget over all tries,
  * and full-jitter retries. Hand-written rather than undici's RetryAgent because that one neither bounds all
- * tries by one deadline nor lets each attempt be counted in metrics, and both are in the contract.
+ * tries by one deadline nor lets each attempt be counted in metrics, and both are documented
+ * (docs/configuration.md §3, docs/metrics.md §4).
  */
 export class UpstreamClient {
   private readonly pool: Pool
