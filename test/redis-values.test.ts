@@ -125,3 +125,23 @@ t.test('after a Redis outage, tasks served from memory are written back for the 
   t.equal(calls(), before, 'without asking upstream')
   t.equal((await b.get('/readyz')).status, 200)
 })
+
+t.test('write-back goes in batches, and a failure part way is logged once and harms nothing', async (t) => {
+  const { pino } = await import('pino')
+  const { RedisConnection } = await import('../src/redis/connection.js')
+  const { RedisSharedTier } = await import('../src/redis/shared-tier.js')
+  const lines: string[] = []
+  const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) })
+  const conn = new RedisConnection({ url: redis.url, log, onState: () => undefined })
+  t.teardown(() => conn.close())
+  function* memory(): Generator<{ id: string; body: Buffer; ttlMs: number }> {
+    for (let i = 0; i < 250; i++) yield { id: `wb-${i}`, body: Buffer.from(task(`wb-${i}`, 'SUCCESS')), ttlMs: 60_000 }
+    throw new Error('memory went away')
+  }
+  new RedisSharedTier(conn, { namespace: 'fp-writeback', lockTtlMs: 1000, lockWaitMs: 100, rules: { ttlSeconds: 3600, urlExpiryMarginSeconds: 300, pollCacheMs: 1000 }, memory })
+  for (let i = 0; i < 200 && !lines.some((l) => l.includes('written back')); i++) await sleep(20)
+  t.equal((await redis.admin().keys('mjgw:fp-writeback:task:*')).length, 200, 'two full batches of 100 written before the failure')
+  t.ok(lines.some((l) => l.includes('"tasks":200') && l.includes('written back')), 'the count is logged')
+  t.ok(lines.some((l) => l.includes('memory went away') && l.includes('"level":40')), 'the failure is one warning')
+  t.ok(conn.up, 'Redis still in use')
+})
