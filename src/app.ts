@@ -26,10 +26,13 @@ import { healthRoutes } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { taskFetchRoutes } from './routes/task-fetch.js'
 import { passthroughRoutes } from './routes/passthrough.js'
+import { unroutedRoutes } from './routes/unrouted.js'
+import { withModePrefixes } from './routes/mode-prefixes.js'
+import { MAX_HEADER_BYTES } from './http/request-checks.js'
 import { TaskListService } from './tasks/list-service.js'
 import { HitLane } from './http/hit-lane.js'
 import { GatewayServer, defaultTimeouts, serverSettings, type Timeouts } from './http/server.js'
-import { CorsPolicy } from './http/cors.js'
+import { CorsPolicy } from './http/cors-policy.js'
 import { AccessLog, requestIds } from './logging/access-log.js'
 import { clientIp, trustFunction } from './http/client-address.js'
 import { createImageArchive } from './images/image-archive.js'
@@ -84,7 +87,9 @@ function rateLimitStore(config: Config, redis: RedisConnection | undefined): Sto
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
   const trust = trustFunction(config.trustProxy)
   const nextId = requestIds()
-  const settings = serverSettings({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts })
+  const cors = new CorsPolicy(config.corsOrigins)
+  const clientKeys = new ClientKeyTable(config)
+  const settings = serverSettings({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts }, cors, (h) => clientKeys.identify(h).authorized)
   const server = new GatewayServer(settings)
   const ownStream = overrides.logStream === undefined ? stdoutLog() : undefined
   const logStream: pino.DestinationStream = overrides.logStream ?? (ownStream as LogStream)
@@ -93,18 +98,22 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     trustProxy: trust,
     genReqId: nextId,
     serverFactory: server.factory,
-    // Room for ids well past the pattern's 64, so the schema answers them (400) with the pattern in its message.
-    routerOptions: { maxParamLength: 1024 },
-    return503OnClosing: true,
+    // Room for any id a request head can hold, so the schema answers it (400) with the pattern in its message
+    // (an id the router found too long would go to the /mj/* catch-all instead: routes/unrouted.ts).
+    routerOptions: { maxParamLength: MAX_HEADER_BYTES },
+    // the hardening hook answers requests that arrive while closing (503 in the contract's shape)
+    return503OnClosing: false,
     // one access line per request (plugins/request-log.ts) instead of Fastify's two, and request.log built lazily
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: lazyChildLogger,
     ...settings
   })
   installErrorHandler(app)
+  // CORS first of all, at the root: every answer after it, refusals and 404s included, carries the headers
+  // (docs/compatibility.md), and a preflight is answered before any check
+  if (cors.enabled) await app.register(corsPlugin, { policy: cors })
   await app.register(hardeningPlugin)
 
-  const clientKeys = new ClientKeyTable(config)
   app.decorate('reloadClientKeys', () => reloadClientKeys(clientKeys, app.log))
 
   const metrics = new GatewayMetrics({
@@ -145,7 +154,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const httpMetrics = overrides.httpMetrics ?? true
   const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
-  const cors = new CorsPolicy(config.corsOrigins)
   // HIT_LANE: every request meets the hit lane (src/http/hit-lane.ts) first, and what it does not answer goes to Fastify
   const lane =
     config.hitLane === 'off'
@@ -180,18 +188,21 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     keyState: () => upstream.keyHealth.state()
   })
   // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
-  // Hook order inside: CORS (answers preflights), shedding, rate limit (onRequest), client token (preParsing).
+  // Hook order inside: shedding, rate limit (onRequest), client token (preParsing); CORS runs before them all (root).
   await app.register(async (mj) => {
-    if (cors.enabled) await mj.register(corsPlugin, { policy: cors })
     if (config.eventLoopMaxDelayMs > 0) {
       await mj.register(sheddingPlugin, { maxEventLoopDelayMs: config.eventLoopMaxDelayMs })
       if (lane !== undefined) lane.underPressure = () => mj.isUnderPressure()
     }
     await mj.register(authPlugin, { table: clientKeys })
     if (rateLimit !== undefined) await mj.register(rateLimitPlugin, { table: clientKeys, counter: rateLimit })
-    await mj.register(taskFetchRoutes, { cache, service, metrics, rewriter })
-    await mj.register(imageRoutes, { images: imageService, signer: images.signer, clients: clientKeys })
-    await mj.register(passthroughRoutes, { config, upstream, list })
+    // the routes below, at /mj/... and again under /mj-fast, /mj-relax and /mj-turbo (routes/mode-prefixes.ts)
+    await withModePrefixes(mj, async (mj) => {
+      await mj.register(taskFetchRoutes, { cache, service, metrics, rewriter })
+      await mj.register(imageRoutes, { images: imageService, signer: images.signer, clients: clientKeys })
+      await mj.register(passthroughRoutes, { config, upstream, list })
+      await mj.register(unroutedRoutes)
+    })
   })
   return app
 }

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
+import { parsePassthroughRoutes } from './routes/passthrough-table.js'
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -38,6 +39,7 @@ const EnvSchema = Type.Object({
   ALLOW_NOTIFY_HOOK: Type.Boolean({ default: false }),
   EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0),
   HIT_LANE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
+  PASSTHROUGH_ROUTES: Type.String({ default: '' }),
   DATA_DIR: Type.String({ default: './data', minLength: 1 }),
   PUBLIC_URL: Type.String({ default: '' }),
   IMAGE_HOSTS: Type.String({ default: 'cdn.discordapp.com,media.discordapp.net' }),
@@ -93,6 +95,8 @@ export interface Config {
   readonly eventLoopMaxDelayMs: number
   /** `off` (a diagnostic): every request goes through Fastify, none through the hit lane */
   readonly hitLane: 'on' | 'off'
+  /** PASSTHROUGH_ROUTES, else the default list (routes/passthrough-table.ts); `{id}` written as `:id` */
+  readonly passthroughRoutes: readonly string[]
   /** DATA_DIR: where embedded stores (the image archive among them) keep their files */
   readonly dataDir: string
   /** PUBLIC_URL without a trailing slash; '' = unset */
@@ -326,6 +330,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     allowNotifyHook: env.ALLOW_NOTIFY_HOOK,
     eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS,
     hitLane: env.HIT_LANE,
+    passthroughRoutes: passthroughRoutesOf(env.PASSTHROUGH_ROUTES),
     dataDir: env.DATA_DIR,
     publicUrl,
     images: {
@@ -340,6 +345,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     }
   }
   return deepFreeze(config)
+}
+
+function passthroughRoutesOf(value: string): string[] {
+  try {
+    return parsePassthroughRoutes(value)
+  } catch (err) {
+    throw new ConfigError(`PASSTHROUGH_ROUTES: ${(err as Error).message}`)
+  }
 }
 
 function deepFreeze<T extends object>(o: T): T {
@@ -377,6 +390,7 @@ export function describeConfig(c: Config): Record<string, unknown> {
     ALLOW_NOTIFY_HOOK: c.allowNotifyHook,
     EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs,
     HIT_LANE: c.hitLane,
+    PASSTHROUGH_ROUTES: c.passthroughRoutes,
     DATA_DIR: c.dataDir,
     PUBLIC_URL: c.publicUrl === '' ? null : c.publicUrl,
     IMAGE_HOSTS: c.images.hosts,

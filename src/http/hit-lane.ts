@@ -9,7 +9,7 @@ import { rateLimitKey, type RateLimitCounter } from '../rate-limit/counter.js'
 import { etagMatches } from '../routes/task-fetch.js'
 import { FETCH_ROUTE, fetchUrlTaskId } from '../tasks/task-id.js'
 import type { AccessLog } from '../logging/access-log.js'
-import type { CorsPolicy } from './cors.js'
+import type { CorsPolicy } from './cors-policy.js'
 import type { HeaderList } from './header-list.js'
 import { requestProblem } from './request-checks.js'
 import { SECURITY_HEADER_LIST } from './security-headers.js'
@@ -49,7 +49,7 @@ export interface HitLaneOptions {
  * with the same status, headers and body as the Fastify route, by calling the same rules in the same order:
  *
  *   pre-checks (request-checks.ts) → identity (clients/identity.ts) → admission (load shedding, rate-limit/counter.ts)
- *   → [who may see the task] → cache lookup → write (security-headers.ts, cache-control.ts, cors.ts, the counter's
+ *   → [who may see the task] → cache lookup → write (security-headers.ts, cache-control.ts, cors-policy.ts, the counter's
  *   headers), then the same metrics and access line.
  *
  * Anything else goes to Fastify untouched, which answers it the same way: another URL or method, a request a
@@ -132,10 +132,17 @@ export class HitLane {
   ): void {
     this.answered++
     this.opts.metrics.lookup('hit')
-    // in the order the Fastify route sends them: security, CORS, rate limit, then the route's own
-    const headers = SECURITY_HEADER_LIST.slice()
+    // in the order the Fastify route sends them: CORS (its hook runs first, at the root), security, rate limit,
+    // then the route's own
+    let headers: HeaderList
+    if (this.opts.cors.enabled) {
+      headers = []
+      this.opts.cors.responseHeaders(req.headers.origin, headers)
+      headers.push(...SECURITY_HEADER_LIST)
+    } else {
+      headers = SECURITY_HEADER_LIST.slice()
+    }
     headers.push('cache-control', hitCacheControl(hit, now))
-    this.opts.cors.responseHeaders(req.headers.origin, headers)
     if (rateLimitHeaders !== undefined) headers.push(...rateLimitHeaders)
     const rewriter = this.opts.rewriter
     const { body, etag } = rewriter === undefined ? hit : rewriter.present(hit.body, hit.etag, now)

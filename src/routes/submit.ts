@@ -4,19 +4,10 @@ import type { Config } from '../config.js'
 import type { UpstreamClient } from '../upstream/client.js'
 import { strictBody } from './strict-body.js'
 import { forward } from './forward.js'
+import { routeKind } from './passthrough-table.js'
 
-/** The allowlist (docs/http-api.md §4): nothing else under /mj/submit is routed, so nothing else reaches upstream. */
-export const SUBMIT_KINDS = [
-  'imagine',
-  'action',
-  'blend',
-  'describe',
-  'modal',
-  'shorten',
-  'change',
-  'simple-change',
-  'upload-discord-images'
-] as const
+/** The allowlist (docs/http-api.md §4) is config.passthroughRoutes: nothing else is routed, so nothing else reaches upstream. */
+export { SUBMIT_KINDS } from './passthrough-table.js'
 
 type JsonObject = Record<string, unknown>
 
@@ -35,17 +26,21 @@ interface Deps {
   upstream: UpstreamClient
 }
 
-/** POST /mj/submit/{kind}: a JSON object, notifyHook removed unless ALLOW_NOTIFY_HOOK, forwarded once. */
+/**
+ * POST /mj/submit/{kind}, /mj/insight-face/swap and any other submit-like path of PASSTHROUGH_ROUTES: a JSON object,
+ * notifyHook removed unless ALLOW_NOTIFY_HOOK, forwarded once, under the scope's mode prefix (routes/mode-prefixes.ts).
+ */
 export async function submitRoutes(app: FastifyInstance, { config, upstream }: Deps): Promise<void> {
-  for (const kind of SUBMIT_KINDS) {
-    const path = `/mj/submit/${kind}`
+  const mode = app.prefix
+  for (const path of config.passthroughRoutes) {
+    if (routeKind(path) !== 'submit') continue
     app.post<{ Body: JsonObject }>(
       path,
       { bodyLimit: config.submitMaxBodyBytes, schema: { body: SubmitBody }, validatorCompiler: strictBody },
       async (request, reply) => {
         const body = config.allowNotifyHook ? request.body : withoutNotifyHook(request.body)
         // a submit spends money and is not idempotent: one try only
-        return forward(upstream, reply, { method: 'POST', path, body: Buffer.from(JSON.stringify(body)), idempotent: false })
+        return forward(upstream, reply, { method: 'POST', path: mode + path, body: Buffer.from(JSON.stringify(body)), idempotent: false })
       }
     )
   }

@@ -44,8 +44,10 @@ function send(
  * before it gets here; this answers it the same way when the lane declines or is off.
  */
 export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics, rewriter }: Deps): Promise<void> {
+  // '' or a mode prefix (routes/mode-prefixes.ts): the cache is shared, a miss is asked upstream under the prefix
+  const mode = app.prefix
   const miss = async (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const served = await service.fetch(request.params.id)
+    const served = await service.fetch(request.params.id, mode)
     if (served.kind === 'task') return send(request, reply, served, served.cacheControl, served.cache, rewriter)
     return sendAnswer(reply, served.answer)
   }

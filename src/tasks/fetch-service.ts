@@ -4,7 +4,8 @@ import type { UpstreamClient } from '../upstream/client.js'
 import { classify, type CacheRules } from '../cache/policy.js'
 import { etagOf, type TaskCache } from '../cache/task-cache.js'
 import { cacheControlFor } from '../cache/cache-control.js'
-import { TaskNotFoundError, UpstreamBadResponseError } from '../http/errors.js'
+import { TaskNotFoundError } from '../http/errors.js'
+import { UpstreamBadResponseError } from '../upstream/failures.js'
 import { takeAnswer, type Answer } from '../upstream/answer.js'
 
 export type CacheStatus = 'HIT' | 'MISS' | 'COALESCED' | 'STALE'
@@ -55,8 +56,9 @@ export class TaskService {
     this.rules = { ttlSeconds: cfg.ttlSeconds, urlExpiryMarginSeconds: cfg.urlExpiryMarginSeconds, pollCacheMs: cfg.pollCacheMs }
   }
 
-  async fetch(id: string): Promise<Served> {
-    const { promise, leader } = this.cache.flight(id, () => this.load(id))
+  /** `mode` is the request's mode prefix ('' or `/mj-fast`…): the upstream path of a miss; the flight is the id's alone. */
+  async fetch(id: string, mode = ''): Promise<Served> {
+    const { promise, leader } = this.cache.flight(id, () => this.load(id, mode))
     let loaded: Loaded
     try {
       loaded = await promise
@@ -86,14 +88,14 @@ export class TaskService {
     return { kind: 'task', body: loaded.body, etag: loaded.etag, cacheControl: cacheControlFor(loaded.maxAgeSeconds), cache }
   }
 
-  private async load(id: string): Promise<Loaded> {
+  private async load(id: string, mode: string): Promise<Loaded> {
     const shared = this.shared
-    if (shared === undefined) return this.fromUpstream(id, () => undefined)
+    if (shared === undefined) return this.fromUpstream(id, mode, () => undefined)
     const begun = await shared.begin(id)
     if (begun.kind === 'hit') return this.fromShared(id, begun)
     let share: Share | undefined
     try {
-      return await this.fromUpstream(id, (s) => (share = s))
+      return await this.fromUpstream(id, mode, (s) => (share = s))
     } finally {
       shared.finish(id, begun.token, share)
     }
@@ -110,10 +112,10 @@ export class TaskService {
     return { kind: 'task', body: hit.body, etag, maxAgeSeconds, source }
   }
 
-  private async fromUpstream(id: string, publish: (share: Share) => void): Promise<Loaded> {
+  private async fromUpstream(id: string, mode: string, publish: (share: Share) => void): Promise<Loaded> {
     let res
     try {
-      res = await this.upstream.request({ method: 'GET', path: `/mj/task/${id}/fetch`, idempotent: true })
+      res = await this.upstream.request({ method: 'GET', path: `${mode}/mj/task/${id}/fetch`, idempotent: true })
     } catch (err) {
       return this.standIn(id, err)
     }

@@ -3,10 +3,11 @@ import type { UpstreamClient } from '../upstream/client.js'
 import { arrayElementSources } from '../upstream/json-array.js'
 import { classify, type CacheRules } from '../cache/policy.js'
 import { etagOf, type TaskCache } from '../cache/task-cache.js'
-import { UpstreamBadResponseError } from '../http/errors.js'
+import { UpstreamBadResponseError } from '../upstream/failures.js'
 import { takeAnswer, type Answer } from '../upstream/answer.js'
+import { LIST_PATH } from '../routes/passthrough-table.js'
 
-export const LIST_PATH = '/mj/task/list-by-condition'
+export { LIST_PATH }
 
 /** The shared tier's terminal tasks, read and written one by one (no lock: a list is not single-flighted). */
 export interface TerminalStore {
@@ -38,8 +39,11 @@ export class TaskListService {
     private readonly shared?: TerminalStore
   ) {}
 
-  /** `ids` are already valid; duplicates are answered once, at their first position. */
-  async list(ids: readonly string[]): Promise<Listed> {
+  /**
+   * `ids` are already valid; duplicates are answered once, at their first position. `mode` is the request's mode
+   * prefix ('' or `/mj-fast`…): the upstream call goes there, the cache is shared.
+   */
+  async list(ids: readonly string[], mode = ''): Promise<Listed> {
     const wanted = [...new Set(ids)]
     const bodies = new Map<string, Buffer>()
     const now = this.cache.now()
@@ -57,7 +61,7 @@ export class TaskListService {
     const hits = wanted.length - missing.length
     if (missing.length > 0) {
       for (let i = 0; i < missing.length; i++) this.metrics.lookup('miss')
-      const answer = await this.fromUpstream(missing, bodies)
+      const answer = await this.fromUpstream(missing, bodies, mode)
       if (answer !== undefined) return answer
     }
     const parts: Buffer[] = []
@@ -89,10 +93,10 @@ export class TaskListService {
   }
 
   /** Asks upstream once; fills `bodies`, or returns the upstream's 4xx answer to pass through. */
-  private async fromUpstream(ids: string[], bodies: Map<string, Buffer>): Promise<Listed | undefined> {
+  private async fromUpstream(ids: string[], bodies: Map<string, Buffer>, mode: string): Promise<Listed | undefined> {
     const res = await this.upstream.request({
       method: 'POST',
-      path: LIST_PATH,
+      path: `${mode}${LIST_PATH}`,
       body: Buffer.from(JSON.stringify({ ids })),
       // a query, not a submit: safe to retry
       idempotent: true
