@@ -14,6 +14,15 @@ export function requestIds(): () => string {
   }
 }
 
+/** query parameters that carry a credential: a signed image URL's signature (docs/images.md §2) */
+const SECRET_QUERY = /([?&](?:sig)=)[^&#]*/g
+
+/** The URL as logged: a credential in the query is replaced, so a log reader cannot replay the request. */
+export function loggableUrl(url: string | undefined): string | undefined {
+  if (url === undefined || !url.includes('?')) return url
+  return url.replace(SECRET_QUERY, '$1[redacted]')
+}
+
 /** where the line goes: the app logger's destination */
 export interface LineSink {
   write(line: string): unknown
@@ -47,7 +56,7 @@ export class AccessLog {
   write(req: IncomingMessage, statusCode: number, client: ClientIdentity | null, ms: number, reqId = this.nextId()): void {
     const request =
       field('method', req.method).slice(1) +
-      field('url', req.url) +
+      field('url', loggableUrl(req.url)) +
       field('host', clientHost(req, this.trust)) +
       field('remoteAddress', clientIp(req, this.trust)) +
       field('remotePort', req.socket.remotePort)
