@@ -1,7 +1,7 @@
 import { FETCH_ROUTE } from '../tasks/task-id.js'
 
 /**
- * Which midjourney-proxy paths the gateway forwards (CONTRACT §4, §10): the default list, or PASSTHROUGH_ROUTES.
+ * Which midjourney-proxy paths the gateway forwards (docs/http-api.md §3, docs/compatibility.md): the default list, or PASSTHROUGH_ROUTES.
  * Kept apart from the routes so config.ts can check PASSTHROUGH_ROUTES at start-up.
  */
 
