@@ -546,12 +546,14 @@ t.test('a client that goes away mid-body gets nothing and breaks nothing', async
 
   const slow = await start(t, { latencyMs: 80 })
   const controller = new AbortController()
-  const aborted = fetch(`${slow.url}/mj/task/1/fetch`, { headers: BEARER, signal: controller.signal }).catch(() => 'aborted')
-  await sleep(20)
+  const aborted = send('GET', `${slow.url}/mj/task/1/fetch`, { headers: BEARER, signal: controller.signal }).catch(() => 'aborted')
+  // abort once the request has arrived (a busy machine may take longer than any fixed pause)
+  await waitFor(() => slow.stats.requests === 1)
   controller.abort()
   t.equal(await aborted, 'aborted')
   await sleep(100)
   t.equal(slow.stats.requests, 1)
+  t.equal((await call(slow, '/mj/task/list')).status, 200, 'and the simulation still answers')
 })
 
 t.test('listen options: host, port, and a port that is taken', async (t) => {
