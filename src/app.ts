@@ -28,6 +28,7 @@ import { HitLane } from './http/hit-lane.js'
 import { AccessLog, requestIds } from './logging/access-log.js'
 import { clientIp, trustFunction } from './http/client-address.js'
 import { LocalStore, RateLimitCounter, type Store } from './rate-limit/counter.js'
+import { pushFeatures } from './push/wiring.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -36,6 +37,8 @@ export interface AppOverrides {
   timeouts?: Partial<Timeouts>
   /** false builds the app without the per-request http metrics hook; only the benchmark's "metrics off" candidate uses it */
   httpMetrics?: boolean
+  /** how often events streams get a comment line (tests shorten it); default src/push/subscribers.ts HEARTBEAT_MS */
+  heartbeatMs?: number
 }
 
 export const REDACTED_HEADERS = ['authorization', 'mj-api-secret', 'cookie', 'set-cookie', 'x-api-key', 'proxy-authorization']
@@ -130,11 +133,12 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         })
   const service = new TaskService(config.cache, cache, upstream, metrics, shared)
   const list = new TaskListService(config.cache, cache, upstream, metrics, shared)
+  const push = pushFeatures(app, { config, cache, service, upstream, metrics, redis, shared, clientKeys, heartbeatMs: overrides.heartbeatMs })
   const httpMetrics = overrides.httpMetrics ?? true
   const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
   const lane = new HitLane(
-    { cache, metrics, httpMetrics, clients: clientKeys, rateLimit, corsOrigins: config.corsOrigins, clientIp: (req) => clientIp(req, trust), accessLog },
+    { cache, metrics, httpMetrics, clients: clientKeys, rateLimit, corsOrigins: config.corsOrigins, clientIp: (req) => clientIp(req, trust), accessLog, fetched: push.fetched },
     fastifyHandler as Listener
   )
   app.decorate('hitLane', lane)
@@ -169,7 +173,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     }
     await mj.register(authPlugin, { table: clientKeys })
     if (rateLimit !== undefined) await mj.register(rateLimitPlugin, { table: clientKeys, counter: rateLimit })
-    await mj.register(taskFetchRoutes, { cache, service, metrics })
+    await mj.register(taskFetchRoutes, { cache, service, metrics, fetched: push.fetched })
+    await mj.register(push.routes)
     await mj.register(passthroughRoutes, { config, upstream, list })
   })
   return app

@@ -36,7 +36,11 @@ const EnvSchema = Type.Object({
   PASSTHROUGH: Type.Union([Type.Literal('auto'), Type.Literal('on'), Type.Literal('off')], { default: 'auto' }),
   SUBMIT_MAX_BODY_BYTES: Int(20971520, 1),
   ALLOW_NOTIFY_HOOK: Type.Boolean({ default: false }),
-  EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0)
+  EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0),
+  EVENTS_MAX_SUBSCRIBERS: Int(10000, 1),
+  WATCH_IDLE_SECONDS: Int(30, 0),
+  REFRESH_INTERVAL_MS: Int(1000, 100, 3_600_000),
+  PUBLIC_URL: Type.String({ default: '' })
 })
 type Env = Static<typeof EnvSchema>
 
@@ -81,6 +85,14 @@ export interface Config {
   readonly submitMaxBodyBytes: number
   readonly allowNotifyHook: boolean
   readonly eventLoopMaxDelayMs: number
+  /** CONTRACT §11: push (server-sent events, the refresher, webhooks in) */
+  readonly push: {
+    readonly maxSubscribers: number
+    readonly watchIdleSeconds: number
+    readonly refreshIntervalMs: number
+    /** the gateway's public origin (and path prefix) for the upstream's callbacks; '' = no webhooks */
+    readonly publicUrl: string
+  }
 }
 
 export class ConfigError extends Error {
@@ -173,6 +185,20 @@ function parseOrigins(value: string): string[] {
     })
 }
 
+/** PUBLIC_URL: http(s), no query, fragment or credentials; kept without a trailing slash. */
+function parsePublicUrl(value: string): string {
+  if (value === '') return ''
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new ConfigError(`PUBLIC_URL: not a valid URL: ${JSON.stringify(value)}`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`PUBLIC_URL: must be http or https, got ${url.protocol}`)
+  if (url.search || url.hash || url.username || url.password) throw new ConfigError('PUBLIC_URL: no query, fragment or credentials')
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`
+}
+
 /** The URL is never echoed: it may hold a password. */
 function checkRedisUrl(value: string): void {
   if (!/^rediss?:\/\//.test(value)) throw new ConfigError('REDIS_URL: must start with redis:// or rediss://')
@@ -263,7 +289,13 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     passthrough: env.PASSTHROUGH,
     submitMaxBodyBytes: env.SUBMIT_MAX_BODY_BYTES,
     allowNotifyHook: env.ALLOW_NOTIFY_HOOK,
-    eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS
+    eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS,
+    push: {
+      maxSubscribers: env.EVENTS_MAX_SUBSCRIBERS,
+      watchIdleSeconds: env.WATCH_IDLE_SECONDS,
+      refreshIntervalMs: env.REFRESH_INTERVAL_MS,
+      publicUrl: parsePublicUrl(env.PUBLIC_URL)
+    }
   }
   return deepFreeze(config)
 }
@@ -301,7 +333,11 @@ export function describeConfig(c: Config): Record<string, unknown> {
     PASSTHROUGH: c.passthrough,
     SUBMIT_MAX_BODY_BYTES: c.submitMaxBodyBytes,
     ALLOW_NOTIFY_HOOK: c.allowNotifyHook,
-    EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs
+    EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs,
+    EVENTS_MAX_SUBSCRIBERS: c.push.maxSubscribers,
+    WATCH_IDLE_SECONDS: c.push.watchIdleSeconds,
+    REFRESH_INTERVAL_MS: c.push.refreshIntervalMs,
+    PUBLIC_URL: c.push.publicUrl === '' ? null : c.push.publicUrl
   }
 }
 

@@ -32,6 +32,8 @@ export interface HitLaneOptions {
   clientIp: (req: IncomingMessage) => string | undefined
   /** writes the access line (LOG_LEVEL info and below); undefined when that level is off */
   accessLog: AccessLog | undefined
+  /** a live task was answered: the refresher watches it (CONTRACT §11) */
+  fetched?: (id: string, now: number) => void
 }
 
 /**
@@ -101,26 +103,27 @@ export class HitLane {
     if (hit === undefined) return false
     const limit = this.opts.rateLimit
     if (limit === undefined) {
-      this.answer(req, res, hit, now, client, start, undefined)
+      this.answer(id, req, res, hit, now, client, start, undefined)
       return true
     }
     let counting = true
     limit.count(rateLimitKey(client, this.opts.clientIp(req)), (err, counted) => {
       // over the limit (or a store error): the route counts it again and answers 429 (or the error)
       if (err !== null || counted === undefined || counted.current > limit.max) return this.next(req, res)
-      if (counting) return this.answer(req, res, hit, now, client, start, counted)
+      if (counting) return this.answer(id, req, res, hit, now, client, start, counted)
       // A store that answers later (Redis): look again, the entry may have gone meanwhile. Then the route answers,
       // and counts the request a second time: rare, and one count at most.
       const later = Date.now()
       const again = this.opts.cache.fresh(id, later)
       if (again === undefined || this.closing) return this.next(req, res)
-      this.answer(req, res, again, later, client, start, counted)
+      this.answer(id, req, res, again, later, client, start, counted)
     })
     counting = false
     return true
   }
 
   private answer(
+    id: string,
     req: IncomingMessage,
     res: ServerResponse,
     hit: Entry,
@@ -131,6 +134,7 @@ export class HitLane {
   ): void {
     this.answered++
     this.opts.metrics.lookup('hit')
+    if (!hit.terminal) this.opts.fetched?.(id, now)
     // in the order the Fastify route sends them: security, CORS, rate limit, then the route's own
     const headers = SECURITY_PAIRS.slice()
     headers.push('cache-control', hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache')

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import { hostname } from 'node:os'
 import type { ClientIdentity } from '../clients/client-keys.js'
 import { clientHost, clientIp, type TrustFn } from '../http/client-address.js'
+import { redactUrl } from '../http/query-token.js'
 
 const REQ_ID_MAX = 2_147_483_647
 
@@ -47,7 +48,7 @@ export class AccessLog {
   write(req: IncomingMessage, statusCode: number, client: ClientIdentity | null, ms: number, reqId = this.nextId()): void {
     const request =
       field('method', req.method).slice(1) +
-      field('url', req.url) +
+      field('url', redactUrl(req.url as string)) +
       field('host', clientHost(req, this.trust)) +
       field('remoteAddress', clientIp(req, this.trust)) +
       field('remotePort', req.socket.remotePort)

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
 import type { ClientIdentity, ClientKeyTable } from '../clients/client-keys.js'
 import { UnauthorizedError } from '../http/errors.js'
+import { credentialHeaders } from '../http/query-token.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -25,7 +26,7 @@ export interface AuthPluginOptions {
 
 /** Who sent the request, worked out once and shared by the rate limit (onRequest) and the auth check (preParsing). */
 export function clientOf(request: FastifyRequest, table: ClientKeyTable): ClientIdentity {
-  return (request.mjClient ??= table.identify(request.headers))
+  return (request.mjClient ??= table.identify(credentialHeaders(request)))
 }
 
 export function reloadClientKeys(table: ClientKeyTable, log: FastifyBaseLogger): ReloadResult {

@@ -8,6 +8,7 @@ import { LIST_PATH } from '../tasks/list-service.js'
 import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
 import { UpstreamAuthError, UpstreamBadResponseError } from '../http/errors.js'
 import { TASK_ID_PATTERN, taskIdParams } from './task-fetch.js'
+import { notifySecret, notifyUrl, submitBody } from '../push/notify-hook.js'
 
 /** The allowlist (CONTRACT §4): nothing else under /mj/submit is routed, so nothing else reaches upstream. */
 export const SUBMIT_KINDS = [
@@ -95,6 +96,8 @@ function sendAnswer(reply: FastifyReply, res: UpstreamResponse): FastifyReply {
 export async function passthroughRoutes(app: FastifyInstance, { config, upstream, list }: Deps): Promise<void> {
   if (!passthroughEnabled(config)) return
   if (config.clientKeys.length === 0) app.log.warn(OPEN_PASSTHROUGH_WARNING)
+  // CONTRACT §11: with PUBLIC_URL, every submit names the gateway's own callback URL
+  const gatewayHook = config.push.publicUrl === '' ? undefined : notifyUrl(config.push.publicUrl, notifySecret(config.upstream.apiKey))
 
   for (const kind of SUBMIT_KINDS) {
     const path = `/mj/submit/${kind}`
@@ -102,7 +105,7 @@ export async function passthroughRoutes(app: FastifyInstance, { config, upstream
       path,
       { bodyLimit: config.submitMaxBodyBytes, schema: { body: SubmitBody }, validatorCompiler: strict },
       async (request, reply) => {
-        const body = config.allowNotifyHook ? request.body : withoutNotifyHook(request.body)
+        const body = submitBody(request.body, config.allowNotifyHook, gatewayHook)
         // a submit spends money and is not idempotent: one try only
         return forward(upstream, reply, { method: 'POST', path, body: Buffer.from(JSON.stringify(body)), idempotent: false })
       }

@@ -1,0 +1,28 @@
+import type { IncomingHttpHeaders } from 'node:http'
+import type { FastifyRequest } from 'fastify'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** the route takes the client token from a `token` query parameter too (CONTRACT §11: EventSource sends no headers) */
+    queryToken?: boolean
+  }
+}
+
+const TOKEN_PARAM = /([?&]token=)[^&#]*/gi
+
+/** The URL as it may be logged: a `token` query parameter's value replaced by [redacted]. */
+export function redactUrl(url: string): string {
+  return url.indexOf('?') === -1 ? url : url.replace(TOKEN_PARAM, '$1[redacted]')
+}
+
+/**
+ * The headers client auth reads. On a route with `config.queryToken`, a `token` query parameter counts as
+ * `Authorization: Bearer {token}` when the request carries no credential header of its own.
+ */
+export function credentialHeaders(request: FastifyRequest): IncomingHttpHeaders {
+  const headers = request.headers
+  if (request.routeOptions.config.queryToken !== true) return headers
+  if (headers.authorization !== undefined || headers['mj-api-secret'] !== undefined) return headers
+  const token = new URL(request.url, 'http://gateway.invalid').searchParams.get('token')
+  return token === null || token === '' ? headers : { ...headers, authorization: `Bearer ${token}` }
+}
