@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
-import { buildApp } from '../../src/app.js'
+import { buildApp, type AppOverrides } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js'
 import { get, waitFor, type HttpResult } from './net.js'
@@ -31,6 +31,8 @@ export interface Gateway {
 export interface GatewayOptions {
   /** an upstream to put behind the gateway instead of a fresh fake one (closed by whoever started it) */
   upstreamUrl?: string
+  /** buildApp overrides besides the log stream (e.g. a short heartbeat) */
+  overrides?: Omit<AppOverrides, 'logStream'>
 }
 
 export async function startGateway(t: Test, env: Record<string, string> = {}, opts: GatewayOptions = {}): Promise<Gateway> {
@@ -49,7 +51,7 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, op
       cb()
     }
   })
-  const app = await buildApp(config, { logStream })
+  const app = await buildApp(config, { ...opts.overrides, logStream })
   t.teardown(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.server.address() as AddressInfo).port
