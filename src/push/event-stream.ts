@@ -37,7 +37,12 @@ export class EventStream implements TaskListener {
     const seen = lastEventId?.split('.') ?? []
     this.versions = ids.map((_, i) => (seen.length === ids.length ? (seen[i] as string) : ''))
     this.open = new Set(ids)
-    res.once('close', () => this.close())
+    res.once('close', () => {
+      // Ended by the client (or dropped): told as an error, so Fastify's onResponse hooks (access line, metrics) run
+      // as they would for a finished response
+      if (!res.writableFinished) res.emit('error', Object.assign(new Error('events stream closed before it ended'), { code: 'ECONNRESET' }))
+      this.close()
+    })
   }
 
   get tasks(): readonly string[] {
