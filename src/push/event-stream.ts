@@ -27,6 +27,9 @@ export class EventStream implements TaskListener {
   private readonly versions: string[]
   private readonly open: Set<string>
   private closed = false
+  /** what may wait for the socket: MAX_BUFFERED_BYTES, plus the first states (written at once, bounded by the ids) */
+  private allowance = MAX_BUFFERED_BYTES
+  private opening = true
 
   constructor(
     private readonly res: ServerResponse,
@@ -73,6 +76,11 @@ export class EventStream implements TaskListener {
     else this.finish(id)
   }
 
+  /** the first states are written; from now on only MAX_BUFFERED_BYTES more may wait */
+  opened(): void {
+    this.opening = false
+  }
+
   /** a comment line: keeps proxies from closing an idle stream */
   heartbeat(): void {
     this.write(': keep-alive\n\n')
@@ -95,7 +103,8 @@ export class EventStream implements TaskListener {
 
   private write(chunk: string): void {
     if (this.closed) return
-    if (this.res.writableLength > MAX_BUFFERED_BYTES) {
+    if (this.opening) this.allowance += chunk.length
+    else if (this.res.writableLength > this.allowance) {
       // it stopped reading: drop it rather than hold ever more for it
       this.closed = true
       this.res.destroy()

@@ -104,6 +104,7 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
       const known = hub.subscribe(id, stream, bodies[i] as Buffer, now)
       if (known.state !== undefined) stream.update(id, known.body, known.state)
     })
+    stream.opened()
     return undefined
   }
 
