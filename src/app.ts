@@ -177,5 +177,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     await mj.register(push.routes)
     await mj.register(passthroughRoutes, { config, upstream, list })
   })
+  // the upstream's callbacks (PUBLIC_URL): outside /mj, it presents no client token
+  await app.register(push.callbacks)
   return app
 }

@@ -96,10 +96,10 @@ export class WatchHub {
     w.listeners.delete(listener)
   }
 
-  /** someone here or elsewhere watches it */
+  /** a live task someone here watches */
   watched(id: string, now: number): boolean {
     const w = this.tasks.get(id)
-    return w !== undefined && (w.listeners.size > 0 || w.watchedUntil > now)
+    return w !== undefined && w.state?.terminal !== true && (w.listeners.size > 0 || w.watchedUntil > now)
   }
 
   /** ids of tasks with a listener on this replica (the Redis relay announces them to the refreshing replica) */
