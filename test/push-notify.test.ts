@@ -47,6 +47,7 @@ t.test('docs/push.md: a callback for a watched task is an update at once; anythi
   const s = await openSse(`${gw.url}/mj/task/n1/events`, auth)
   await s.waitForEvents(1)
 
+  const lists = world.listCalls
   const update = JSON.stringify({ ...JSON.parse(world.set('n1', 'IN_PROGRESS', { progress: '80%' })) })
   const accepted = await post(hook, update, { 'content-type': 'application/json' })
   t.equal(accepted.status, 200)
@@ -54,7 +55,7 @@ t.test('docs/push.md: a callback for a watched task is an update at once; anythi
   t.equal(s.events[1]?.data, update, 'the callback body is the event')
   const fetched = await gw.fetchTask('n1', auth)
   t.equal(fetched.body, update, '/fetch answers it too')
-  t.equal(world.listCalls, 0, 'no refresh was needed')
+  t.equal(world.listCalls, lists, 'no refresh was needed')
 
   // forged / replayed / unwatched: 404, nothing changes
   const forged = await post(`${gw.url}/gateway/notify/${'A'.repeat(32)}`, update, { 'content-type': 'application/json' })

@@ -1,7 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { UpstreamClient } from '../upstream/client.js'
-import { arrayElementSources } from '../upstream/json-array.js'
-import { LIST_PATH } from '../tasks/list-service.js'
+import { listTasks } from './list-tasks.js'
 import { MAX_LIST_IDS } from '../routes/passthrough.js'
 import type { WatchHub } from './watch-hub.js'
 
@@ -80,7 +79,7 @@ export class Refresher {
   private async refresh(ids: string[]): Promise<boolean> {
     let bodies: Map<string, Buffer>
     try {
-      bodies = await this.list(ids)
+      bodies = await listTasks(this.opts.upstream, ids)
     } catch (err) {
       this.opts.count('error')
       this.failures++
@@ -101,32 +100,5 @@ export class Refresher {
       if (this.opts.hub.apply(id, body, now)) this.opts.relay?.changed(id, body)
     }
     return true
-  }
-
-  /** the asked tasks found, each as the upstream's own bytes */
-  private async list(ids: string[]): Promise<Map<string, Buffer>> {
-    const res = await this.opts.upstream.request({
-      method: 'POST',
-      path: LIST_PATH,
-      body: Buffer.from(JSON.stringify({ ids })),
-      idempotent: true
-    })
-    if (res.status !== 200) throw new Error(`list-by-condition answered HTTP ${res.status}`)
-    const text = res.body.toString('utf8').trim()
-    const found = new Map<string, Buffer>()
-    if (text === '' || text === 'null') return found
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(text)
-    } catch {
-      throw new Error('list-by-condition answered a body that is not JSON')
-    }
-    if (!Array.isArray(parsed)) throw new Error('list-by-condition answered a body that is not a JSON array')
-    const sources = arrayElementSources(text)
-    parsed.forEach((task: unknown, i) => {
-      const id = task !== null && typeof task === 'object' ? (task as Record<string, unknown>)['id'] : undefined
-      if (typeof id === 'string' && !found.has(id)) found.set(id, Buffer.from(sources[i] as string))
-    })
-    return found
   }
 }

@@ -96,7 +96,7 @@ export function pushFeatures(app: FastifyInstance, deps: PushDeps): PushFeatures
     fetched: (id, now) => hub.fetched(id, now),
     routes: async (mj) => {
       await mj.register(fastifySse, { heartbeatInterval: 0 })
-      await mj.register(taskEventsRoutes, { cache, service, hub, subscribers, table: deps.clientKeys, access: deps.access ?? EVERYONE })
+      await mj.register(taskEventsRoutes, { cache, service, hub, subscribers, table: deps.clientKeys, access: deps.access ?? EVERYONE, upstream })
     },
     callbacks: async (root) => {
       if (config.push.publicUrl === '') return

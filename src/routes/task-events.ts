@@ -2,6 +2,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ClientIdentity, ClientKeyTable } from '../clients/client-keys.js'
 import type { TaskCache } from '../cache/task-cache.js'
 import type { TaskService } from '../tasks/fetch-service.js'
+import type { UpstreamClient } from '../upstream/client.js'
+import { FirstStates } from '../push/first-states.js'
 import { BadRequestError, BadTaskIdError, RateLimitedError, TaskNotFoundError, UpstreamBadResponseError } from '../http/errors.js'
 import { clientOf } from '../plugins/client-auth.js'
 import { rateLimitKey } from '../rate-limit/counter.js'
@@ -33,6 +35,7 @@ interface Deps {
   subscribers: Subscribers
   table: ClientKeyTable
   access: TaskAccess
+  upstream: UpstreamClient
 }
 
 /** `ids=a,b,…`: 1–100 valid task ids, no duplicates. */
@@ -54,14 +57,17 @@ type Answer = { status: number; body: Buffer; contentType: string | undefined; r
  */
 export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
   const { cache, service, hub, subscribers, table, access } = deps
+  const first = new FirstStates<Answer>(deps.upstream, async (id) => {
+    const served = await service.fetch(id)
+    return served.kind === 'task' ? served.body : served
+  })
 
-  /** the task's current body: the cache, else one upstream call (the /fetch miss path, single-flight) */
+  /** the task's current body: the cache, else the upstream (gathered with other first states: FirstStates) */
   const current = async (client: ClientIdentity, id: string): Promise<Buffer | Answer> => {
     if (!(await access(client, id))) throw new TaskNotFoundError(id)
     const hit = cache.fresh(id, Date.now())
     if (hit !== undefined) return hit.body
-    const served = await service.fetch(id)
-    return served.kind === 'task' ? served.body : served
+    return first.load(id)
   }
 
   const open = async (request: FastifyRequest, reply: FastifyReply, ids: string[]): Promise<FastifyReply | undefined> => {
