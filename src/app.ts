@@ -29,6 +29,7 @@ import { AccessLog, requestIds } from './logging/access-log.js'
 import { clientIp, trustFunction } from './http/client-address.js'
 import { LocalStore, RateLimitCounter, type Store } from './rate-limit/counter.js'
 import { pushFeatures } from './push/wiring.js'
+import { EVERYONE } from './routes/task-events.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -133,7 +134,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         })
   const service = new TaskService(config.cache, cache, upstream, metrics, shared)
   const list = new TaskListService(config.cache, cache, upstream, metrics, shared)
-  const push = pushFeatures(app, { config, cache, service, upstream, metrics, redis, shared, clientKeys, heartbeatMs: overrides.heartbeatMs })
+  // task ownership (CONTRACT §9) goes here when it lands: every events read asks this one function
+  const push = pushFeatures(app, { config, cache, service, upstream, metrics, redis, shared, clientKeys, heartbeatMs: overrides.heartbeatMs, access: EVERYONE })
   const httpMetrics = overrides.httpMetrics ?? true
   const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined

@@ -21,11 +21,9 @@ window.subscribe = (url) => {
 }
 </script>`
 
-t.test('docs/push.md: a page on another origin subscribes with EventSource to three tasks, sees every status change in order, then end', async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.skip(`chromium is not installed at ${CHROMIUM}: the browser test did not run`)
-    return
-  }
+const skip = existsSync(CHROMIUM) ? false : `chromium is not installed at ${CHROMIUM}: the browser test did not run`
+
+t.test('docs/push.md: a page on another origin subscribes with EventSource to three tasks, sees every status change in order, then end', { skip }, async (t) => {
   const site = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE))
   await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve))
   t.teardown(() => new Promise((resolve) => site.close(resolve)))
@@ -42,9 +40,9 @@ t.test('docs/push.md: a page on another origin subscribes with EventSource to th
   t.teardown(() => browser.close())
   const page = await browser.newPage()
   await page.goto(`${origin}/`)
-  await page.evaluate((url) => (window as unknown as { subscribe(u: string): void }).subscribe(url), `${gw.url}/mj/tasks/events?ids=${ids.join(',')}&token=${TOKEN}`)
+  await page.evaluate((url) => (globalThis as unknown as { subscribe(u: string): void }).subscribe(url), `${gw.url}/mj/tasks/events?ids=${ids.join(',')}&token=${TOKEN}`)
 
-  const seen = async (): Promise<string[][]> => page.evaluate(() => (window as unknown as { seen: string[][] }).seen)
+  const seen = async (): Promise<string[][]> => page.evaluate(() => (globalThis as unknown as { seen: string[][] }).seen)
   const steps: Array<[string, string]> = [
     ['IN_PROGRESS', '30%'],
     ['IN_PROGRESS', '70%'],
@@ -58,7 +56,7 @@ t.test('docs/push.md: a page on another origin subscribes with EventSource to th
       await waitFor(async () => (await seen()).length > before, 10_000)
     }
   }
-  await waitFor(() => page.evaluate(() => (window as unknown as { ended: boolean }).ended), 10_000)
+  await waitFor(() => page.evaluate(() => (globalThis as unknown as { ended: boolean }).ended), 10_000)
   const events = await seen()
   for (const id of ids) {
     t.same(

@@ -1,6 +1,6 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { sample, startGateway, type Gateway } from './helpers/gateway.js'
-import { startFakeUpstream } from './helpers/fake-upstream.js'
+import { startFakeUpstream, taskBody } from './helpers/fake-upstream.js'
 import { startRedisServer } from './helpers/redis-server.js'
 import { openSse } from './helpers/sse-client.js'
 import { taskWorld } from './helpers/task-world.js'
@@ -20,7 +20,7 @@ const upstream = await startFakeUpstream()
 t.teardown(() => upstream.close())
 const world = taskWorld(upstream)
 
-async function replica(t: Parameters<Parameters<typeof t.test>[1]>[0]): Promise<Gateway> {
+async function replica(t: Test): Promise<Gateway> {
   const gw = await startGateway(t, { REDIS_URL: redis.url, UPSTREAM_API_KEY: KEY, REFRESH_INTERVAL_MS: '100', PUBLIC_URL: 'https://gw.example' }, { upstreamUrl: upstream.url })
   await waitFor(async () => sample(await gw.metrics(), 'mj_gateway_redis_up') === 1)
   return gw
@@ -31,13 +31,14 @@ t.test('docs/push.md: with REDIS_URL one replica refreshes, every replica’s su
   const a = await replica(t)
   world.set('r1', 'IN_PROGRESS', { progress: '1%' })
   world.set('r2', 'IN_PROGRESS', { progress: '1%' })
+  world.set('r3', 'IN_PROGRESS', { progress: '1%' })
   const onA = await openSse(`${a.url}/mj/task/r1/events`)
   await onA.waitForEvents(1)
   const listed = world.listCalls
   await waitFor(() => world.listCalls > listed)
   const b = await replica(t)
-  const onB = await openSse(`${b.url}/mj/tasks/events?ids=r1,r2`)
-  await onB.waitForEvents(2)
+  const onB = await openSse(`${b.url}/mj/tasks/events?ids=r1,r2,r3`)
+  await onB.waitForEvents(3)
 
   await sleep(300)
   const before = world.listCalls
@@ -51,10 +52,10 @@ t.test('docs/push.md: with REDIS_URL one replica refreshes, every replica’s su
   world.set('r1', 'IN_PROGRESS', { progress: '50%' })
   world.set('r2', 'IN_PROGRESS', { progress: '60%' })
   await onA.waitForEvents(2)
-  await onB.waitForEvents(4)
+  await onB.waitForEvents(5)
   t.equal(JSON.parse(onA.events[1]?.data ?? '').progress, '50%')
   t.same(
-    onB.events.slice(2).map((e) => JSON.parse(e.data).progress).sort(),
+    onB.events.slice(3).map((e) => JSON.parse(e.data).progress).sort(),
     ['50%', '60%']
   )
 
@@ -62,8 +63,14 @@ t.test('docs/push.md: with REDIS_URL one replica refreshes, every replica’s su
   const update = world.set('r2', 'IN_PROGRESS', { progress: '61%' })
   const cb = await post(`${a.url}/gateway/notify/${notifySecret(KEY)}`, update, { 'content-type': 'application/json' })
   t.equal(cb.status, 200, 'r2 is watched on b only: a knows it through Redis')
-  await onB.waitForEvents(5)
-  t.equal(onB.events[4]?.data, update)
+  await onB.waitForEvents(6)
+  t.equal(onB.events[5]?.data, update)
+
+  // a task gone upstream: the replica that refreshes finds out, the other one's subscriber is told
+  world.remove('r3')
+  await onB.waitForEvents(7)
+  t.equal(onB.events[6]?.event, 'error')
+  t.match(JSON.parse(onB.events[6]?.data ?? ''), { id: 'r3', code: 'MJGW_TASK_NOT_FOUND' })
 
   // the leader goes: the other takes over
   onA.close()
@@ -78,10 +85,12 @@ t.test('docs/push.md: with REDIS_URL one replica refreshes, every replica’s su
 })
 
 t.test('docs/push.md: a replica that cannot reach Redis refreshes its own subscribers', async (t) => {
-  const gw = await startGateway(t, { REDIS_URL: 'redis://127.0.0.1:1', UPSTREAM_API_KEY: KEY, REFRESH_INTERVAL_MS: '100' }, { upstreamUrl: upstream.url })
+  const gw = await startGateway(t, { REDIS_URL: 'redis://127.0.0.1:1', UPSTREAM_API_KEY: KEY, REFRESH_INTERVAL_MS: '100', PUBLIC_URL: 'https://gw.example' }, { upstreamUrl: upstream.url })
   world.set('d1', 'IN_PROGRESS')
   const s = await openSse(`${gw.url}/mj/task/d1/events`)
   await s.waitForEvents(1)
+  const cb = await post(`${gw.url}/gateway/notify/${notifySecret(KEY)}`, JSON.stringify(taskBody('elsewhere', 'SUCCESS')), { 'content-type': 'application/json' })
+  t.equal(cb.status, 404, 'a callback for a task not watched here, with Redis unable to say: ignored')
   world.set('d1', 'SUCCESS')
   await s.waitForEnd(10_000)
   t.same(

@@ -48,10 +48,6 @@ export class EventStream implements TaskListener {
     })
   }
 
-  get tasks(): readonly string[] {
-    return this.ids
-  }
-
   /** live = still connected */
   get live(): boolean {
     return !this.closed

@@ -42,7 +42,6 @@ export class Refresher {
   constructor(private readonly opts: RefresherOptions) {}
 
   start(): void {
-    if (this.timer !== undefined || this.stopped) return
     this.timer = setInterval(() => void this.tick(), this.opts.intervalMs)
     this.timer.unref()
   }

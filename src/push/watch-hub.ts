@@ -109,13 +109,6 @@ export class WatchHub {
     return out
   }
 
-  /** listeners over all tasks */
-  get listeners(): number {
-    let n = 0
-    for (const w of this.tasks.values()) n += w.listeners.size
-    return n
-  }
-
   /** Live watched tasks due for a refresh; forgets tasks nobody watches any more. */
   due(now: number): string[] {
     const out: string[] = []

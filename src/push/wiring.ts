@@ -10,7 +10,7 @@ import type { RedisSharedTier } from '../redis/shared-tier.js'
 import type { ClientKeyTable } from '../clients/client-keys.js'
 import { TaskNotFoundError } from '../http/errors.js'
 import { PushMetrics } from '../metrics/push-metrics.js'
-import { taskEventsRoutes, EVERYONE, type TaskAccess } from '../routes/task-events.js'
+import { taskEventsRoutes, type TaskAccess } from '../routes/task-events.js'
 import { notifyCallbackRoutes } from '../routes/notify-callback.js'
 import { notifySecret } from './notify-hook.js'
 import { Refresher } from './refresher.js'
@@ -31,8 +31,8 @@ export interface PushDeps {
   shared: RedisSharedTier | undefined
   clientKeys: ClientKeyTable
   heartbeatMs?: number | undefined
-  /** ownership (CONTRACT §9); default: every client reads every task */
-  access?: TaskAccess
+  /** ownership (CONTRACT §9): whether a client may read a task */
+  access: TaskAccess
 }
 
 export interface PushFeatures {
@@ -96,7 +96,7 @@ export function pushFeatures(app: FastifyInstance, deps: PushDeps): PushFeatures
     fetched: (id, now) => hub.fetched(id, now),
     routes: async (mj) => {
       await mj.register(fastifySse, { heartbeatInterval: 0 })
-      await mj.register(taskEventsRoutes, { cache, service, hub, subscribers, table: deps.clientKeys, access: deps.access ?? EVERYONE, upstream })
+      await mj.register(taskEventsRoutes, { cache, service, hub, subscribers, table: deps.clientKeys, access: deps.access, upstream })
     },
     callbacks: async (root) => {
       if (config.push.publicUrl === '') return

@@ -27,9 +27,10 @@ export async function notifyCallbackRoutes(app: FastifyInstance, { secret, accep
       count('rejected')
       return reply.code(404).send(NOT_FOUND)
     }
-    const body = request.body
-    const id = body === undefined ? undefined : taskState(body)?.id
-    if (body === undefined || id === undefined || !(await accept(id, body))) {
+    // no content-type at all: no parser ran, no body
+    const body = request.body ?? Buffer.alloc(0)
+    const id = taskState(body)?.id
+    if (id === undefined || !(await accept(id, body))) {
       count('ignored')
       return reply.code(404).send(NOT_FOUND)
     }

@@ -19,7 +19,7 @@ interface Deps {
   service: TaskService
   metrics: GatewayMetrics
   /** a live task was answered: the refresher watches it (CONTRACT §11) */
-  fetched?: (id: string, now: number) => void
+  fetched: (id: string, now: number) => void
 }
 
 type FetchRequest = FastifyRequest<{ Params: { id: string } }>
@@ -40,7 +40,7 @@ function send(request: FetchRequest, reply: FastifyReply, body: Buffer, etag: st
 export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics, fetched }: Deps): Promise<void> {
   const miss = async (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const served = await service.fetch(request.params.id)
-    if (served.kind === 'task' && served.cacheControl === 'no-cache') fetched?.(request.params.id, Date.now())
+    if (served.kind === 'task' && served.cacheControl === 'no-cache') fetched(request.params.id, Date.now())
     if (served.kind === 'task') return send(request, reply, served.body, served.etag, served.cacheControl, served.cache)
     reply.code(served.status).header('content-type', served.contentType || JSON_CONTENT_TYPE)
     if (served.retryAfter !== undefined) reply.header('retry-after', served.retryAfter)
@@ -53,7 +53,7 @@ export async function taskFetchRoutes(app: FastifyInstance, { cache, service, me
     const hit = cache.fresh(request.params.id, now)
     if (hit === undefined) return miss(request, reply)
     metrics.lookup('hit')
-    if (!hit.terminal) fetched?.(request.params.id, now)
+    if (!hit.terminal) fetched(request.params.id, now)
     const cacheControl = hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache'
     send(request, reply, hit.body, hit.etag, cacheControl, 'HIT')
     return undefined
