@@ -37,6 +37,7 @@ const EnvSchema = Type.Object({
   SUBMIT_MAX_BODY_BYTES: Int(20971520, 1),
   ALLOW_NOTIFY_HOOK: Type.Boolean({ default: false }),
   EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0),
+  HIT_LANE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
   EVENTS_MAX_SUBSCRIBERS: Int(10000, 1),
   WATCH_IDLE_SECONDS: Int(30, 0),
   REFRESH_INTERVAL_MS: Int(1000, 100, 3_600_000),
@@ -85,6 +86,8 @@ export interface Config {
   readonly submitMaxBodyBytes: number
   readonly allowNotifyHook: boolean
   readonly eventLoopMaxDelayMs: number
+  /** `off` (a diagnostic): every request goes through Fastify, none through the hit lane */
+  readonly hitLane: 'on' | 'off'
   /** CONTRACT §11: push (server-sent events, the refresher, webhooks in) */
   readonly push: {
     readonly maxSubscribers: number
@@ -290,6 +293,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     submitMaxBodyBytes: env.SUBMIT_MAX_BODY_BYTES,
     allowNotifyHook: env.ALLOW_NOTIFY_HOOK,
     eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS,
+    hitLane: env.HIT_LANE,
     push: {
       maxSubscribers: env.EVENTS_MAX_SUBSCRIBERS,
       watchIdleSeconds: env.WATCH_IDLE_SECONDS,
@@ -334,6 +338,7 @@ export function describeConfig(c: Config): Record<string, unknown> {
     SUBMIT_MAX_BODY_BYTES: c.submitMaxBodyBytes,
     ALLOW_NOTIFY_HOOK: c.allowNotifyHook,
     EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs,
+    HIT_LANE: c.hitLane,
     EVENTS_MAX_SUBSCRIBERS: c.push.maxSubscribers,
     WATCH_IDLE_SECONDS: c.push.watchIdleSeconds,
     REFRESH_INTERVAL_MS: c.push.refreshIntervalMs,

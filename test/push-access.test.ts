@@ -1,9 +1,9 @@
 import { connect } from 'node:net'
 import t from 'tap'
 import fc from 'fast-check'
-import { sample, startGateway } from './helpers/gateway.js'
+import { sample } from './helpers/gateway.js'
 import { openSse } from './helpers/sse-client.js'
-import { taskWorld } from './helpers/task-world.js'
+import { pushGateway } from './helpers/task-world.js'
 import { get, waitFor } from './helpers/net.js'
 import { redactUrl } from '../src/http/query-token.js'
 import { MAX_SUBSCRIBERS_PER_CLIENT } from '../src/push/subscribers.js'
@@ -12,9 +12,8 @@ const TOKEN = 'client-TOKEN-secret-71c9'
 const OTHER = 'other-TOKEN-secret-0b2e'
 const ENV = { REFRESH_INTERVAL_MS: '100', CLIENT_KEYS: `web:${TOKEN},ops:${OTHER}`, LOG_LEVEL: 'info' }
 
-t.test('docs/push.md: the token in Authorization, mj-api-secret or ?token= (events routes only), never logged', async (t) => {
-  const gw = await startGateway(t, ENV)
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §3: the token in Authorization, mj-api-secret or ?token= (events routes only), never logged', async (t) => {
+  const { gw, world } = await pushGateway(t, ENV)
   world.set('t1', 'IN_PROGRESS')
   const none = await get(`${gw.url}/mj/task/t1/events`)
   t.equal(none.status, 401)
@@ -54,9 +53,8 @@ t.test('redactUrl never lets a token query value through', async (t) => {
   t.equal(redactUrl('/mj/task/x/events'), '/mj/task/x/events')
 })
 
-t.test('docs/push.md: CORS on the events routes as on /fetch', async (t) => {
-  const gw = await startGateway(t, { REFRESH_INTERVAL_MS: '100', CORS_ORIGINS: 'https://app.example' })
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §1: CORS on the events routes as on /fetch', async (t) => {
+  const { gw, world } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100', CORS_ORIGINS: 'https://app.example' })
   world.set('c1', 'IN_PROGRESS')
   const s = await openSse(`${gw.url}/mj/task/c1/events`, { origin: 'https://app.example' })
   t.equal(s.headers['access-control-allow-origin'], 'https://app.example')
@@ -69,9 +67,8 @@ t.test('docs/push.md: CORS on the events routes as on /fetch', async (t) => {
   t.equal(error.headers['access-control-allow-origin'], 'https://app.example', 'errors before the stream too')
 })
 
-t.test('docs/push.md: EVENTS_MAX_SUBSCRIBERS in all, 100 per client, beyond them 429', async (t) => {
-  const gw = await startGateway(t, { ...ENV, EVENTS_MAX_SUBSCRIBERS: String(MAX_SUBSCRIBERS_PER_CLIENT + 2), RATE_LIMIT_PER_MINUTE: '0' })
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §1: EVENTS_MAX_SUBSCRIBERS in all, 100 per client, beyond them 429', async (t) => {
+  const { gw, world } = await pushGateway(t, { ...ENV, EVENTS_MAX_SUBSCRIBERS: String(MAX_SUBSCRIBERS_PER_CLIENT + 2), RATE_LIMIT_PER_MINUTE: '0' })
   world.set('l', 'IN_PROGRESS')
   const mine = []
   for (let i = 0; i < MAX_SUBSCRIBERS_PER_CLIENT; i++) mine.push(await openSse(`${gw.url}/mj/task/l/events?token=${TOKEN}`))
@@ -96,9 +93,8 @@ t.test('docs/push.md: EVENTS_MAX_SUBSCRIBERS in all, 100 per client, beyond them
   for (const s of [...mine, ...theirs]) s.close()
 })
 
-t.test('docs/push.md: a client that stops reading is dropped, not buffered without bound', async (t) => {
-  const gw = await startGateway(t, { REFRESH_INTERVAL_MS: '100' })
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §7: a client that stops reading is dropped, not buffered without bound', async (t) => {
+  const { gw, world } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100' })
   const padding = 'x'.repeat(256 * 1024)
   world.set('big', 'IN_PROGRESS', { progress: '0%', padding })
   // a raw socket that sends the request and never reads
@@ -120,9 +116,8 @@ t.test('docs/push.md: a client that stops reading is dropped, not buffered witho
   ok.close()
 })
 
-t.test('docs/push.md: shutting down ends open streams', async (t) => {
-  const gw = await startGateway(t, { REFRESH_INTERVAL_MS: '100' })
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §8: shutting down ends open streams', async (t) => {
+  const { gw, world } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100' })
   world.set('s', 'IN_PROGRESS')
   const s = await openSse(`${gw.url}/mj/task/s/events`)
   await s.waitForEvents(1)

@@ -3,8 +3,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { chromium } from 'playwright-core'
-import { startGateway } from './helpers/gateway.js'
-import { taskWorld } from './helpers/task-world.js'
+import { pushGateway } from './helpers/task-world.js'
 import { waitFor } from './helpers/net.js'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -23,13 +22,12 @@ window.subscribe = (url) => {
 
 const skip = existsSync(CHROMIUM) ? false : `chromium is not installed at ${CHROMIUM}: the browser test did not run`
 
-t.test('docs/push.md: a page on another origin subscribes with EventSource to three tasks, sees every status change in order, then end', { skip }, async (t) => {
+t.test('docs/push.md §3: a page on another origin subscribes with EventSource to three tasks, sees every status change in order, then end', { skip }, async (t) => {
   const site = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE))
   await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve))
   t.teardown(() => new Promise((resolve) => site.close(resolve)))
   const origin = `http://localhost:${(site.address() as AddressInfo).port}`
-  const gw = await startGateway(t, { REFRESH_INTERVAL_MS: '100', CORS_ORIGINS: origin, CLIENT_KEYS: `web:${TOKEN}` })
-  const world = taskWorld(gw.upstream)
+  const { gw, world } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100', CORS_ORIGINS: origin, CLIENT_KEYS: `web:${TOKEN}` })
   const ids = ['b1', 'b2', 'b3']
   for (const id of ids) world.set(id, 'SUBMITTED', { progress: '0%' })
 

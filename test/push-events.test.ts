@@ -1,14 +1,13 @@
 import t from 'tap'
-import { startGateway, sample, UPSTREAM_KEY } from './helpers/gateway.js'
+import { sample, UPSTREAM_KEY } from './helpers/gateway.js'
 import { openSse } from './helpers/sse-client.js'
-import { taskWorld } from './helpers/task-world.js'
+import { pushGateway } from './helpers/task-world.js'
 import { get, waitFor } from './helpers/net.js'
 
 const FAST = { REFRESH_INTERVAL_MS: '100' }
 
-t.test('docs/push.md: the first task event is the current state at once, then one event per change, the last state, end, close', async (t) => {
-  const gw = await startGateway(t, FAST)
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §1: the first task event is the current state at once, then one event per change, the last state, end, close', async (t) => {
+  const { gw, world, upstream: gwUp } = await pushGateway(t, FAST)
   const submitted = world.set('t1', 'SUBMITTED', { progress: '0%' })
   const s = await openSse(`${gw.url}/mj/task/t1/events`)
   t.equal(s.status, 200)
@@ -42,17 +41,16 @@ t.test('docs/push.md: the first task event is the current state at once, then on
   t.equal(new Set(ids).size, 4, 'every state has its own event id')
 
   // SUCCESS is cached: zero upstream calls after it
-  const calls = gw.upstream.calls
+  const calls = gwUp.calls
   const again = await gw.fetchTask('t1')
   t.equal(again.body, done)
   t.equal(again.headers['x-cache'], 'HIT')
   await new Promise((r) => setTimeout(r, 300))
-  t.equal(gw.upstream.calls, calls, 'no upstream call after the terminal state')
+  t.equal(gwUp.calls, calls, 'no upstream call after the terminal state')
 })
 
-t.test('docs/push.md: an id upstream does not know is 404 before the stream opens; bad ids are 400', async (t) => {
-  const gw = await startGateway(t, FAST)
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §1: an id upstream does not know is 404 before the stream opens; bad ids are 400', async (t) => {
+  const { gw, world, upstream: gwUp } = await pushGateway(t, FAST)
   world.set('known', 'IN_PROGRESS')
   const unknown = await openSse(`${gw.url}/mj/task/nope/events`)
   await unknown.waitForEnd()
@@ -60,7 +58,7 @@ t.test('docs/push.md: an id upstream does not know is 404 before the stream open
   t.match(unknown.headers['content-type'], /application\/json/)
   t.match(JSON.parse(unknown.body), { statusCode: 404, code: 'MJGW_TASK_NOT_FOUND' })
 
-  const calls = gw.upstream.calls
+  const calls = gwUp.calls
   const bad = await get(`${gw.url}/mj/task/bad%20id/events`)
   t.equal(bad.status, 400)
   const multiUnknown = await get(`${gw.url}/mj/tasks/events?ids=known,nope`)
@@ -70,12 +68,11 @@ t.test('docs/push.md: an id upstream does not know is 404 before the stream open
     t.equal(r.status, 400, `?${q.slice(0, 30)} is 400`)
     t.match(r.json(), { statusCode: 400, code: /^MJGW_BAD_(REQUEST|TASK_ID)$/ })
   }
-  t.equal(gw.upstream.calls, calls + 2, 'only the request with valid ids reached the upstream (a list, then a fetch for the id it left out)')
+  t.equal(gwUp.calls, calls + 2, 'only the request with valid ids reached the upstream (a list, then a fetch for the id it left out)')
 })
 
-t.test('docs/push.md: a task that becomes unknown upstream gets an error event and the stream closes', async (t) => {
-  const gw = await startGateway(t, FAST)
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §1: a task that becomes unknown upstream gets an error event and the stream closes', async (t) => {
+  const { gw, world } = await pushGateway(t, FAST)
   world.set('vanish', 'IN_PROGRESS')
   const s = await openSse(`${gw.url}/mj/task/vanish/events`)
   await s.waitForEvents(1)
@@ -88,9 +85,8 @@ t.test('docs/push.md: a task that becomes unknown upstream gets an error event a
   t.match(JSON.parse(s.events[1]?.data ?? ''), { statusCode: 404, code: 'MJGW_TASK_NOT_FOUND', id: 'vanish' })
 })
 
-t.test('docs/push.md: many tasks on one connection; it ends when all are terminal', async (t) => {
-  const gw = await startGateway(t, FAST)
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §1: many tasks on one connection; it ends when all are terminal', async (t) => {
+  const { gw, world } = await pushGateway(t, FAST)
   world.set('a', 'IN_PROGRESS')
   world.set('b', 'SUCCESS')
   world.set('c', 'SUBMITTED')
@@ -113,9 +109,8 @@ t.test('docs/push.md: many tasks on one connection; it ends when all are termina
   )
 })
 
-t.test('docs/push.md: Last-Event-ID resumes without repeating', async (t) => {
-  const gw = await startGateway(t, FAST)
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §2: Last-Event-ID resumes without repeating', async (t) => {
+  const { gw, world } = await pushGateway(t, FAST)
   world.set('a', 'IN_PROGRESS', { progress: '10%' })
   world.set('b', 'IN_PROGRESS', { progress: '20%' })
   const s = await openSse(`${gw.url}/mj/tasks/events?ids=a,b`)
@@ -156,9 +151,8 @@ t.test('docs/push.md: Last-Event-ID resumes without repeating', async (t) => {
   )
 })
 
-t.test('docs/push.md: a comment line keeps an idle stream open', async (t) => {
-  const gw = await startGateway(t, FAST, { overrides: { heartbeatMs: 50 } })
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §1: a comment line keeps an idle stream open', async (t) => {
+  const { gw, world } = await pushGateway(t, FAST, { overrides: { heartbeatMs: 50 } })
   world.set('idle', 'SUBMITTED')
   const s = await openSse(`${gw.url}/mj/task/idle/events`)
   await waitFor(() => s.comments.length >= 2)
@@ -166,9 +160,8 @@ t.test('docs/push.md: a comment line keeps an idle stream open', async (t) => {
   s.close()
 })
 
-t.test('docs/push.md: the subscriber gauge and the refresh counter', async (t) => {
-  const gw = await startGateway(t, FAST)
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §9: the subscriber gauge and the refresh counter', async (t) => {
+  const { gw, world } = await pushGateway(t, FAST)
   world.set('m', 'IN_PROGRESS')
   const before = await gw.metrics()
   t.equal(sample(before, 'mj_gateway_events_subscribers'), 0)

@@ -1,7 +1,7 @@
 import t from 'tap'
-import { sample, startGateway, UPSTREAM_KEY } from './helpers/gateway.js'
+import { sample, UPSTREAM_KEY } from './helpers/gateway.js'
 import { openSse } from './helpers/sse-client.js'
-import { taskWorld } from './helpers/task-world.js'
+import { pushGateway } from './helpers/task-world.js'
 import { post, waitFor } from './helpers/net.js'
 import { notifySecret } from '../src/push/notify-hook.js'
 
@@ -11,36 +11,35 @@ const PUBLIC_URL = 'https://gw.example/base'
 const SLOW = { REFRESH_INTERVAL_MS: '60000', CLIENT_KEYS: `web:${TOKEN}`, PUBLIC_URL }
 const auth = { authorization: `Bearer ${TOKEN}` }
 
-t.test('docs/push.md: with PUBLIC_URL every submit carries the gateway callback URL as notifyHook', async (t) => {
-  const gw = await startGateway(t, SLOW)
-  gw.upstream.setHandler(() => ({ kind: 'json', body: { code: 1, result: '123' } }))
+t.test('docs/push.md §5: with PUBLIC_URL every submit carries the gateway callback URL as notifyHook', async (t) => {
+  const { gw, upstream: gwUp } = await pushGateway(t, SLOW)
+  gwUp.setHandler(() => ({ kind: 'json', body: { code: 1, result: '123' } }))
   await post(`${gw.url}/mj/submit/imagine`, { prompt: 'a', notifyHook: 'https://attacker.example/x', NOTIFYHOOK: 'https://x' }, auth)
-  const sent = JSON.parse(gw.upstream.requests[0]?.body.toString() ?? '') as Record<string, unknown>
+  const sent = JSON.parse(gwUp.requests[0]?.body.toString() ?? '') as Record<string, unknown>
   const hook = sent['notifyHook'] as string
   t.match(hook, /^https:\/\/gw\.example\/base\/gateway\/notify\/[A-Za-z0-9_-]{32}$/)
   t.equal(Object.keys(sent).filter((k) => k.toLowerCase() === 'notifyhook').length, 1, "the client's hooks are gone")
   t.notOk(hook.includes(UPSTREAM_KEY))
   t.equal(hook.split('/').pop(), notifySecret(UPSTREAM_KEY))
 
-  const allowed = await startGateway(t, { ...SLOW, ALLOW_NOTIFY_HOOK: 'true' })
-  allowed.upstream.setHandler(() => ({ kind: 'json', body: { code: 1, result: '1' } }))
+  const { gw: allowed, upstream: allowedUp } = await pushGateway(t, { ...SLOW, ALLOW_NOTIFY_HOOK: 'true' })
+  allowedUp.setHandler(() => ({ kind: 'json', body: { code: 1, result: '1' } }))
   await post(`${allowed.url}/mj/submit/imagine`, { prompt: 'a', notifyHook: 'https://client.example/hook' }, auth)
   await post(`${allowed.url}/mj/submit/imagine`, { prompt: 'b' }, auth)
-  const [own, none] = allowed.upstream.requests.map((r) => JSON.parse(r.body.toString()) as Record<string, unknown>)
+  const [own, none] = allowedUp.requests.map((r) => JSON.parse(r.body.toString()) as Record<string, unknown>)
   t.equal(own?.['notifyHook'], 'https://client.example/hook', 'ALLOW_NOTIFY_HOOK=true: a client hook is kept')
   t.match(none?.['notifyHook'], /\/gateway\/notify\//, '…and a submit without one gets the gateway hook')
 
-  const plain = await startGateway(t, { CLIENT_KEYS: `web:${TOKEN}` })
-  plain.upstream.setHandler(() => ({ kind: 'json', body: { code: 1, result: '1' } }))
+  const { gw: plain, upstream: plainUp } = await pushGateway(t, { CLIENT_KEYS: `web:${TOKEN}` })
+  plainUp.setHandler(() => ({ kind: 'json', body: { code: 1, result: '1' } }))
   await post(`${plain.url}/mj/submit/imagine`, { prompt: 'a', notifyHook: 'https://attacker.example/x' }, auth)
-  t.notOk('notifyHook' in (JSON.parse(plain.upstream.requests[0]?.body.toString() ?? '') as object), 'without PUBLIC_URL the hook is removed')
+  t.notOk('notifyHook' in (JSON.parse(plainUp.requests[0]?.body.toString() ?? '') as object), 'without PUBLIC_URL the hook is removed')
   const route = await post(`${plain.url}/gateway/notify/${notifySecret(UPSTREAM_KEY)}`, {})
   t.equal(route.status, 404, 'and there is no callback route')
 })
 
-t.test('docs/push.md: a callback for a watched task is an update at once; anything else is 404 and changes nothing', async (t) => {
-  const gw = await startGateway(t, SLOW)
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §5: a callback for a watched task is an update at once; anything else is 404 and changes nothing', async (t) => {
+  const { gw, world } = await pushGateway(t, SLOW)
   const secret = notifySecret(UPSTREAM_KEY)
   const hook = `${gw.url}/gateway/notify/${secret}`
   world.set('n1', 'IN_PROGRESS', { progress: '10%' })

@@ -26,7 +26,7 @@ async function replica(t: Test): Promise<Gateway> {
   return gw
 }
 
-t.test('docs/push.md: with REDIS_URL one replica refreshes, every replica’s subscribers get the changes, the lock moves when its holder dies', async (t) => {
+t.test('docs/push.md §6: with REDIS_URL one replica refreshes, every replica’s subscribers get the changes, the lock moves when its holder dies', async (t) => {
   // a alone first: it takes the lock
   const a = await replica(t)
   world.set('r1', 'IN_PROGRESS', { progress: '1%' })
@@ -84,7 +84,7 @@ t.test('docs/push.md: with REDIS_URL one replica refreshes, every replica’s su
   )
 })
 
-t.test('docs/push.md: a replica that cannot reach Redis refreshes its own subscribers', async (t) => {
+t.test('docs/push.md §6: a replica that cannot reach Redis refreshes its own subscribers', async (t) => {
   const gw = await startGateway(t, { REDIS_URL: 'redis://127.0.0.1:1', UPSTREAM_API_KEY: KEY, REFRESH_INTERVAL_MS: '100', PUBLIC_URL: 'https://gw.example' }, { upstreamUrl: upstream.url })
   world.set('d1', 'IN_PROGRESS')
   const s = await openSse(`${gw.url}/mj/task/d1/events`)
@@ -99,7 +99,7 @@ t.test('docs/push.md: a replica that cannot reach Redis refreshes its own subscr
   )
 })
 
-t.test('docs/push.md: a lock whose holder died moves to another replica once its lease runs out', async (t) => {
+t.test('docs/push.md §6: a lock whose holder died moves to another replica once its lease runs out', async (t) => {
   const log = pino({ level: 'silent' })
   const relays = [0, 1].map(() => {
     const conn = new RedisConnection({ url: redis.url, log, onState: () => undefined })

@@ -1,7 +1,7 @@
 import t from 'tap'
-import { sample, startGateway } from './helpers/gateway.js'
+import { sample } from './helpers/gateway.js'
 import { openSse } from './helpers/sse-client.js'
-import { taskWorld } from './helpers/task-world.js'
+import { pushGateway } from './helpers/task-world.js'
 import { waitFor } from './helpers/net.js'
 import { TaskCache } from '../src/cache/task-cache.js'
 import { refreshPeriods, WatchHub } from '../src/push/watch-hub.js'
@@ -10,9 +10,8 @@ import { taskBody } from './helpers/fake-upstream.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-t.test('docs/push.md: one list-by-condition call per interval for all watched tasks, at most 100 ids a call', async (t) => {
-  const gw = await startGateway(t, { REFRESH_INTERVAL_MS: '200' })
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §4: one list-by-condition call per interval for all watched tasks, at most 100 ids a call', async (t) => {
+  const { gw, world } = await pushGateway(t, { REFRESH_INTERVAL_MS: '200' })
   const ids = Array.from({ length: 150 }, (_, i) => `w${i}`)
   for (const id of ids) world.set(id, 'IN_PROGRESS', { progress: '1%' })
   const streams = [await openSse(`${gw.url}/mj/tasks/events?ids=${ids.slice(0, 100).join(',')}`), await openSse(`${gw.url}/mj/tasks/events?ids=${ids.slice(100).join(',')}`)]
@@ -38,9 +37,8 @@ t.test('docs/push.md: one list-by-condition call per interval for all watched ta
   for (const s of streams) s.close()
 })
 
-t.test('docs/push.md: a /fetch makes a live task watched for WATCH_IDLE_SECONDS; /fetch then answers from the refresh', async (t) => {
-  const gw = await startGateway(t, { REFRESH_INTERVAL_MS: '100', WATCH_IDLE_SECONDS: '1' })
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §4: a /fetch makes a live task watched for WATCH_IDLE_SECONDS; /fetch then answers from the refresh', async (t) => {
+  const { gw, world } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100', WATCH_IDLE_SECONDS: '1' })
   world.set('f', 'IN_PROGRESS', { progress: '5%' })
   const first = await gw.fetchTask('f')
   t.equal(first.headers['x-cache'], 'MISS')
@@ -59,17 +57,15 @@ t.test('docs/push.md: a /fetch makes a live task watched for WATCH_IDLE_SECONDS;
   t.equal(world.listCalls, calls, 'idle: not refreshed any more')
 
   // WATCH_IDLE_SECONDS=0: a /fetch watches nothing
-  const off = await startGateway(t, { REFRESH_INTERVAL_MS: '100', WATCH_IDLE_SECONDS: '0' })
-  const offWorld = taskWorld(off.upstream)
+  const { gw: off, world: offWorld } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100', WATCH_IDLE_SECONDS: '0' })
   offWorld.set('g', 'IN_PROGRESS')
   await off.fetchTask('g')
   await sleep(400)
   t.equal(offWorld.listCalls, 0)
 })
 
-t.test('docs/push.md: upstream failures back the refresher off and never end a stream', async (t) => {
-  const gw = await startGateway(t, { REFRESH_INTERVAL_MS: '100', UPSTREAM_RETRIES: '0' })
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §4: upstream failures back the refresher off and never end a stream', async (t) => {
+  const { gw, world } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100', UPSTREAM_RETRIES: '0' })
   world.set('b', 'IN_PROGRESS', { progress: '1%' })
   const s = await openSse(`${gw.url}/mj/task/b/events`)
   await s.waitForEvents(1)
@@ -89,15 +85,14 @@ t.test('docs/push.md: upstream failures back the refresher off and never end a s
   )
 })
 
-t.test('docs/push.md: a list that leaves a task out is checked with one fetch before the task is called gone', async (t) => {
-  const gw = await startGateway(t, { REFRESH_INTERVAL_MS: '100' })
-  const world = taskWorld(gw.upstream)
+t.test('docs/push.md §4: a list that leaves a task out is checked with one fetch before the task is called gone', async (t) => {
+  const { gw, world, upstream: gwUp } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100' })
   world.set('hidden', 'IN_PROGRESS', { progress: '1%' })
   const listed = world.body('hidden') as string
   const s = await openSse(`${gw.url}/mj/task/hidden/events`)
   await s.waitForEvents(1)
   // this relay's list knows nothing, its fetch does
-  gw.upstream.setHandler((req) => {
+  gwUp.setHandler((req) => {
     if (req.url === '/mj/task/list-by-condition') return { kind: 'raw', body: '[]' }
     return { kind: 'raw', body: listed.replace('1%', '70%') }
   })
@@ -105,7 +100,7 @@ t.test('docs/push.md: a list that leaves a task out is checked with one fetch be
   t.equal(JSON.parse(s.events[1]?.data ?? '').progress, '70%')
   t.notOk(s.ended)
   for (const odd of ['', 'null', 'not json', '{"an":"object"}', '[null,1,{"id":7}]']) {
-    gw.upstream.setHandler((req) => (req.url === '/mj/task/list-by-condition' ? { kind: 'raw', body: odd } : { kind: 'raw', body: listed.replace('1%', '70%') }))
+    gwUp.setHandler((req) => (req.url === '/mj/task/list-by-condition' ? { kind: 'raw', body: odd } : { kind: 'raw', body: listed.replace('1%', '70%') }))
     await sleep(250)
   }
   t.notOk(s.ended, 'odd list answers end no stream')

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { withoutNotifyHook } from '../routes/passthrough.js'
+import { withoutNotifyHook } from '../routes/submit.js'
 
 /** the callback route, outside /mj (the upstream presents no client token) */
 export const NOTIFY_ROUTE = '/gateway/notify/:secret'

@@ -5,15 +5,16 @@ import type { TaskService } from '../tasks/fetch-service.js'
 import type { UpstreamClient } from '../upstream/client.js'
 import { FirstStates } from '../push/first-states.js'
 import { BadRequestError, BadTaskIdError, RateLimitedError, TaskNotFoundError, UpstreamBadResponseError } from '../http/errors.js'
-import { clientOf } from '../plugins/client-auth.js'
+import { clientOf } from '../clients/identity.js'
 import { rateLimitKey } from '../rate-limit/counter.js'
 import { EventStream } from '../push/event-stream.js'
 import type { Subscribers } from '../push/subscribers.js'
 import { taskState } from '../push/task-state.js'
 import type { WatchHub } from '../push/watch-hub.js'
-import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
+import type { Answer } from '../upstream/answer.js'
+import { sendAnswer } from './send-answer.js'
 import { MAX_LIST_IDS } from './passthrough.js'
-import { taskIdParams } from './task-fetch.js'
+import { taskIdParams } from '../tasks/task-id.js'
 
 export const TASK_EVENTS_ROUTE = '/mj/task/:id/events'
 export const TASKS_EVENTS_ROUTE = '/mj/tasks/events'
@@ -48,7 +49,6 @@ export function parseIds(raw: unknown): string[] {
   return ids
 }
 
-type Answer = { status: number; body: Buffer; contentType: string | undefined; retryAfter: string | undefined }
 
 /**
  * GET /mj/task/:id/events and GET /mj/tasks/events?ids=… (CONTRACT §11), on @fastify/sse in its 'manual' mode (no
@@ -59,7 +59,7 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
   const { cache, service, hub, subscribers, table, access } = deps
   const first = new FirstStates<Answer>(deps.upstream, async (id) => {
     const served = await service.fetch(id)
-    return served.kind === 'task' ? served.body : served
+    return served.kind === 'task' ? served.body : served.answer
   })
 
   /** the task's current body: the cache, else the upstream (gathered with other first states: FirstStates) */
@@ -83,9 +83,7 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
       const answer = found.find((f): f is Answer => !Buffer.isBuffer(f))
       if (answer !== undefined) {
         subscribers.release(key)
-        reply.code(answer.status).header('content-type', answer.contentType || JSON_CONTENT_TYPE)
-        if (answer.retryAfter) reply.header('retry-after', answer.retryAfter)
-        return reply.send(answer.body)
+        return sendAnswer(reply, answer)
       }
       bodies = found as Buffer[]
       bodies.forEach((body, i) => {

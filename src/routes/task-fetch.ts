@@ -1,24 +1,17 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { TaskCache } from '../cache/task-cache.js'
 import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
+import { hitCacheControl } from '../cache/cache-control.js'
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
 import type { TaskService } from '../tasks/fetch-service.js'
-
-export const FETCH_ROUTE = '/mj/task/:id/fetch'
-
-export const TASK_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$'
-
-export const taskIdParams = {
-  type: 'object',
-  properties: { id: { type: 'string', pattern: TASK_ID_PATTERN } },
-  required: ['id']
-} as const
+import { FETCH_ROUTE, taskIdParams } from '../tasks/task-id.js'
+import { sendAnswer } from './send-answer.js'
 
 interface Deps {
   cache: TaskCache
   service: TaskService
   metrics: GatewayMetrics
-  /** a live task was answered: the refresher watches it (CONTRACT §11) */
+  /** a live task was answered: the refresher watches it (docs/push.md) */
   fetched: (id: string, now: number) => void
 }
 
@@ -37,25 +30,27 @@ function send(request: FetchRequest, reply: FastifyReply, body: Buffer, etag: st
   return reply.header('content-type', JSON_CONTENT_TYPE).send(body)
 }
 
+/**
+ * GET /mj/task/{id}/fetch on the Fastify path. A fresh hit is normally answered by the hit lane (src/http/hit-lane.ts)
+ * before it gets here; this answers it the same way when the lane declines or is off.
+ */
 export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics, fetched }: Deps): Promise<void> {
   const miss = async (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const served = await service.fetch(request.params.id)
     if (served.kind === 'task' && served.cacheControl === 'no-cache') fetched(request.params.id, Date.now())
     if (served.kind === 'task') return send(request, reply, served.body, served.etag, served.cacheControl, served.cache)
-    reply.code(served.status).header('content-type', served.contentType || JSON_CONTENT_TYPE)
-    if (served.retryAfter !== undefined) reply.header('retry-after', served.retryAfter)
-    return reply.send(served.body)
+    return sendAnswer(reply, served.answer)
   }
 
   // Not async: a hit answers synchronously, without a promise per request; only a miss returns one.
   app.get(FETCH_ROUTE, { schema: { params: taskIdParams } }, (request: FetchRequest, reply) => {
-    const now = Date.now()
+    // (a check of who may see this task goes here, and in the hit lane's serve(): one function both call)
+    const now = cache.now()
     const hit = cache.fresh(request.params.id, now)
     if (hit === undefined) return miss(request, reply)
     metrics.lookup('hit')
     if (!hit.terminal) fetched(request.params.id, now)
-    const cacheControl = hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache'
-    send(request, reply, hit.body, hit.etag, cacheControl, 'HIT')
+    send(request, reply, hit.body, hit.etag, hitCacheControl(hit, now), 'HIT')
     return undefined
   })
 }

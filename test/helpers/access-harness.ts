@@ -40,7 +40,7 @@ export async function startGateway(t: Teardown, env: Record<string, string> = {}
       cb()
     }
   })
-  const config = loadConfig({ UPSTREAM_BASE_URL: sim.url, UPSTREAM_API_KEY: UPSTREAM_KEY, LOG_LEVEL: 'info', ...env })
+  const config = loadConfig({ UPSTREAM_BASE_URL: sim.url, UPSTREAM_API_KEY: UPSTREAM_KEY, LOG_LEVEL: 'info', ...(process.env.HIT_LANE ? { HIT_LANE: process.env.HIT_LANE } : {}), ...env })
   const app = await buildApp(config, { logStream, ...opts.overrides })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => {

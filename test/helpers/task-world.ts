@@ -3,7 +3,9 @@
  * GET /mj/task/:id/fetch (unknown: an empty 200, midjourney-proxy's answer) and POST /mj/task/list-by-condition
  * (known tasks among the ids asked, in the upstream's own bytes).
  */
-import { idFromUrl, taskBody, type FakeUpstream } from './fake-upstream.js'
+import type { Test } from 'tap'
+import { idFromUrl, startFakeUpstream, taskBody, type FakeUpstream } from './fake-upstream.js'
+import { startGateway, type Gateway, type GatewayOptions } from './gateway.js'
 
 export interface TaskWorld {
   /** sets a task's state; returns the exact body the upstream now sends for it */
@@ -60,4 +62,17 @@ export function taskWorld(up: FakeUpstream): TaskWorld {
         .map((r) => (JSON.parse(r.body.toString()) as { ids: string[] }).ids)
     }
   }
+}
+
+/** The gateway in front of a fresh fake upstream run as a task world (all closed in teardown). */
+export async function pushGateway(
+  t: Test,
+  env: Record<string, string> = {},
+  opts: Omit<GatewayOptions, 'upstreamUrl'> = {}
+): Promise<{ gw: Gateway; world: TaskWorld; upstream: FakeUpstream }> {
+  const upstream = await startFakeUpstream()
+  t.teardown(() => upstream.close())
+  const world = taskWorld(upstream)
+  const gw = await startGateway(t, env, { ...opts, upstreamUrl: upstream.url })
+  return { gw, world, upstream }
 }

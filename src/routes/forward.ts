@@ -1,0 +1,11 @@
+import type { FastifyReply } from 'fastify'
+import type { UpstreamClient, UpstreamRequest } from '../upstream/client.js'
+import { takeAnswer } from '../upstream/answer.js'
+import { sendAnswer } from './send-answer.js'
+
+/** A pass-through call: the upstream's success or 4xx goes to the client as it came; anything else is a gateway error. */
+export async function forward(upstream: UpstreamClient, reply: FastifyReply, req: UpstreamRequest): Promise<FastifyReply> {
+  const taken = takeAnswer(await upstream.request(req))
+  if (taken.kind === 'unusable') throw taken.error
+  return sendAnswer(reply, taken.answer)
+}

@@ -1,0 +1,55 @@
+import type { FastifyInstance } from 'fastify'
+import { Type } from '@sinclair/typebox'
+import type { Config } from '../config.js'
+import type { UpstreamClient } from '../upstream/client.js'
+import { strictBody } from './strict-body.js'
+import { forward } from './forward.js'
+import { notifySecret, notifyUrl, submitBody } from '../push/notify-hook.js'
+
+/** The allowlist (docs/http-api.md §4): nothing else under /mj/submit is routed, so nothing else reaches upstream. */
+export const SUBMIT_KINDS = [
+  'imagine',
+  'action',
+  'blend',
+  'describe',
+  'modal',
+  'shorten',
+  'change',
+  'simple-change',
+  'upload-discord-images'
+] as const
+
+type JsonObject = Record<string, unknown>
+
+const SubmitBody = Type.Object({}, { additionalProperties: true })
+
+/**
+ * The upstream would call any URL a client names in `notifyHook`. Removed case-insensitively and after
+ * NFKC folding, because a Go relay matches JSON keys that way (`NOTIFYHOOK` and a Kelvin-sign `K` included).
+ */
+export function withoutNotifyHook(body: JsonObject): JsonObject {
+  return Object.fromEntries(Object.entries(body).filter(([k]) => k.normalize('NFKC').toLowerCase() !== 'notifyhook'))
+}
+
+interface Deps {
+  config: Config
+  upstream: UpstreamClient
+}
+
+/** POST /mj/submit/{kind}: a JSON object, notifyHook removed unless ALLOW_NOTIFY_HOOK (or the gateway's own with PUBLIC_URL), forwarded once. */
+export async function submitRoutes(app: FastifyInstance, { config, upstream }: Deps): Promise<void> {
+  // docs/push.md: with PUBLIC_URL, every submit names the gateway's own callback URL
+  const gatewayHook = config.push.publicUrl === '' ? undefined : notifyUrl(config.push.publicUrl, notifySecret(config.upstream.apiKey))
+  for (const kind of SUBMIT_KINDS) {
+    const path = `/mj/submit/${kind}`
+    app.post<{ Body: JsonObject }>(
+      path,
+      { bodyLimit: config.submitMaxBodyBytes, schema: { body: SubmitBody }, validatorCompiler: strictBody },
+      async (request, reply) => {
+        const body = submitBody(request.body, config.allowNotifyHook, gatewayHook)
+        // a submit spends money and is not idempotent: one try only
+        return forward(upstream, reply, { method: 'POST', path, body: Buffer.from(JSON.stringify(body)), idempotent: false })
+      }
+    )
+  }
+}
