@@ -25,6 +25,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist/src ./dist/src
 # The files stay owned by root: the gateway cannot rewrite its own code.
+# DATA_DIR (./data): the image archive and other embedded stores; mount a volume here to keep them
+RUN mkdir -p /app/data && chown node:node /app/data
 USER node
 EXPOSE 8080
 # Liveness only (/readyz is for load balancers). Node itself, because slim images have no curl.

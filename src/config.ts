@@ -1,8 +1,9 @@
-import { createHash } from 'node:crypto'
+import { createHash, createHmac } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
+import { parsePassthroughRoutes } from './routes/passthrough-table.js'
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -38,10 +39,19 @@ const EnvSchema = Type.Object({
   ALLOW_NOTIFY_HOOK: Type.Boolean({ default: false }),
   EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0),
   HIT_LANE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
+  PASSTHROUGH_ROUTES: Type.String({ default: '' }),
+  DATA_DIR: Type.String({ default: './data', minLength: 1 }),
+  PUBLIC_URL: Type.String({ default: '' }),
   EVENTS_MAX_SUBSCRIBERS: Int(10000, 1),
   WATCH_IDLE_SECONDS: Int(30, 0),
   REFRESH_INTERVAL_MS: Int(1000, 100, 3_600_000),
-  PUBLIC_URL: Type.String({ default: '' })
+  IMAGE_HOSTS: Type.String({ default: 'cdn.discordapp.com,media.discordapp.net' }),
+  IMAGE_FETCH_CONCURRENCY: Int(4, 1, 256),
+  IMAGE_MAX_BYTES: Int(33554432, 1),
+  IMAGE_STORE_MAX_BYTES: Int(2147483648, 1),
+  IMAGE_SIGNING_KEY: Type.Optional(Type.String()),
+  IMAGE_SIGNED_URL_TTL_SECONDS: Int(604800, 60),
+  IMAGE_REWRITE: Type.Union([Type.Literal('off'), Type.Literal('on')], { default: 'off' })
 })
 type Env = Static<typeof EnvSchema>
 
@@ -88,13 +98,30 @@ export interface Config {
   readonly eventLoopMaxDelayMs: number
   /** `off` (a diagnostic): every request goes through Fastify, none through the hit lane */
   readonly hitLane: 'on' | 'off'
-  /** CONTRACT §11: push (server-sent events, the refresher, webhooks in) */
+  /** PASSTHROUGH_ROUTES, else the default list (routes/passthrough-table.ts); `{id}` written as `:id` */
+  readonly passthroughRoutes: readonly string[],
+  /** DATA_DIR: where embedded stores (the image archive among them) keep their files */
+  readonly dataDir: string
+  /** PUBLIC_URL without a trailing slash; '' = unset */
+  readonly publicUrl: string
+  /** docs/push.md: server-sent events and the refresher */
   readonly push: {
     readonly maxSubscribers: number
     readonly watchIdleSeconds: number
     readonly refreshIntervalMs: number
-    /** the gateway's public origin (and path prefix) for the upstream's callbacks; '' = no webhooks */
-    readonly publicUrl: string
+  }
+  readonly images: {
+    /** lowercase host names images may be fetched from (and redirected to) */
+    readonly hosts: readonly string[]
+    readonly fetchConcurrency: number
+    readonly maxBytes: number
+    readonly storeMaxBytes: number
+    /** IMAGE_SIGNING_KEY, else a key derived from the upstream key */
+    readonly signingKey: string
+    /** true when signingKey came from IMAGE_SIGNING_KEY */
+    readonly signingKeySet: boolean
+    readonly signedUrlTtlSeconds: number
+    readonly rewrite: boolean
   }
 }
 
@@ -188,7 +215,7 @@ function parseOrigins(value: string): string[] {
     })
 }
 
-/** PUBLIC_URL: http(s), no query, fragment or credentials; kept without a trailing slash. */
+/** PUBLIC_URL: an http(s) origin with an optional path, kept without a trailing slash; '' = unset. */
 function parsePublicUrl(value: string): string {
   if (value === '') return ''
   let url: URL
@@ -198,8 +225,24 @@ function parsePublicUrl(value: string): string {
     throw new ConfigError(`PUBLIC_URL: not a valid URL: ${JSON.stringify(value)}`)
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`PUBLIC_URL: must be http or https, got ${url.protocol}`)
-  if (url.search || url.hash || url.username || url.password) throw new ConfigError('PUBLIC_URL: no query, fragment or credentials')
-  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`
+  if (url.search || url.hash || url.username || url.password) {
+    throw new ConfigError('PUBLIC_URL: must be an origin with an optional path, no query, fragment or credentials')
+  }
+  return `${url.origin}${url.pathname}`.replace(/\/+$/, '')
+}
+
+/** IMAGE_HOSTS: comma-separated host names (no scheme, port or path), compared in lower case. */
+function parseImageHosts(value: string): string[] {
+  const hosts = value
+    .split(',')
+    .map((h) => h.trim().toLowerCase())
+    .filter((h) => h !== '')
+  for (const h of hosts) {
+    if (!/^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$/.test(h)) {
+      throw new ConfigError(`IMAGE_HOSTS: not a host name: ${JSON.stringify(h)} (list names like cdn.example.com, no scheme, port or path)`)
+    }
+  }
+  return hosts
 }
 
 /** The URL is never echoed: it may hold a password. */
@@ -259,6 +302,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   }
 
   if (env.REDIS_URL) checkRedisUrl(env.REDIS_URL)
+  const publicUrl = parsePublicUrl(env.PUBLIC_URL)
+  if (env.IMAGE_REWRITE === 'on' && publicUrl === '') throw new ConfigError('IMAGE_REWRITE: on needs PUBLIC_URL (the origin clients reach the gateway at)')
 
   const config: Config = {
     port: env.PORT,
@@ -294,14 +339,34 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     allowNotifyHook: env.ALLOW_NOTIFY_HOOK,
     eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS,
     hitLane: env.HIT_LANE,
+    passthroughRoutes: passthroughRoutesOf(env.PASSTHROUGH_ROUTES),
+    dataDir: env.DATA_DIR,
+    publicUrl,
     push: {
       maxSubscribers: env.EVENTS_MAX_SUBSCRIBERS,
       watchIdleSeconds: env.WATCH_IDLE_SECONDS,
-      refreshIntervalMs: env.REFRESH_INTERVAL_MS,
-      publicUrl: parsePublicUrl(env.PUBLIC_URL)
+      refreshIntervalMs: env.REFRESH_INTERVAL_MS
+    },
+    images: {
+      hosts: parseImageHosts(env.IMAGE_HOSTS),
+      fetchConcurrency: env.IMAGE_FETCH_CONCURRENCY,
+      maxBytes: env.IMAGE_MAX_BYTES,
+      storeMaxBytes: env.IMAGE_STORE_MAX_BYTES,
+      signingKey: env.IMAGE_SIGNING_KEY ?? createHmac('sha256', apiKey).update('mj-gateway image url signing').digest('hex'),
+      signingKeySet: env.IMAGE_SIGNING_KEY !== undefined,
+      signedUrlTtlSeconds: env.IMAGE_SIGNED_URL_TTL_SECONDS,
+      rewrite: env.IMAGE_REWRITE === 'on'
     }
   }
   return deepFreeze(config)
+}
+
+function passthroughRoutesOf(value: string): string[] {
+  try {
+    return parsePassthroughRoutes(value)
+  } catch (err) {
+    throw new ConfigError(`PASSTHROUGH_ROUTES: ${(err as Error).message}`)
+  }
 }
 
 function deepFreeze<T extends object>(o: T): T {
@@ -339,10 +404,19 @@ export function describeConfig(c: Config): Record<string, unknown> {
     ALLOW_NOTIFY_HOOK: c.allowNotifyHook,
     EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs,
     HIT_LANE: c.hitLane,
+    PASSTHROUGH_ROUTES: c.passthroughRoutes,
+    DATA_DIR: c.dataDir,
+    PUBLIC_URL: c.publicUrl === '' ? null : c.publicUrl,
     EVENTS_MAX_SUBSCRIBERS: c.push.maxSubscribers,
     WATCH_IDLE_SECONDS: c.push.watchIdleSeconds,
     REFRESH_INTERVAL_MS: c.push.refreshIntervalMs,
-    PUBLIC_URL: c.push.publicUrl === '' ? null : c.push.publicUrl
+    IMAGE_HOSTS: c.images.hosts,
+    IMAGE_FETCH_CONCURRENCY: c.images.fetchConcurrency,
+    IMAGE_MAX_BYTES: c.images.maxBytes,
+    IMAGE_STORE_MAX_BYTES: c.images.storeMaxBytes,
+    IMAGE_SIGNING_KEY: c.images.signingKeySet ? '[redacted]' : '[derived from the upstream key]',
+    IMAGE_SIGNED_URL_TTL_SECONDS: c.images.signedUrlTtlSeconds,
+    IMAGE_REWRITE: c.images.rewrite ? 'on' : 'off'
   }
 }
 

@@ -60,12 +60,14 @@ const CONTRACT_LABELS: Record<string, readonly string[]> = {
   mj_gateway_http_request_duration_seconds: ['method', 'route', 'status_code', 'le'],
   mj_gateway_cache_lookups_total: ['result'],
   mj_gateway_upstream_requests_total: ['outcome'],
-  mj_gateway_upstream_request_duration_seconds: ['outcome', 'le']
+  mj_gateway_upstream_request_duration_seconds: ['outcome', 'le'],
+  mj_gateway_images_archived_total: ['outcome'],
+  mj_gateway_image_requests_total: ['result']
 }
 const TARGET_LABELS = ['job', 'instance']
 const LABEL_VALUES: Record<string, readonly string[]> = {
-  result: ['hit', 'miss', 'coalesced', 'stale', 'hit_shared'],
-  outcome: ['ok', 'http_4xx', 'http_5xx', 'timeout', 'error']
+  result: ['hit', 'miss', 'coalesced', 'stale', 'hit_shared', 'fetched', 'gone'],
+  outcome: ['ok', 'http_4xx', 'http_5xx', 'timeout', 'error', 'not_allowed', 'too_large', 'not_image', 'gone', 'store_error']
 }
 const ALL_LABELS = new Set([...Object.values(CONTRACT_LABELS).flat(), ...TARGET_LABELS])
 
@@ -331,7 +333,7 @@ t.test('dashboard: Grafana 10+ JSON, every panel described and bound to ${dataso
   const ids = panels.map((p) => p['id'])
   t.equal(new Set(ids).size, ids.length, 'panel ids are unique')
   const rows = panels.filter((p) => p['type'] === 'row').map((p) => p['title'])
-  t.same(rows, ['Traffic', 'Latency', 'Cache', 'Upstream health', 'Process'], 'rows in order')
+  t.same(rows, ['Traffic', 'Latency', 'Cache', 'Upstream health', 'Process', 'Images'], 'rows in order')
   for (const p of panels) {
     const title = str(p['title']) ?? `panel ${String(p['id'])}`
     const pos = obj(p['gridPos'])

@@ -10,6 +10,7 @@ import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
 import { ENV_VARIABLES } from '../src/config.js'
 import { startSimulatedUpstream } from '../src/demo/simulated-upstream.js'
+import { isolatedDataEnv } from './helpers/data-dir.js'
 
 const ROOT = new URL('../', import.meta.url)
 const MAIN = new URL('dist/src/main.js', ROOT).pathname
@@ -27,7 +28,7 @@ interface Run {
 function start(tt: Test, env: Record<string, string>, nodeArgs: string[] = []): Run {
   const clean: NodeJS.ProcessEnv = {}
   for (const [k, v] of Object.entries(process.env)) if (!ENV_VARIABLES.includes(k) && !k.startsWith('UPSTREAM_')) clean[k] = v
-  const child = spawn(process.execPath, [...nodeArgs, MAIN], { env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...nodeArgs, MAIN], { env: { ...clean, ...isolatedDataEnv(tt), ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   child.stdout?.on('data', (c: Buffer) => (out += c.toString()))

@@ -250,8 +250,6 @@ const UNLISTED: Array<[string, string]> = [
   ['GET', '/mj/account/list'],
   ['POST', '/mj/account/list'],
   ['POST', '/mj/submit/swap_face'],
-  ['POST', '/mj/insight-face/swap'],
-  ['POST', '/mj/submit/video'],
   ['POST', '/mj/submit/Imagine'],
   ['POST', '/mj/submit/IMAGINE'],
   ['POST', '/MJ/SUBMIT/IMAGINE'],

@@ -16,7 +16,9 @@ async function httpMetricsPlugin(app: FastifyInstance, { metrics }: HttpMetricsO
   })
   metrics.http('GET', 'unmatched', 404)
   app.addHook('onResponse', (request, reply, done) => {
-    metrics.http(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode).observe(reply.elapsedTime / 1000)
+    // a catch-all (routes/unrouted.ts) counts with every other path no route knows, never by its pattern
+    const route = request.routeOptions.config.unrouted === true ? undefined : request.routeOptions.url
+    metrics.http(request.method, route ?? 'unmatched', reply.statusCode).observe(reply.elapsedTime / 1000)
     done()
   })
 }

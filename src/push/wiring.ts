@@ -99,7 +99,7 @@ export function pushFeatures(app: FastifyInstance, deps: PushDeps): PushFeatures
       await mj.register(taskEventsRoutes, { cache, service, hub, subscribers, table: deps.clientKeys, access: deps.access, upstream })
     },
     callbacks: async (root) => {
-      if (config.push.publicUrl === '') return
+      if (config.publicUrl === '') return
       await root.register(notifyCallbackRoutes, {
         secret,
         count: (outcome) => counters.notifyCallbacks.inc({ outcome }),

@@ -25,7 +25,8 @@ interface Deps {
 }
 
 /**
- * PASSTHROUGH: submit, image-seed and list-by-condition (docs/http-api.md §3), one file each. Registered
+ * PASSTHROUGH: submit, image-seed and list-by-condition (docs/http-api.md §3), one file each; which paths
+ * is config.passthroughRoutes (PASSTHROUGH_ROUTES, routes/passthrough-table.ts). Registered
  * inside the /mj scope, so the client-token and rate-limit hooks there guard them. Forwarded with UpstreamClient
  * rather than @fastify/http-proxy: the body has to be parsed anyway (notifyHook), and the client then brings the key
  * injection, the header allowlist (no client header reaches upstream at all), the time budget, the no-retry rule
@@ -35,6 +36,6 @@ export async function passthroughRoutes(app: FastifyInstance, { config, upstream
   if (!passthroughEnabled(config)) return
   if (config.clientKeys.length === 0) app.log.warn(OPEN_PASSTHROUGH_WARNING)
   await app.register(submitRoutes, { config, upstream })
-  await app.register(imageSeedRoutes, { upstream })
-  await app.register(listByConditionRoutes, { list })
+  await app.register(imageSeedRoutes, { config, upstream })
+  await app.register(listByConditionRoutes, { config, list })
 }

@@ -4,20 +4,11 @@ import type { Config } from '../config.js'
 import type { UpstreamClient } from '../upstream/client.js'
 import { strictBody } from './strict-body.js'
 import { forward } from './forward.js'
+import { routeKind } from './passthrough-table.js'
 import { notifySecret, notifyUrl, submitBody } from '../push/notify-hook.js'
 
-/** The allowlist (docs/http-api.md §4): nothing else under /mj/submit is routed, so nothing else reaches upstream. */
-export const SUBMIT_KINDS = [
-  'imagine',
-  'action',
-  'blend',
-  'describe',
-  'modal',
-  'shorten',
-  'change',
-  'simple-change',
-  'upload-discord-images'
-] as const
+/** The allowlist (docs/http-api.md §4) is config.passthroughRoutes: nothing else is routed, so nothing else reaches upstream. */
+export { SUBMIT_KINDS } from './passthrough-table.js'
 
 type JsonObject = Record<string, unknown>
 
@@ -36,19 +27,23 @@ interface Deps {
   upstream: UpstreamClient
 }
 
-/** POST /mj/submit/{kind}: a JSON object, notifyHook removed unless ALLOW_NOTIFY_HOOK (or the gateway's own with PUBLIC_URL), forwarded once. */
+/**
+ * POST /mj/submit/{kind}, /mj/insight-face/swap and any other submit-like path of PASSTHROUGH_ROUTES: a JSON object,
+ * notifyHook removed unless ALLOW_NOTIFY_HOOK, forwarded once, under the scope's mode prefix (routes/mode-prefixes.ts).
+ */
 export async function submitRoutes(app: FastifyInstance, { config, upstream }: Deps): Promise<void> {
-  // docs/push.md: with PUBLIC_URL, every submit names the gateway's own callback URL
-  const gatewayHook = config.push.publicUrl === '' ? undefined : notifyUrl(config.push.publicUrl, notifySecret(config.upstream.apiKey))
-  for (const kind of SUBMIT_KINDS) {
-    const path = `/mj/submit/${kind}`
+  const mode = app.prefix
+  // docs/push.md §5: with PUBLIC_URL, every submit names the gateway's own callback URL
+  const gatewayHook = config.publicUrl === '' ? undefined : notifyUrl(config.publicUrl, notifySecret(config.upstream.apiKey))
+  for (const path of config.passthroughRoutes) {
+    if (routeKind(path) !== 'submit') continue
     app.post<{ Body: JsonObject }>(
       path,
       { bodyLimit: config.submitMaxBodyBytes, schema: { body: SubmitBody }, validatorCompiler: strictBody },
       async (request, reply) => {
         const body = submitBody(request.body, config.allowNotifyHook, gatewayHook)
         // a submit spends money and is not idempotent: one try only
-        return forward(upstream, reply, { method: 'POST', path, body: Buffer.from(JSON.stringify(body)), idempotent: false })
+        return forward(upstream, reply, { method: 'POST', path: mode + path, body: Buffer.from(JSON.stringify(body)), idempotent: false })
       }
     )
   }

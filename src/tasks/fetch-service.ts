@@ -4,7 +4,8 @@ import type { UpstreamClient } from '../upstream/client.js'
 import { classify, type CacheRules } from '../cache/policy.js'
 import { etagOf, type TaskCache } from '../cache/task-cache.js'
 import { cacheControlFor } from '../cache/cache-control.js'
-import { TaskNotFoundError, UpstreamBadResponseError } from '../http/errors.js'
+import { TaskNotFoundError } from '../http/errors.js'
+import { UpstreamBadResponseError } from '../upstream/failures.js'
 import { takeAnswer, type Answer } from '../upstream/answer.js'
 
 export type CacheStatus = 'HIT' | 'MISS' | 'COALESCED' | 'STALE'
@@ -42,6 +43,8 @@ type Loaded =
 /** The miss path of GET /mj/task/:id/fetch: shared tier, upstream, policy, store, stale stand-in. */
 export class TaskService {
   private readonly rules: CacheRules
+  /** told of every finished task body this service takes in (the image archive, docs/images.md) */
+  sawTerminal: (body: Buffer) => void = () => undefined
 
   constructor(
     cfg: Config['cache'],
@@ -53,8 +56,9 @@ export class TaskService {
     this.rules = { ttlSeconds: cfg.ttlSeconds, urlExpiryMarginSeconds: cfg.urlExpiryMarginSeconds, pollCacheMs: cfg.pollCacheMs }
   }
 
-  async fetch(id: string): Promise<Served> {
-    const { promise, leader } = this.cache.flight(id, () => this.load(id))
+  /** `mode` is the request's mode prefix ('' or `/mj-fast`…): the upstream path of a miss; the flight is the id's alone. */
+  async fetch(id: string, mode = ''): Promise<Served> {
+    const { promise, leader } = this.cache.flight(id, () => this.load(id, mode))
     let loaded: Loaded
     try {
       loaded = await promise
@@ -84,14 +88,14 @@ export class TaskService {
     return { kind: 'task', body: loaded.body, etag: loaded.etag, cacheControl: cacheControlFor(loaded.maxAgeSeconds), cache }
   }
 
-  private async load(id: string): Promise<Loaded> {
+  private async load(id: string, mode: string): Promise<Loaded> {
     const shared = this.shared
-    if (shared === undefined) return this.fromUpstream(id, () => undefined)
+    if (shared === undefined) return this.fromUpstream(id, mode, () => undefined)
     const begun = await shared.begin(id)
     if (begun.kind === 'hit') return this.fromShared(id, begun)
     let share: Share | undefined
     try {
-      return await this.fromUpstream(id, (s) => (share = s))
+      return await this.fromUpstream(id, mode, (s) => (share = s))
     } finally {
       shared.finish(id, begun.token, share)
     }
@@ -102,15 +106,16 @@ export class TaskService {
     const source = hit.from === 'peer' ? 'peer' : 'shared'
     const keep = hit.keep
     if (keep === undefined) return { kind: 'task', body: hit.body, etag, maxAgeSeconds: undefined, source }
+    if (keep.terminal) this.sawTerminal(hit.body)
     this.cache.store(id, hit.body, etag, keep.terminal, keep.ttlMs, this.cache.now())
     const maxAgeSeconds = keep.terminal ? Math.floor(keep.ttlMs / 1000) : undefined
     return { kind: 'task', body: hit.body, etag, maxAgeSeconds, source }
   }
 
-  private async fromUpstream(id: string, publish: (share: Share) => void): Promise<Loaded> {
+  private async fromUpstream(id: string, mode: string, publish: (share: Share) => void): Promise<Loaded> {
     let res
     try {
-      res = await this.upstream.request({ method: 'GET', path: `/mj/task/${id}/fetch`, idempotent: true })
+      res = await this.upstream.request({ method: 'GET', path: `${mode}/mj/task/${id}/fetch`, idempotent: true })
     } catch (err) {
       return this.standIn(id, err)
     }
@@ -136,6 +141,7 @@ export class TaskService {
         publish(verdict.ttlMs > 0 ? { kind: 'live', body: res.body, ttlMs: verdict.ttlMs } : { kind: 'handoff', body: res.body })
         return { kind: 'task', body: res.body, etag, maxAgeSeconds: undefined, source: 'upstream' }
       case 'terminal': {
+        this.sawTerminal(res.body)
         if (verdict.ttlMs === 0) {
           this.cache.delete(id)
           publish({ kind: 'handoff', body: res.body })

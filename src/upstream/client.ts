@@ -8,7 +8,7 @@ import {
   UpstreamHttpError,
   UpstreamTimeoutError,
   UpstreamUnreachableError
-} from '../http/errors.js'
+} from './failures.js'
 import { KeyHealth } from './key-health.js'
 
 export interface UpstreamResponse {

@@ -25,7 +25,11 @@ export const CONTRACT_METRIC_NAMES: readonly string[] = [
   'mj_gateway_upstream_requests_total',
   'mj_gateway_upstream_request_duration_seconds',
   'mj_gateway_upstream_inflight',
-  'mj_gateway_redis_up'
+  'mj_gateway_redis_up',
+  // CONTRACT.md §12
+  'mj_gateway_images_archived_total',
+  'mj_gateway_image_store_bytes',
+  'mj_gateway_image_requests_total'
 ]
 
 /** exported only when the gateway runs with REDIS_URL (docs/metrics.md §5) */

@@ -11,6 +11,7 @@ import { loadConfig, type Config } from '../../src/config.js'
 import type { Clock } from '../../src/cache/task-cache.js'
 import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/demo/simulated-upstream.js'
 import { get, waitFor, type HttpResult } from './net.js'
+import { isolatedDataEnv } from './data-dir.js'
 
 export const UPSTREAM_KEY = 'sk-upstream-SECRET-9d2f6b1e7c'
 
@@ -46,6 +47,7 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, op
     UPSTREAM_BASE_URL: opts.upstreamUrl ?? upstream.url,
     LOG_LEVEL: 'silent',
     ...(process.env.HIT_LANE ? { HIT_LANE: process.env.HIT_LANE } : {}),
+    ...isolatedDataEnv(t),
     ...env
   })
   let logText = ''

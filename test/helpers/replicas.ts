@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
+import { isolatedDataEnv } from './data-dir.js'
 
 /** One gateway app listening on 127.0.0.1, as one replica behind a load balancer. */
 export interface Replica {
@@ -30,7 +31,7 @@ export async function startReplica(t: Teardown, env: Record<string, string>): Pr
       cb()
     }
   })
-  const app = await buildApp(loadConfig({ LOG_LEVEL: 'info', ...env }), { logStream })
+  const app = await buildApp(loadConfig({ LOG_LEVEL: 'info', ...isolatedDataEnv(t), ...env }), { logStream })
   t.teardown(() => app.close())
   const url = await app.listen({ port: 0, host: '127.0.0.1' })
   return { url, app, logs }
