@@ -99,7 +99,7 @@ export interface Config {
   /** `off` (a diagnostic): every request goes through Fastify, none through the hit lane */
   readonly hitLane: 'on' | 'off'
   /** PASSTHROUGH_ROUTES, else the default list (routes/passthrough-table.ts); `{id}` written as `:id` */
-  readonly passthroughRoutes: readonly string[],
+  readonly passthroughRoutes: readonly string[]
   /** DATA_DIR: where embedded stores (the image archive among them) keep their files */
   readonly dataDir: string
   /** PUBLIC_URL without a trailing slash; '' = unset */

@@ -5,7 +5,7 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import { loadConfig } from '../src/config.js'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 import { send } from './helpers/net.js'
 import { sample, startGateway } from './helpers/gateway.js'
 import authPlugin from '../src/plugins/client-auth.js'

@@ -91,13 +91,18 @@ t.test('docs/images.md: without IMAGE_SIGNING_KEY the key is derived from the up
 t.test('docs/images.md: no secret (upstream key, client token, signing key) in responses or logs of image requests', async (t) => {
   const ig = await startImageGateway(t, { ...env, LOG_LEVEL: 'info' })
   ig.tasks.set('s2', { imageUrl: ig.link('s2', -10) })
+  const signedQuery = signed('s1', undefined, inAnHour())
+  const sig = new URLSearchParams(signedQuery).get('sig') as string
   const answers = [
+    await ig.image(`/mj/image/s1?${signedQuery}`),
     await ig.image('/mj/image/s1', { authorization: `Bearer ${TOKEN}` }),
     await ig.image('/mj/image/s2', { authorization: `Bearer ${TOKEN}` }),
     await ig.image(`/mj/image/s1?exp=1&sig=x`),
     await ig.image('/mj/image/s1', { authorization: `Bearer ${TOKEN}x` })
   ]
   const text = answers.map((a) => JSON.stringify(a.headers) + a.body.toString('latin1')).join('\n') + ig.gw.logs()
-  for (const secret of [UPSTREAM_KEY, TOKEN, SIGNING_KEY]) t.notOk(text.includes(secret), secret.slice(0, 10))
+  for (const secret of [UPSTREAM_KEY, TOKEN, SIGNING_KEY, sig]) t.notOk(text.includes(secret), secret.slice(0, 10))
+  t.match(ig.gw.logs(), '/mj/image/s1?exp=', 'the signed request is logged, its signature redacted')
+  t.match(ig.gw.logs(), 'sig=[redacted]')
   t.notOk(ig.cdn.calls > 1)
 })

@@ -133,6 +133,10 @@ export interface SimulatedUpstream {
   enqueue(...b: Behavior[]): void
   /** clears counters, recorded requests and the queue; the handler goes back to the one given at start. Tasks stay. */
   reset(): void
+  /** from now on requests wait unanswered (still counted and recorded), until release() */
+  hold(): void
+  /** answers every waiting request, in order of arrival, as it would have been answered then; stops holding */
+  release(): void
   /** from now on every simulated answer needs this key (per `authStyle`); undefined accepts any request */
   requireKey(apiKey: string | undefined, authStyle?: 'bearer' | 'mj-api-secret'): void
   /** creates an IMAGINE task submitted now; returns its id. `never` stays IN_PROGRESS forever */
@@ -309,6 +313,8 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
   let requests: RecordedRequest[] = []
   let calls = 0
   let closing: Promise<void> | undefined
+  /** while holding: the answers waiting for release() */
+  let held: Array<() => void> | undefined
   let sequence = 0
 
   const randInt = (below: number): number => Math.min(below - 1, Math.floor(random() * below))
@@ -676,15 +682,19 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
       const rec: RecordedRequest = { method, url, path, route, headers: req.headers, body: Buffer.concat(chunks) }
       lastRequest = rec
       if (recordRequests) requests.push(rec)
-      let b: Behavior | undefined
-      try {
-        b = queue.shift() ?? handler?.(rec, callIndex)
-      } catch (err) {
-        // a throwing handler fails its test with a readable answer instead of a hang
-        const message = err instanceof Error ? err.message : String(err)
-        b = { kind: 'json', status: 500, body: { error: 'simulated upstream handler threw', message } }
+      const go = (): void => {
+        let b: Behavior | undefined
+        try {
+          b = queue.shift() ?? handler?.(rec, callIndex)
+        } catch (err) {
+          // a throwing handler fails its test with a readable answer instead of a hang
+          const message = err instanceof Error ? err.message : String(err)
+          b = { kind: 'json', status: 500, body: { error: 'simulated upstream handler threw', message } }
+        }
+        serve(rec, size > maxBodyBytes, b ?? SIMULATE, req, res)
       }
-      serve(rec, size > maxBodyBytes, b ?? SIMULATE, req, res)
+      if (held === undefined) go()
+      else held.push(go)
     })
   })
   // never let the server's own timers end a hanging request; only close() does
@@ -751,6 +761,14 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
       handler = startHandler
       stats.requests = 0
       stats.byRoute = {}
+    },
+    hold() {
+      held ??= []
+    },
+    release() {
+      const waiting = held ?? []
+      held = undefined
+      for (const go of waiting) go()
     },
     requireKey(key, style) {
       apiKey = key

@@ -6,6 +6,7 @@ import type { FastifyError, FastifyInstance } from 'fastify'
 export { BadTaskIdError } from '../tasks/task-id.js'
 export { BadRequestError, ExpectationFailedError, HeadersTooLargeError, UriTooLongError } from './request-checks.js'
 export { UpstreamAuthError, UpstreamBadResponseError, UpstreamHttpError, UpstreamTimeoutError, UpstreamUnreachableError } from '../upstream/failures.js'
+export { ImageGoneError, ImageNotFoundError, ImageStoreError, RangeNotSatisfiableError } from '../images/image-errors.js'
 
 export const UnauthorizedError = createError('MJGW_UNAUTHORIZED', 'missing or invalid client token', 401)
 export const RateLimitedError = createError('MJGW_RATE_LIMITED', 'rate limit exceeded, retry in %s', 429)
@@ -13,10 +14,6 @@ export const RouteNotFoundError = createError('MJGW_NOT_FOUND', 'no such route (
 export const OverloadedError = createError('MJGW_OVERLOADED', 'gateway overloaded, retry later', 503)
 export const ShuttingDownError = createError('MJGW_SHUTTING_DOWN', 'gateway shutting down, retry shortly', 503)
 export const TaskNotFoundError = createError('MJGW_TASK_NOT_FOUND', 'task %s not found upstream', 404)
-export const ImageGoneError = createError('MJGW_IMAGE_GONE', 'image not archived and its link no longer answers', 404)
-export const ImageNotFoundError = createError('MJGW_IMAGE_NOT_FOUND', 'task %s has no such finished image', 404)
-export const ImageStoreError = createError('MJGW_IMAGE_STORE_ERROR', 'the image archive cannot store images right now', 503)
-export const RangeNotSatisfiableError = createError('MJGW_RANGE_NOT_SATISFIABLE', 'range not satisfiable (image is %s bytes)', 416)
 
 export interface ErrorBody {
   statusCode: number

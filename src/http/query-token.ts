@@ -8,13 +8,6 @@ declare module 'fastify' {
   }
 }
 
-const TOKEN_PARAM = /([?&]token=)[^&#]*/gi
-
-/** The URL as it may be logged: a `token` query parameter's value replaced by [redacted]. */
-export function redactUrl(url: string): string {
-  return url.indexOf('?') === -1 ? url : url.replace(TOKEN_PARAM, '$1[redacted]')
-}
-
 /**
  * The headers client auth reads. On a route with `config.queryToken`, a `token` query parameter counts as
  * `Authorization: Bearer {token}` when the request carries no credential header of its own.

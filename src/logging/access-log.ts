@@ -2,7 +2,6 @@ import type { IncomingMessage } from 'node:http'
 import { hostname } from 'node:os'
 import type { ClientIdentity } from '../clients/client-keys.js'
 import { clientHost, clientIp, type TrustFn } from '../http/client-address.js'
-import { redactUrl } from '../http/query-token.js'
 
 const REQ_ID_MAX = 2_147_483_647
 
@@ -13,6 +12,18 @@ export function requestIds(): () => string {
     next = (next + 1) & REQ_ID_MAX
     return `req-${next.toString(36)}`
   }
+}
+
+/**
+ * query parameters that carry a credential: a signed image URL's signature (docs/images.md §2), the client token of
+ * an events stream (docs/push.md §3); the name in any case
+ */
+const SECRET_QUERY = /([?&](?:sig|token)=)[^&#]*/gi
+
+/** The URL as logged: a credential in the query is replaced, so a log reader cannot replay the request. */
+export function loggableUrl(url: string | undefined): string | undefined {
+  if (url === undefined || !url.includes('?')) return url
+  return url.replace(SECRET_QUERY, '$1[redacted]')
 }
 
 /** where the line goes: the app logger's destination */
@@ -48,7 +59,7 @@ export class AccessLog {
   write(req: IncomingMessage, statusCode: number, client: ClientIdentity | null, ms: number, reqId = this.nextId()): void {
     const request =
       field('method', req.method).slice(1) +
-      field('url', redactUrl(req.url as string)) +
+      field('url', loggableUrl(req.url)) +
       field('host', clientHost(req, this.trust)) +
       field('remoteAddress', clientIp(req, this.trust)) +
       field('remotePort', req.socket.remotePort)

@@ -12,7 +12,7 @@ async function httpMetricsPlugin(app: FastifyInstance, { metrics }: HttpMetricsO
   // their first answer), so dashboards and ratios show the route before its first request. HEAD routes are
   // Fastify's automatic twins of the GETs.
   app.addHook('onRoute', (route) => {
-    for (const method of [route.method].flat()) if (method !== 'HEAD') metrics.http(method, route.url ?? '', 200)
+    for (const method of [route.method].flat()) if (method !== 'HEAD') metrics.http(method, route.url, 200)
   })
   metrics.http('GET', 'unmatched', 404)
   app.addHook('onResponse', (request, reply, done) => {

@@ -44,10 +44,11 @@ export async function imageRoutes(app: FastifyInstance, { images, signer, client
       const exp = typeof query['exp'] === 'string' ? query['exp'] : undefined
       const sig = typeof query['sig'] === 'string' ? query['sig'] : undefined
       if (!signer.verify(id, n, exp, sig, Date.now())) throw new TaskNotFoundError(id)
-    } else if (!(await mayReadTaskImages(clientOf(request, clients), id))) {
-      // not reachable before ownership exists: the token check ahead of this route refuses unauthorised clients
-      /* c8 ignore next */
-      throw new TaskNotFoundError(id)
+    } else {
+      // the refusal is not reachable before ownership exists: the token check ahead of this route refuses first
+      /* c8 ignore start */
+      if (!(await mayReadTaskImages(clientOf(request, clients), id))) throw new TaskNotFoundError(id)
+      /* c8 ignore stop */
     }
     return sendImage(request, reply, await images.open(id, n))
   }

@@ -1,3 +1,5 @@
+import { FETCH_ROUTE } from '../tasks/task-id.js'
+
 /**
  * Which midjourney-proxy paths the gateway forwards (CONTRACT §4, §10): the default list, or PASSTHROUGH_ROUTES.
  * Kept apart from the routes so config.ts can check PASSTHROUGH_ROUTES at start-up.
@@ -22,7 +24,7 @@ export const LIST_PATH = '/mj/task/list-by-condition'
 export const IMAGE_SEED_ROUTE = '/mj/task/:id/image-seed'
 
 /** Served by the gateway's own cached route, never as a pass-through. */
-const FETCH_PATH = '/mj/task/:id/fetch'
+const FETCH_PATH = FETCH_ROUTE
 /** Would list every client's tasks under the one upstream key: never forwarded, whatever the configuration. */
 const TASK_LIST_PATH = '/mj/task/list'
 
@@ -60,8 +62,15 @@ export function parsePassthroughRoutes(value: string): string[] {
   return routes
 }
 
+export type RouteKind = 'list' | 'task' | 'submit'
+
 /** How a listed path is served: the cached list, a GET of a task's sub-resource (`:id`), or a submit-like POST. */
-export function routeKind(path: string): 'list' | 'task' | 'submit' {
+export function routeKind(path: string): RouteKind {
   if (path === LIST_PATH) return 'list'
   return path.includes(':id') ? 'task' : 'submit'
+}
+
+/** The listed paths served as `kind`, in the order listed. */
+export function pathsOfKind(routes: readonly string[], kind: RouteKind): string[] {
+  return routes.filter((path) => routeKind(path) === kind)
 }

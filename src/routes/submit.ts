@@ -1,10 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import type { Config } from '../config.js'
-import type { UpstreamClient } from '../upstream/client.js'
 import { strictBody } from './strict-body.js'
-import { forward } from './forward.js'
-import { routeKind } from './passthrough-table.js'
+import { forward, type ForwardDeps } from './forward.js'
+import { pathsOfKind } from './passthrough-table.js'
 import { notifySecret, notifyUrl, submitBody } from '../push/notify-hook.js'
 
 /** The allowlist (docs/http-api.md §4) is config.passthroughRoutes: nothing else is routed, so nothing else reaches upstream. */
@@ -22,21 +20,16 @@ export function withoutNotifyHook(body: JsonObject): JsonObject {
   return Object.fromEntries(Object.entries(body).filter(([k]) => k.normalize('NFKC').toLowerCase() !== 'notifyhook'))
 }
 
-interface Deps {
-  config: Config
-  upstream: UpstreamClient
-}
 
 /**
  * POST /mj/submit/{kind}, /mj/insight-face/swap and any other submit-like path of PASSTHROUGH_ROUTES: a JSON object,
  * notifyHook removed unless ALLOW_NOTIFY_HOOK, forwarded once, under the scope's mode prefix (routes/mode-prefixes.ts).
  */
-export async function submitRoutes(app: FastifyInstance, { config, upstream }: Deps): Promise<void> {
+export async function submitRoutes(app: FastifyInstance, { config, upstream }: ForwardDeps): Promise<void> {
   const mode = app.prefix
   // docs/push.md §5: with PUBLIC_URL, every submit names the gateway's own callback URL
   const gatewayHook = config.publicUrl === '' ? undefined : notifyUrl(config.publicUrl, notifySecret(config.upstream.apiKey))
-  for (const path of config.passthroughRoutes) {
-    if (routeKind(path) !== 'submit') continue
+  for (const path of pathsOfKind(config.passthroughRoutes, 'submit')) {
     app.post<{ Body: JsonObject }>(
       path,
       { bodyLimit: config.submitMaxBodyBytes, schema: { body: SubmitBody }, validatorCompiler: strictBody },
