@@ -13,6 +13,7 @@ import { HELP, HelpRequested, parseArgs, type ScenarioId, type Settings } from '
 import { hitPath } from './scenarios/hit.js'
 import { missPath } from './scenarios/miss.js'
 import { pollingStorm } from './scenarios/storm.js'
+import { push } from './scenarios/push.js'
 import { memory } from './scenarios/memory.js'
 import { faultSoak } from './scenarios/soak.js'
 import { redisStall } from './scenarios/redis-stall.js'
@@ -24,6 +25,7 @@ const SCENARIO_RUNNERS: Record<ScenarioId, (s: Settings, dir: URL) => Promise<Sc
   hit: hitPath,
   miss: missPath,
   storm: pollingStorm,
+  push,
   memory,
   soak: faultSoak,
   'redis-stall': redisStall

@@ -39,6 +39,8 @@ import { createImageArchive } from './images/image-archive.js'
 import { IMAGE_FAILURES } from './images/cdn-fetch.js'
 import { ImageService } from './images/image-service.js'
 import { imageRoutes } from './routes/images.js'
+import { pushFeatures } from './push/wiring.js'
+import { EVERYONE } from './routes/task-events.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -49,6 +51,8 @@ export interface AppOverrides {
   httpMetrics?: boolean
   /** the memory cache's clock (tests move it instead of sleeping); default Date.now */
   clock?: Clock
+  /** how often events streams get a comment line (tests shorten it); default src/push/subscribers.ts HEARTBEAT_MS */
+  heartbeatMs?: number
 }
 
 export const REDACTED_HEADERS = ['authorization', 'mj-api-secret', 'cookie', 'set-cookie', 'x-api-key', 'proxy-authorization']
@@ -151,6 +155,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   list.sawTerminal = service.sawTerminal
   if (rewriter !== undefined) list.present = (body, now) => rewriter.present(body, etagOf(body), now).body
   const imageService = new ImageService(images.store, images.archiver, service, metrics, config.upstream.timeoutMs)
+  // task ownership (§9) goes here when it lands: every events read asks this one function
+  const push = pushFeatures(app, { config, cache, service, upstream, metrics, redis, shared, clientKeys, heartbeatMs: overrides.heartbeatMs, access: EVERYONE })
   const httpMetrics = overrides.httpMetrics ?? true
   const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
@@ -158,7 +164,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const lane =
     config.hitLane === 'off'
       ? undefined
-      : new HitLane({ cache, metrics, httpMetrics, clients: clientKeys, rateLimit, cors, clientIp: (req) => clientIp(req, trust), accessLog, rewriter }, server.fastify)
+      : new HitLane({ cache, metrics, httpMetrics, clients: clientKeys, rateLimit, cors, clientIp: (req) => clientIp(req, trust), accessLog, rewriter, fetched: push.fetched }, server.fastify)
   server.front(lane)
   app.decorate('hitLane', lane)
   app.addHook('onClose', async () => {
@@ -198,11 +204,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     if (rateLimit !== undefined) await mj.register(rateLimitPlugin, { table: clientKeys, counter: rateLimit })
     // the routes below, at /mj/... and again under /mj-fast, /mj-relax and /mj-turbo (routes/mode-prefixes.ts)
     await withModePrefixes(mj, async (mj) => {
-      await mj.register(taskFetchRoutes, { cache, service, metrics, rewriter })
+      await mj.register(taskFetchRoutes, { cache, service, metrics, rewriter, fetched: push.fetched })
+      await mj.register(push.routes)
       await mj.register(imageRoutes, { images: imageService, signer: images.signer, clients: clientKeys })
       await mj.register(passthroughRoutes, { config, upstream, list })
       await mj.register(unroutedRoutes)
     })
   })
+  // the upstream's callbacks (PUBLIC_URL): outside /mj, it presents no client token
+  await app.register(push.callbacks)
   return app
 }

@@ -42,6 +42,9 @@ const EnvSchema = Type.Object({
   PASSTHROUGH_ROUTES: Type.String({ default: '' }),
   DATA_DIR: Type.String({ default: './data', minLength: 1 }),
   PUBLIC_URL: Type.String({ default: '' }),
+  EVENTS_MAX_SUBSCRIBERS: Int(10000, 1),
+  WATCH_IDLE_SECONDS: Int(30, 0),
+  REFRESH_INTERVAL_MS: Int(1000, 100, 3_600_000),
   IMAGE_HOSTS: Type.String({ default: 'cdn.discordapp.com,media.discordapp.net' }),
   IMAGE_FETCH_CONCURRENCY: Int(4, 1, 256),
   IMAGE_MAX_BYTES: Int(33554432, 1),
@@ -101,6 +104,12 @@ export interface Config {
   readonly dataDir: string
   /** PUBLIC_URL without a trailing slash; '' = unset */
   readonly publicUrl: string
+  /** docs/push.md: server-sent events and the refresher */
+  readonly push: {
+    readonly maxSubscribers: number
+    readonly watchIdleSeconds: number
+    readonly refreshIntervalMs: number
+  }
   readonly images: {
     /** lowercase host names images may be fetched from (and redirected to) */
     readonly hosts: readonly string[]
@@ -333,6 +342,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     passthroughRoutes: passthroughRoutesOf(env.PASSTHROUGH_ROUTES),
     dataDir: env.DATA_DIR,
     publicUrl,
+    push: {
+      maxSubscribers: env.EVENTS_MAX_SUBSCRIBERS,
+      watchIdleSeconds: env.WATCH_IDLE_SECONDS,
+      refreshIntervalMs: env.REFRESH_INTERVAL_MS
+    },
     images: {
       hosts: parseImageHosts(env.IMAGE_HOSTS),
       fetchConcurrency: env.IMAGE_FETCH_CONCURRENCY,
@@ -393,6 +407,9 @@ export function describeConfig(c: Config): Record<string, unknown> {
     PASSTHROUGH_ROUTES: c.passthroughRoutes,
     DATA_DIR: c.dataDir,
     PUBLIC_URL: c.publicUrl === '' ? null : c.publicUrl,
+    EVENTS_MAX_SUBSCRIBERS: c.push.maxSubscribers,
+    WATCH_IDLE_SECONDS: c.push.watchIdleSeconds,
+    REFRESH_INTERVAL_MS: c.push.refreshIntervalMs,
     IMAGE_HOSTS: c.images.hosts,
     IMAGE_FETCH_CONCURRENCY: c.images.fetchConcurrency,
     IMAGE_MAX_BYTES: c.images.maxBytes,

@@ -1,6 +1,6 @@
 /** What a run measures and for how long: `--quick` (CI smoke, under a minute), the full run, or `--soak` alone. */
-export type ScenarioId = 'hit' | 'miss' | 'storm' | 'memory' | 'soak' | 'redis-stall'
-export const SCENARIOS: readonly ScenarioId[] = ['hit', 'miss', 'storm', 'memory', 'soak']
+export type ScenarioId = 'hit' | 'miss' | 'storm' | 'push' | 'memory' | 'soak' | 'redis-stall'
+export const SCENARIOS: readonly ScenarioId[] = ['hit', 'miss', 'storm', 'push', 'memory', 'soak']
 /** run only when asked for (--only=redis-stall): it needs redis-server installed */
 export const EXTRA_SCENARIOS: readonly ScenarioId[] = ['redis-stall']
 
@@ -18,6 +18,7 @@ export interface Settings {
   hit: { tasks: number; bodyBytes: number }
   miss: { tasks: number; pollers: number; upstreamLatencyMs: number; upstreamJitterMs: number }
   storm: { pollers: number; tasks: number; seconds: number; rounds: number; stepMs: number }
+  push: { subscribers: number; tasks: number; stepMs: number; idleSubscribers: number }
   memory: { counts: [number, number]; bodyBytes: number }
   soak: { seconds: number; connections: number }
   /** write the gateway's CPU profile of the hit path (bench/results/*.cpuprofile) */
@@ -68,6 +69,7 @@ export function parseArgs(argv: readonly string[]): Settings {
     hit: { tasks: quick ? 300 : 1000, bodyBytes: 3072 },
     miss: { tasks: 20, pollers: num('pollers', 200, 1, 1000), upstreamLatencyMs: 20, upstreamJitterMs: num('jitter', 10, 0, 1000) },
     storm: { pollers: 200, tasks: 20, seconds: quick ? 3 : 10, rounds: quick ? 1 : 3, stepMs: 1000 },
+    push: { subscribers: 200, tasks: 20, stepMs: quick ? 1000 : 6000, idleSubscribers: quick ? 2000 : 10_000 },
     memory: { counts: quick ? [1000, 3000] : [10_000, 50_000], bodyBytes: 3072 },
     soak: { seconds: num('soak-seconds', soakOnly ? 120 : quick ? 3 : 30, 1, SOAK_MAX_SECONDS), connections: 50 },
     profile: flags.has('--profile'),
@@ -80,10 +82,10 @@ export function parseArgs(argv: readonly string[]): Settings {
 export class HelpRequested extends Error {}
 
 export const HELP = `npm run bench [-- options]
-  (no option)         all five scenarios (hit, miss, storm, memory, a 30 s soak); writes bench/results/latest.json
+  (no option)         all six scenarios (hit, miss, storm, push, memory, a 30 s soak); writes bench/results/latest.json
   --quick             the same in under a minute, short and noisy (CI smoke); writes bench/results/quick.json
   --soak              only the fault soak, 2 minutes (--soak-seconds=N, at most ${SOAK_MAX_SECONDS})
-  --only=hit,miss     only these scenarios (hit, miss, storm, memory, soak; and redis-stall, run only when named:
+  --only=hit,miss     only these scenarios (hit, miss, storm, push, memory, soak; and redis-stall, run only when named:
                       hit-path throughput with Redis stopped mid-traffic (SIGSTOP) against Redis up; needs redis-server)
   --rounds=N --seconds=S   measured rounds per candidate and seconds per round
   --profile           also write the gateway's CPU profile of the hit path to bench/results/

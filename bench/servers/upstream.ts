@@ -71,7 +71,9 @@ serveIpc(port, {
   },
   /** task fetches the simulation has answered so far */
   fetches: () => sim.stats.byRoute[FETCH_ROUTE] ?? 0,
-  faults: () => faultCounts
+  faults: () => faultCounts,
+  /** every request the simulation has answered so far (push scenario) */
+  requests: () => sim.stats.requests
 })
 
 async function startFaultFront(faults: Faults): Promise<number> {

@@ -1,6 +1,7 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { FastifyRequest } from 'fastify'
 import type { ClientIdentity, ClientKeyTable } from './client-keys.js'
+import { credentialHeaders } from '../http/query-token.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -16,11 +17,11 @@ type Identified = IncomingMessage & { [IDENTITY]?: ClientIdentity }
  * Who sent the request, worked out once per request whoever asks first: the hit lane, or on the Fastify path the
  * rate limit (onRequest) and the auth check (preParsing). A request the lane leaves to Fastify is not identified twice.
  */
-export function identityOf(req: IncomingMessage, table: ClientKeyTable): ClientIdentity {
-  return ((req as Identified)[IDENTITY] ??= table.identify(req.headers))
+export function identityOf(req: IncomingMessage, table: ClientKeyTable, headers: IncomingHttpHeaders = req.headers): ClientIdentity {
+  return ((req as Identified)[IDENTITY] ??= table.identify(headers))
 }
 
 /** identityOf() for a Fastify request, kept on it for the access line and the log serializer. */
 export function clientOf(request: FastifyRequest, table: ClientKeyTable): ClientIdentity {
-  return (request.mjClient ??= identityOf(request.raw, table))
+  return (request.mjClient ??= identityOf(request.raw, table, credentialHeaders(request)))
 }

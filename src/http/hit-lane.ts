@@ -40,6 +40,8 @@ export interface HitLaneOptions {
   accessLog: AccessLog | undefined
   /** IMAGE_REWRITE=on: the body clients get, as the route presents it; undefined = the stored bytes */
   rewriter?: TaskRewriter | undefined
+  /** a live task was answered: the refresher watches it (docs/push.md), as the route does */
+  fetched?: (id: string, now: number) => void
 }
 
 /**
@@ -117,6 +119,7 @@ export class HitLane {
     const now = this.opts.cache.now()
     const hit = this.opts.cache.fresh(id, now)
     if (hit === undefined) return false
+    if (!hit.terminal) this.opts.fetched?.(id, now)
     this.write(req, res, hit, now, client, start, rateLimitHeaders)
     return true
   }

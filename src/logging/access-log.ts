@@ -14,8 +14,11 @@ export function requestIds(): () => string {
   }
 }
 
-/** query parameters that carry a credential: a signed image URL's signature (docs/images.md §2) */
-const SECRET_QUERY = /([?&](?:sig)=)[^&#]*/g
+/**
+ * query parameters that carry a credential: a signed image URL's signature (docs/images.md §2), the client token of
+ * an events stream (docs/push.md §3); the name in any case
+ */
+const SECRET_QUERY = /([?&](?:sig|token)=)[^&#]*/gi
 
 /** The URL as logged: a credential in the query is replaced, so a log reader cannot replay the request. */
 export function loggableUrl(url: string | undefined): string | undefined {

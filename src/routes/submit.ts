@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { strictBody } from './strict-body.js'
 import { forward, type ForwardDeps } from './forward.js'
 import { pathsOfKind } from './passthrough-table.js'
+import { notifySecret, notifyUrl, submitBody } from '../push/notify-hook.js'
 
 /** The allowlist (docs/http-api.md §4) is config.passthroughRoutes: nothing else is routed, so nothing else reaches upstream. */
 export { SUBMIT_KINDS } from './passthrough-table.js'
@@ -26,12 +27,14 @@ export function withoutNotifyHook(body: JsonObject): JsonObject {
  */
 export async function submitRoutes(app: FastifyInstance, { config, upstream }: ForwardDeps): Promise<void> {
   const mode = app.prefix
+  // docs/push.md §5: with PUBLIC_URL, every submit names the gateway's own callback URL
+  const gatewayHook = config.publicUrl === '' ? undefined : notifyUrl(config.publicUrl, notifySecret(config.upstream.apiKey))
   for (const path of pathsOfKind(config.passthroughRoutes, 'submit')) {
     app.post<{ Body: JsonObject }>(
       path,
       { bodyLimit: config.submitMaxBodyBytes, schema: { body: SubmitBody }, validatorCompiler: strictBody },
       async (request, reply) => {
-        const body = config.allowNotifyHook ? request.body : withoutNotifyHook(request.body)
+        const body = submitBody(request.body, config.allowNotifyHook, gatewayHook)
         // a submit spends money and is not idempotent: one try only
         return forward(upstream, reply, { method: 'POST', path: mode + path, body: Buffer.from(JSON.stringify(body)), idempotent: false })
       }

@@ -14,6 +14,8 @@ interface Deps {
   metrics: GatewayMetrics
   /** IMAGE_REWRITE=on: the body clients get (the hit lane calls the same one) */
   rewriter?: TaskRewriter | undefined
+  /** a live task was answered: the refresher watches it (docs/push.md) */
+  fetched: (id: string, now: number) => void
 }
 
 type FetchRequest = FastifyRequest<{ Params: { id: string } }>
@@ -43,11 +45,12 @@ function send(
  * GET /mj/task/{id}/fetch on the Fastify path. A fresh hit is normally answered by the hit lane (src/http/hit-lane.ts)
  * before it gets here; this answers it the same way when the lane declines or is off.
  */
-export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics, rewriter }: Deps): Promise<void> {
+export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics, rewriter, fetched }: Deps): Promise<void> {
   // '' or a mode prefix (routes/mode-prefixes.ts): the cache is shared, a miss is asked upstream under the prefix
   const mode = app.prefix
   const miss = async (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const served = await service.fetch(request.params.id, mode)
+    if (served.kind === 'task' && served.cacheControl === 'no-cache') fetched(request.params.id, Date.now())
     if (served.kind === 'task') return send(request, reply, served, served.cacheControl, served.cache, rewriter)
     return sendAnswer(reply, served.answer)
   }
@@ -59,6 +62,7 @@ export async function taskFetchRoutes(app: FastifyInstance, { cache, service, me
     const hit = cache.fresh(request.params.id, now)
     if (hit === undefined) return miss(request, reply)
     metrics.lookup('hit')
+    if (!hit.terminal) fetched(request.params.id, now)
     send(request, reply, hit, hitCacheControl(hit, now), 'HIT', rewriter)
     return undefined
   })

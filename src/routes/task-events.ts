@@ -1,0 +1,124 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { ClientIdentity, ClientKeyTable } from '../clients/client-keys.js'
+import type { TaskCache } from '../cache/task-cache.js'
+import type { TaskService } from '../tasks/fetch-service.js'
+import type { UpstreamClient } from '../upstream/client.js'
+import { FirstStates } from '../push/first-states.js'
+import { BadRequestError, BadTaskIdError, RateLimitedError, TaskNotFoundError, UpstreamBadResponseError } from '../http/errors.js'
+import { clientOf } from '../clients/identity.js'
+import { rateLimitKey } from '../rate-limit/counter.js'
+import { EventStream } from '../push/event-stream.js'
+import type { Subscribers } from '../push/subscribers.js'
+import { taskState } from '../push/task-state.js'
+import type { WatchHub } from '../push/watch-hub.js'
+import type { Answer } from '../upstream/answer.js'
+import { sendAnswer } from './send-answer.js'
+import { MAX_LIST_IDS } from './passthrough.js'
+import { taskIdParams } from '../tasks/task-id.js'
+
+export const TASK_EVENTS_ROUTE = '/mj/task/:id/events'
+export const TASKS_EVENTS_ROUTE = '/mj/tasks/events'
+
+/** Whether a client may read a task (CONTRACT §9 ownership); every task read of these routes asks it. */
+export type TaskAccess = (client: ClientIdentity, id: string) => boolean | Promise<boolean>
+
+export const EVERYONE: TaskAccess = () => true
+
+/** seconds a client over a subscriber limit is asked to wait */
+const LIMIT_RETRY_AFTER_SECONDS = 5
+
+const TASK_ID = /^[A-Za-z0-9_-]{1,64}$/
+
+interface Deps {
+  cache: TaskCache
+  service: TaskService
+  hub: WatchHub
+  subscribers: Subscribers
+  table: ClientKeyTable
+  access: TaskAccess
+  upstream: UpstreamClient
+}
+
+/** `ids=a,b,…`: 1–100 valid task ids, no duplicates. */
+export function parseIds(raw: unknown): string[] {
+  if (typeof raw !== 'string' || raw === '') throw new BadRequestError('ids: expected ids=a,b,… (1 to 100 task ids)')
+  const ids = raw.split(',')
+  if (ids.length > MAX_LIST_IDS) throw new BadRequestError(`ids: at most ${MAX_LIST_IDS} task ids`)
+  for (const id of ids) if (!TASK_ID.test(id)) throw new BadTaskIdError()
+  if (new Set(ids).size !== ids.length) throw new BadRequestError('ids: a task id is named twice')
+  return ids
+}
+
+
+/**
+ * GET /mj/task/:id/events and GET /mj/tasks/events?ids=… (CONTRACT §11), on @fastify/sse in its 'manual' mode (no
+ * Accept negotiation: curl's `*\/*` and EventSource alike get the stream, and nothing answers outside the §6 shape).
+ * Everything that can fail (limits, ownership, an unknown id, the upstream) fails before the stream opens, as JSON.
+ */
+export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
+  const { cache, service, hub, subscribers, table, access } = deps
+  const first = new FirstStates<Answer>(deps.upstream, async (id) => {
+    const served = await service.fetch(id)
+    return served.kind === 'task' ? served.body : served.answer
+  })
+
+  /** the task's current body: the cache, else the upstream (gathered with other first states: FirstStates) */
+  const current = async (client: ClientIdentity, id: string): Promise<Buffer | Answer> => {
+    if (!(await access(client, id))) throw new TaskNotFoundError(id)
+    const hit = cache.fresh(id, Date.now())
+    if (hit !== undefined) return hit.body
+    return first.load(id)
+  }
+
+  const open = async (request: FastifyRequest, reply: FastifyReply, ids: string[]): Promise<FastifyReply | undefined> => {
+    const client = clientOf(request, table)
+    const key = rateLimitKey(client, request.ip)
+    if (!subscribers.reserve(key)) {
+      reply.header('retry-after', String(LIMIT_RETRY_AFTER_SECONDS))
+      throw new RateLimitedError(`${LIMIT_RETRY_AFTER_SECONDS} seconds`)
+    }
+    let bodies: Buffer[]
+    try {
+      const found = await Promise.all(ids.map((id) => current(client, id)))
+      const answer = found.find((f): f is Answer => !Buffer.isBuffer(f))
+      if (answer !== undefined) {
+        subscribers.release(key)
+        return sendAnswer(reply, answer)
+      }
+      bodies = found as Buffer[]
+      bodies.forEach((body, i) => {
+        if (taskState(body)?.id !== ids[i]) throw new UpstreamBadResponseError('not a task object for the requested id')
+      })
+    } catch (err) {
+      subscribers.release(key)
+      throw err
+    }
+    reply.sse.keepAlive()
+    reply.sse.sendHeaders()
+    const lastEventId = request.headers['last-event-id']
+    const stream = new EventStream(reply.raw, ids, typeof lastEventId === 'string' ? lastEventId : undefined, (s) => {
+      for (const id of ids) hub.unsubscribe(id, s)
+      subscribers.delete(s)
+      subscribers.release(key)
+    })
+    subscribers.add(stream)
+    const now = Date.now()
+    ids.forEach((id, i) => {
+      if (!stream.live) return
+      const known = hub.subscribe(id, stream, bodies[i] as Buffer, now)
+      if (known.state !== undefined) stream.update(id, known.body, known.state)
+    })
+    stream.opened()
+    return undefined
+  }
+
+  const sse = { kind: 'manual', heartbeat: false } as const
+  app.get<{ Params: { id: string } }>(
+    TASK_EVENTS_ROUTE,
+    { sse, schema: { params: taskIdParams }, config: { queryToken: true } },
+    (request, reply) => open(request, reply, [request.params.id])
+  )
+  app.get<{ Querystring: { ids?: unknown } }>(TASKS_EVENTS_ROUTE, { sse, config: { queryToken: true } }, (request, reply) =>
+    open(request, reply, parseIds(request.query.ids))
+  )
+}

@@ -1,0 +1,101 @@
+import t from 'tap'
+import { ConfigError, describeConfig, loadConfig } from '../src/config.js'
+import { UPSTREAM_KEY } from './helpers/gateway.js'
+import { openSse } from './helpers/sse-client.js'
+import { pushGateway, taskWorld } from './helpers/task-world.js'
+import { imageUrlExpiringAt, taskBody } from './helpers/fake-upstream.js'
+import { get, send, waitFor } from './helpers/net.js'
+import { TaskCache } from '../src/cache/task-cache.js'
+import { WatchHub } from '../src/push/watch-hub.js'
+import { notifySecret } from '../src/push/notify-hook.js'
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+t.test('docs/push.md §1: the push variables, checked at start-up', async (t) => {
+  const base = { UPSTREAM_API_KEY: 'k' }
+  const d = loadConfig(base)
+  t.same(d.push, { maxSubscribers: 10000, watchIdleSeconds: 30, refreshIntervalMs: 1000 })
+  t.equal(describeConfig(d)['REFRESH_INTERVAL_MS'], 1000)
+  for (const [env, re] of [
+    [{ REFRESH_INTERVAL_MS: '10' }, /^REFRESH_INTERVAL_MS: /],
+    [{ EVENTS_MAX_SUBSCRIBERS: '0' }, /^EVENTS_MAX_SUBSCRIBERS: /],
+    [{ WATCH_IDLE_SECONDS: '-1' }, /^WATCH_IDLE_SECONDS: /]
+  ] as const) {
+    t.throws(() => loadConfig({ ...base, ...env }), { message: re }, JSON.stringify(env))
+    t.throws(() => loadConfig({ ...base, ...env }), ConfigError)
+  }
+})
+
+t.test('docs/push.md §1: an upstream 4xx on the first state is passed through before the stream opens', async (t) => {
+  const { gw, upstream: gwUp } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100' })
+  taskWorld(gwUp)
+  gwUp.enqueue({ kind: 'raw', body: '[]' }, { kind: 'json', status: 429, body: { error: 'slow down' }, headers: { 'retry-after': '7' } })
+  const r = await get(`${gw.url}/mj/task/busy/events`)
+  t.equal(r.status, 429)
+  t.equal(r.headers['retry-after'], '7')
+  t.same(r.json(), { error: 'slow down' })
+
+  // a body for another task: not a stream
+  gwUp.enqueue({ kind: 'raw', body: '[]' }, { kind: 'json', body: taskBody('someone-else', 'IN_PROGRESS') })
+  const foreign = await get(`${gw.url}/mj/task/mine/events`)
+  t.equal(foreign.status, 502)
+  t.match(foreign.json(), { code: 'MJGW_UPSTREAM_BAD_RESPONSE' })
+})
+
+t.test('docs/push.md §1: subscribers arriving together share one first-state call; odd list answers', async (t) => {
+  const { gw, world, upstream: gwUp } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100' })
+  world.set('same', 'IN_PROGRESS')
+  const [a, b] = await Promise.all([openSse(`${gw.url}/mj/task/same/events`), openSse(`${gw.url}/mj/task/same/events`)])
+  await a?.waitForEvents(1)
+  await b?.waitForEvents(1)
+  t.same(world.listed[0], ['same'], 'one call for both')
+
+  // a list naming tasks not asked for, twice: only the asked one counts
+  const body = world.body('same') as string
+  gwUp.setHandler((req) =>
+    req.url === '/mj/task/list-by-condition'
+      ? { kind: 'raw', body: `[${JSON.stringify(taskBody('stranger', 'SUCCESS'))},${body.replace('42%', '43%')},${body}]` }
+      : { kind: 'raw', body }
+  )
+  await a?.waitForEvents(2)
+  t.equal(JSON.parse(a?.events[1]?.data ?? '').progress, '43%', 'the first copy in the list wins')
+  // a list route the relay does not have (404): counted as a failure, the stream stays
+  gwUp.setHandler((req) => (req.url === '/mj/task/list-by-condition' ? { kind: 'json', status: 404, body: {} } : { kind: 'raw', body }))
+  await sleep(300)
+  t.notOk(a?.ended)
+  a?.close()
+  b?.close()
+})
+
+t.test('docs/push.md §4: a left-out task whose fetch fails or answers 4xx is not called gone', async (t) => {
+  const { gw, world, upstream: gwUp } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100', UPSTREAM_RETRIES: '0', STALE_IF_ERROR_SECONDS: '0', POLL_CACHE_MS: '0' })
+  world.set('odd', 'IN_PROGRESS')
+  const s = await openSse(`${gw.url}/mj/task/odd/events`)
+  await s.waitForEvents(1)
+  let n = 0
+  gwUp.setHandler((req) => {
+    if (req.url === '/mj/task/list-by-condition') return { kind: 'raw', body: '[]' }
+    return ++n % 2 === 0 ? { kind: 'json', status: 500, body: {} } : { kind: 'json', status: 400, body: {} }
+  })
+  await waitFor(() => n >= 4)
+  t.notOk(s.ended)
+  t.equal(s.events.length, 1)
+  s.close()
+})
+
+t.test('docs/push.md §4: a terminal state whose imageUrl is about to expire is not cached', async (t) => {
+  const cache = new TaskCache({ maxBytes: 1 << 20, staleIfErrorMs: 0 })
+  const hub = new WatchHub({ cache, rules: { ttlSeconds: 60, urlExpiryMarginSeconds: 300, pollCacheMs: 0 }, intervalMs: 1000, watchIdleMs: 30_000 })
+  const now = Date.now()
+  hub.fetched('x', now)
+  hub.apply('x', Buffer.from(JSON.stringify(taskBody('x', 'IN_PROGRESS'))), now)
+  t.ok(cache.fresh('x', now), 'a live state is cached')
+  hub.apply('x', Buffer.from(JSON.stringify(taskBody('x', 'SUCCESS', { imageUrl: imageUrlExpiringAt(now / 1000 + 60) }))), now)
+  t.equal(cache.fresh('x', now), undefined)
+})
+
+t.test('docs/push.md §5: a callback without any body or content-type is 404', async (t) => {
+  const { gw } = await pushGateway(t, { PUBLIC_URL: 'https://gw.example' })
+  const r = await send('POST', `${gw.url}/gateway/notify/${notifySecret(UPSTREAM_KEY)}`)
+  t.equal(r.status, 404)
+})
