@@ -92,10 +92,10 @@ const fetchUrl = (id: string): string => `${base}/mj/task/${id}/fetch`
 // finished ~2 minutes ago; its image link dies about half a minute from now. One fetch now, and the gateway archives it.
 const fading = sim.finishedTask({ outcome: 'SUCCESS', imageLinkTtlSeconds: 150 })
 const demoToken = config.clientKeys[0]?.token
-await fetch(fetchUrl(fading), { headers: demoToken === undefined ? {} : { authorization: `Bearer ${demoToken}` } }).then(
-  (r) => r.arrayBuffer(),
-  () => undefined
-)
+// not awaited: the banner is printed at once, the fetch (and the archive behind it) finish meanwhile
+void fetch(fetchUrl(fading), { headers: demoToken === undefined ? {} : { authorization: `Bearer ${demoToken}` } })
+  .then((r) => r.arrayBuffer())
+  .catch(() => undefined)
 
 const lines = [
   '',
