@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifySchema, FastifySchemaCompiler } from 'fastify'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import type { Config } from '../config.js'
+import { identitiesConfigured, type Config } from '../config.js'
 import type { UpstreamClient, UpstreamRequest, UpstreamResponse } from '../upstream/client.js'
 import type { TaskListService } from '../tasks/list-service.js'
 import { LIST_PATH } from '../tasks/list-service.js'
@@ -25,8 +25,8 @@ export const SUBMIT_KINDS = [
 export const MAX_LIST_IDS = 100
 
 /** `auto`: on exactly when client tokens guard the routes. */
-export function passthroughEnabled(config: Pick<Config, 'passthrough' | 'clientKeys'>): boolean {
-  return config.passthrough === 'on' || (config.passthrough === 'auto' && config.clientKeys.length > 0)
+export function passthroughEnabled(config: Pick<Config, 'passthrough' | 'clientKeys' | 'clientKeysFile' | 'jwt'>): boolean {
+  return config.passthrough === 'on' || (config.passthrough === 'auto' && identitiesConfigured(config))
 }
 
 export const OPEN_PASSTHROUGH_WARNING =
@@ -94,7 +94,7 @@ function sendAnswer(reply: FastifyReply, res: UpstreamResponse): FastifyReply {
  */
 export async function passthroughRoutes(app: FastifyInstance, { config, upstream, list }: Deps): Promise<void> {
   if (!passthroughEnabled(config)) return
-  if (config.clientKeys.length === 0) app.log.warn(OPEN_PASSTHROUGH_WARNING)
+  if (!identitiesConfigured(config)) app.log.warn(OPEN_PASSTHROUGH_WARNING)
 
   for (const kind of SUBMIT_KINDS) {
     const path = `/mj/submit/${kind}`
