@@ -28,6 +28,11 @@ import { HitLane } from './http/hit-lane.js'
 import { AccessLog, requestIds } from './logging/access-log.js'
 import { clientIp, trustFunction } from './http/client-address.js'
 import { LocalStore, RateLimitCounter, type Store } from './rate-limit/counter.js'
+import { Ownership, type OwnerRecords } from './clients/ownership.js'
+import { SubmitQuota, type QuotaStore } from './clients/submit-quota.js'
+import { EmbeddedStore } from './storage/embedded-store.js'
+import { RedisOwnerRecords } from './redis/owner-records.js'
+import clientUsagePlugin from './plugins/client-usage.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -71,6 +76,37 @@ function rateLimitStore(config: Config, redis: RedisConnection | undefined): Sto
   if (redis === undefined) return new LocalStore(false, false)
   const Shared = sharedRateLimitStore(redis, config.upstream.keyFingerprint)
   return new Shared({})
+}
+
+/** Where owner records and submit counts live when nothing needs them. */
+const NO_RECORDS: OwnerRecords & QuotaStore = { owners: (ids) => ids.map(() => undefined), record: () => undefined, increment: () => 0 }
+
+/**
+ * CONTRACT §9's records: in Redis with REDIS_URL (shared by replicas), else in the embedded store under DATA_DIR
+ * (opened only when ownership or a quota needs it; a DATA_DIR that cannot be written stops start-up, ConfigError).
+ */
+function tenancy(app: FastifyInstance, config: Config, metrics: GatewayMetrics, redis: RedisConnection | undefined) {
+  const needed = config.ownership.enabled || config.fairness.submitQuotaPerDay > 0
+  const embedded = needed && redis === undefined ? new EmbeddedStore(config.dataDir, config.upstream.keyFingerprint) : undefined
+  const store: OwnerRecords & QuotaStore =
+    redis !== undefined ? new RedisOwnerRecords(redis, config.upstream.keyFingerprint) : (embedded ?? NO_RECORDS)
+  const storeName = redis === undefined ? 'embedded' : 'redis'
+  const onStoreError = (err: unknown): void => {
+    metrics.tenancyStoreErrors.inc({ store: storeName })
+    // the code only: a Redis error carries its command's arguments
+    app.log.warn({ store: storeName, code: (err as { code?: unknown }).code }, 'tenancy store failed: ownership denies until it is back')
+  }
+  const ownership = new Ownership({
+    enabled: config.ownership.enabled,
+    ownerlessVisible: config.ownership.ownerless === 'visible',
+    ttlMs: config.ownership.ttlDays * 86_400_000,
+    store,
+    onDenied: (route) => metrics.ownershipDenied.inc({ route }),
+    onStoreError
+  })
+  const perDay = config.fairness.submitQuotaPerDay
+  const quota = perDay > 0 ? new SubmitQuota(perDay, store, onStoreError) : undefined
+  return { ownership, quota, closeStore: () => embedded?.close() }
 }
 
 /** Builds the gateway; never listens (main.ts does). */
@@ -128,19 +164,21 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
           lockTtlMs: config.upstream.timeoutMs + 1000,
           lockWaitMs: Math.min(LOCK_WAIT_MS, config.upstream.timeoutMs)
         })
+  const { ownership, quota, closeStore } = tenancy(app, config, metrics, redis)
   const service = new TaskService(config.cache, cache, upstream, metrics, shared)
   const list = new TaskListService(config.cache, cache, upstream, metrics, shared)
   const httpMetrics = overrides.httpMetrics ?? true
   const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
   const lane = new HitLane(
-    { cache, metrics, httpMetrics, clients: clientKeys, rateLimit, corsOrigins: config.corsOrigins, clientIp: (req) => clientIp(req, trust), accessLog },
+    { cache, metrics, httpMetrics, clients: clientKeys, rateLimit, corsOrigins: config.corsOrigins, clientIp: (req) => clientIp(req, trust), accessLog, ownership },
     fastifyHandler as Listener
   )
   app.decorate('hitLane', lane)
   app.addHook('onClose', async () => {
     await upstream.close()
     await redis?.close()
+    closeStore()
     ownStream?.flushSync()
   })
   // CONTRACT §8: a request in flight at close must not leave its keep-alive socket open afterwards,
@@ -169,8 +207,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     }
     await mj.register(authPlugin, { table: clientKeys })
     if (rateLimit !== undefined) await mj.register(rateLimitPlugin, { table: clientKeys, counter: rateLimit })
-    await mj.register(taskFetchRoutes, { cache, service, metrics })
-    await mj.register(passthroughRoutes, { config, upstream, list })
+    await mj.register(clientUsagePlugin, { table: clientKeys, metrics })
+    await mj.register(taskFetchRoutes, { cache, service, metrics, ownership, clients: clientKeys })
+    await mj.register(passthroughRoutes, { config, upstream, list, ownership, clients: clientKeys, metrics, quota })
   })
   return app
 }

@@ -14,6 +14,7 @@ import { TaskCache } from '../src/cache/task-cache.js'
 import { GatewayMetrics } from '../src/metrics/gateway-metrics.js'
 import { ClientKeyTable } from '../src/clients/client-keys.js'
 import { RateLimitCounter, type Store } from '../src/rate-limit/counter.js'
+import { Ownership } from '../src/clients/ownership.js'
 
 const TOKEN = 'lane-client-SECRET-31'
 const ORIGIN = 'https://app.example'
@@ -183,6 +184,14 @@ async function laneServer(t: Test, store: Store): Promise<{ lane: HitLane; cache
       metrics,
       httpMetrics: true,
       clients: new ClientKeyTable({ clientKeys: [] }),
+      ownership: new Ownership({
+        enabled: false,
+        ownerlessVisible: true,
+        ttlMs: 1000,
+        store: { owners: (ids) => ids.map(() => undefined), record: () => undefined },
+        onDenied: () => undefined,
+        onStoreError: () => undefined
+      }),
       rateLimit: new RateLimitCounter(store, 100),
       corsOrigins: [],
       clientIp: (req) => req.socket.remoteAddress,

@@ -8,6 +8,7 @@ import { CORS_EXPOSED_HEADERS } from '../plugins/cors.js'
 import { rateLimitKey, type RateLimitCounter } from '../rate-limit/counter.js'
 import { etagMatches, FETCH_ROUTE } from '../routes/task-fetch.js'
 import type { AccessLog } from '../logging/access-log.js'
+import type { Ownership } from '../clients/ownership.js'
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void
 
@@ -32,6 +33,8 @@ export interface HitLaneOptions {
   clientIp: (req: IncomingMessage) => string | undefined
   /** writes the access line (LOG_LEVEL info and below); undefined when that level is off */
   accessLog: AccessLog | undefined
+  /** CONTRACT §9: the route's very check; anything but a plain yes (a denial, a store to wait for) goes to the route */
+  ownership: Ownership
 }
 
 /**
@@ -99,6 +102,8 @@ export class HitLane {
     const now = Date.now()
     const hit = this.opts.cache.fresh(id, now)
     if (hit === undefined) return false
+    // A promise (an owner to look up in Redis) is dropped: it never rejects, and what it finds is remembered.
+    if (this.opts.ownership.canRead(client, id) !== true) return false
     const limit = this.opts.rateLimit
     if (limit === undefined) {
       this.answer(req, res, hit, now, client, start, undefined)
@@ -155,6 +160,7 @@ export class HitLane {
     }
     const ms = performance.now() - start
     if (this.opts.httpMetrics) (status === 200 ? this.ok : this.notModified).observe(ms / 1000)
+    this.opts.metrics.clientRequest(client.label, FETCH_ROUTE, status)
     this.opts.accessLog?.write(req, status, client, ms)
   }
 }

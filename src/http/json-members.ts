@@ -15,7 +15,10 @@ export interface Member {
   readonly end: number
 }
 
-export type Scanned = { ok: true; members: Member[] } | { ok: false; reason: string }
+/** why a body was refused: not JSON (or a `__proto__` key), JSON but not an object, or nested too deep */
+export type ScanFailure = 'syntax' | 'type' | 'depth'
+
+export type Scanned = { ok: true; members: Member[] } | { ok: false; reason: string; kind: ScanFailure }
 
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
@@ -25,7 +28,17 @@ const isDigit = (b: number | undefined): boolean => b !== undefined && b >= 0x30
 const isHex = (b: number | undefined): boolean =>
   b !== undefined && ((b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66))
 
-class Invalid extends Error {}
+class Invalid extends Error {
+  constructor(
+    message: string,
+    readonly kind: ScanFailure = 'syntax'
+  ) {
+    super(message)
+  }
+}
+
+/** `"__proto__"` as a key: refused as Fastify's own parser refuses it (prototype poisoning of any JS consumer) */
+const PROTO_KEY = Buffer.from('"__proto__"')
 
 /**
  * Checks that `body` is one JSON object (RFC 8259, UTF-8) nested at most `maxDepth` deep, and finds the byte ranges
@@ -33,11 +46,11 @@ class Invalid extends Error {}
  * image, no recursion, every digit of every number left as it was.
  */
 export function scanJsonObject(body: Buffer, maxDepth = MAX_JSON_DEPTH): Scanned {
-  if (!isUtf8(body)) return { ok: false, reason: 'body is not valid UTF-8' }
+  if (!isUtf8(body)) return { ok: false, reason: 'body is not valid UTF-8', kind: 'syntax' }
   try {
     return { ok: true, members: scan(body, maxDepth) }
   } catch (err) {
-    return { ok: false, reason: (err as Error).message }
+    return { ok: false, reason: (err as Invalid).message, kind: (err as Invalid).kind }
   }
 }
 
@@ -93,7 +106,12 @@ function scan(b: Buffer, maxDepth: number): Member[] {
   }
 
   ws()
-  if (b[i] !== 0x7b) fail('a JSON object')
+  if (b[i] !== 0x7b) {
+    if (i >= n || b[i] === 0x5b || b[i] === QUOTE || b[i] === 0x2d || isDigit(b[i]) || b[i] === 0x74 || b[i] === 0x66 || b[i] === 0x6e) {
+      throw new Invalid('body must be a JSON object', 'type')
+    }
+    fail('a JSON object')
+  }
   // the open containers: true = object, false = array
   const stack: boolean[] = []
   const members: Member[] = []
@@ -106,8 +124,10 @@ function scan(b: Buffer, maxDepth: number): Member[] {
     if (expectKey) {
       ws()
       if (b[i] !== QUOTE) fail('a key')
+      const keyStart = i
       if (stack.length === 1) memberStart = i
       string()
+      if (isProto(b, keyStart, i)) throw new Invalid('body has a forbidden __proto__ key')
       if (stack.length === 1) keyEnd = i
       ws()
       if (b[i] !== 0x3a) fail('":"')
@@ -119,7 +139,7 @@ function scan(b: Buffer, maxDepth: number): Member[] {
     // a value at b[i]
     const c = b[i]
     if (c === 0x7b || c === 0x5b) {
-      if (stack.length >= maxDepth) throw new Invalid(`body nested deeper than ${maxDepth} levels`)
+      if (stack.length >= maxDepth) throw new Invalid(`body nested deeper than ${maxDepth} levels`, 'depth')
       stack.push(c === 0x7b)
       i++
       ws()
@@ -158,6 +178,14 @@ function scan(b: Buffer, maxDepth: number): Member[] {
       i++
     }
   }
+}
+
+/** the key between `start` and `end` (quotes included) reads `__proto__`, escapes and all */
+function isProto(b: Buffer, start: number, end: number): boolean {
+  if (end - start === PROTO_KEY.length) return b.compare(PROTO_KEY, 0, PROTO_KEY.length, start, end) === 0
+  // an escaped spelling is at most 6 bytes a character
+  if (end - start > 6 * 9 + 2 || b.indexOf(BACKSLASH, start) >= end || b.indexOf(BACKSLASH, start) === -1) return false
+  return JSON.parse(b.toString('utf8', start, end)) === '__proto__'
 }
 
 /** A top-level member's key as a string. */

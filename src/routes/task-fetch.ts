@@ -3,6 +3,9 @@ import type { TaskCache } from '../cache/task-cache.js'
 import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
 import type { TaskService } from '../tasks/fetch-service.js'
+import type { Ownership } from '../clients/ownership.js'
+import type { ClientKeyTable } from '../clients/client-keys.js'
+import { clientOf } from '../plugins/client-auth.js'
 
 export const FETCH_ROUTE = '/mj/task/:id/fetch'
 
@@ -18,6 +21,8 @@ interface Deps {
   cache: TaskCache
   service: TaskService
   metrics: GatewayMetrics
+  ownership: Ownership
+  clients: ClientKeyTable
 }
 
 type FetchRequest = FastifyRequest<{ Params: { id: string } }>
@@ -35,9 +40,9 @@ function send(request: FetchRequest, reply: FastifyReply, body: Buffer, etag: st
   return reply.header('content-type', JSON_CONTENT_TYPE).send(body)
 }
 
-export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics }: Deps): Promise<void> {
+export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics, ownership, clients }: Deps): Promise<void> {
   const miss = async (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const served = await service.fetch(request.params.id)
+    const served = await service.fetch(request.params.id, clientOf(request, clients).owner)
     if (served.kind === 'task') return send(request, reply, served.body, served.etag, served.cacheControl, served.cache)
     reply.code(served.status).header('content-type', served.contentType || JSON_CONTENT_TYPE)
     if (served.retryAfter !== undefined) reply.header('retry-after', served.retryAfter)
@@ -45,7 +50,7 @@ export async function taskFetchRoutes(app: FastifyInstance, { cache, service, me
   }
 
   // Not async: a hit answers synchronously, without a promise per request; only a miss returns one.
-  app.get(FETCH_ROUTE, { schema: { params: taskIdParams } }, (request: FetchRequest, reply) => {
+  const serve = (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> | undefined => {
     const now = Date.now()
     const hit = cache.fresh(request.params.id, now)
     if (hit === undefined) return miss(request, reply)
@@ -53,5 +58,12 @@ export async function taskFetchRoutes(app: FastifyInstance, { cache, service, me
     const cacheControl = hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache'
     send(request, reply, hit.body, hit.etag, cacheControl, 'HIT')
     return undefined
+  }
+
+  // CONTRACT §9: another client's task is an unknown id, decided before the cache or upstream is looked at
+  app.get(FETCH_ROUTE, { schema: { params: taskIdParams } }, (request: FetchRequest, reply) => {
+    const allowed = ownership.assertReadable(clientOf(request, clients), request.params.id, FETCH_ROUTE)
+    if (allowed === undefined) return serve(request, reply)
+    return allowed.then(() => serve(request, reply))
   })
 }

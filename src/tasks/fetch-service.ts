@@ -59,8 +59,9 @@ export class TaskService {
     this.rules = { ttlSeconds: cfg.ttlSeconds, urlExpiryMarginSeconds: cfg.urlExpiryMarginSeconds, pollCacheMs: cfg.pollCacheMs }
   }
 
-  async fetch(id: string): Promise<Served> {
-    const { promise, leader } = this.cache.flight(id, () => this.load(id))
+  /** `client` is whom the upstream call is made for (its fair share of upstream connections) */
+  async fetch(id: string, client?: string): Promise<Served> {
+    const { promise, leader } = this.cache.flight(id, () => this.load(id, client))
     let loaded: Loaded
     try {
       loaded = await promise
@@ -90,14 +91,14 @@ export class TaskService {
     return { kind: 'task', body: loaded.body, etag: loaded.etag, cacheControl: cacheControlFor(loaded.maxAgeSeconds), cache }
   }
 
-  private async load(id: string): Promise<Loaded> {
+  private async load(id: string, client: string | undefined): Promise<Loaded> {
     const shared = this.shared
-    if (shared === undefined) return this.fromUpstream(id, () => undefined)
+    if (shared === undefined) return this.fromUpstream(id, client, () => undefined)
     const begun = await shared.begin(id)
     if (begun.kind === 'hit') return this.fromShared(id, begun)
     let share: Share | undefined
     try {
-      return await this.fromUpstream(id, (s) => (share = s))
+      return await this.fromUpstream(id, client, (s) => (share = s))
     } finally {
       shared.finish(id, begun.token, share)
     }
@@ -113,10 +114,10 @@ export class TaskService {
     return { kind: 'task', body: hit.body, etag, maxAgeSeconds, source }
   }
 
-  private async fromUpstream(id: string, publish: (share: Share) => void): Promise<Loaded> {
+  private async fromUpstream(id: string, client: string | undefined, publish: (share: Share) => void): Promise<Loaded> {
     let res
     try {
-      res = await this.upstream.request({ method: 'GET', path: `/mj/task/${id}/fetch`, idempotent: true })
+      res = await this.upstream.request({ method: 'GET', path: `/mj/task/${id}/fetch`, idempotent: true, ...(client === undefined ? {} : { client }) })
     } catch (err) {
       return this.standIn(id, err)
     }

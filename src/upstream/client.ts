@@ -23,6 +23,8 @@ export interface UpstreamRequest {
   body?: Buffer
   /** GETs are retried; a submit is not (it spends money and is not idempotent). */
   idempotent: boolean
+  /** whom the call is made for: no client holds more than half of the upstream connections (CONTRACT §9) */
+  client?: string
 }
 
 const RETRY_STATUSES = new Set([502, 503, 504])

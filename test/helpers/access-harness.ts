@@ -5,6 +5,7 @@ import { request, type Dispatcher } from 'undici'
 import { buildApp, type AppOverrides } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import { startSimulatedUpstream, type SimulatedUpstream, type SimulatedUpstreamOptions } from '../../src/demo/simulated-upstream.js'
+import { tempDataDir } from './data-dir.js'
 
 export const UPSTREAM_KEY = 'sk-upstream-SECRET-0123456789abcdef'
 
@@ -40,7 +41,9 @@ export async function startGateway(t: Teardown, env: Record<string, string> = {}
       cb()
     }
   })
-  const config = loadConfig({ UPSTREAM_BASE_URL: sim.url, UPSTREAM_API_KEY: UPSTREAM_KEY, LOG_LEVEL: 'info', ...env })
+  const config = loadConfig({ UPSTREAM_BASE_URL: sim.url, UPSTREAM_API_KEY: UPSTREAM_KEY, LOG_LEVEL: 'info', DATA_DIR: env['DATA_DIR'] ?? tempDataDir(t),
+    // ownership (CONTRACT §9) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
+    TASK_OWNERSHIP: env['TASK_OWNERSHIP'] ?? 'off', ...env })
   const app = await buildApp(config, { logStream, ...opts.overrides })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => {

@@ -4,6 +4,7 @@
 import { createServer, request as httpRequest, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
+import { tempDataDir } from './data-dir.js'
 import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp } from '../../src/app.js'
@@ -40,6 +41,10 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, op
     UPSTREAM_API_KEY: UPSTREAM_KEY,
     UPSTREAM_BASE_URL: opts.upstreamUrl ?? upstream.url,
     LOG_LEVEL: 'silent',
+    // each gateway its own embedded store (owner records), removed afterwards
+    DATA_DIR: env['DATA_DIR'] ?? tempDataDir(t),
+    // ownership (CONTRACT §9) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
+    TASK_OWNERSHIP: env['TASK_OWNERSHIP'] ?? 'off',
     ...env
   })
   let logText = ''

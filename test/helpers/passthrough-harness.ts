@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
+import { tempDataDir } from './data-dir.js'
 
 export const UPSTREAM_KEY = 'upstream-key-Zq9vX41'
 export const CLIENT_TOKEN = 'client-token-Lp7wR22'
@@ -44,6 +45,9 @@ export async function startGateway(t: Teardown, upstream: string, env: Record<st
     UPSTREAM_API_KEY: UPSTREAM_KEY,
     RATE_LIMIT_PER_MINUTE: '0',
     LOG_LEVEL: 'info',
+    DATA_DIR: env['DATA_DIR'] ?? tempDataDir(t),
+    // ownership (CONTRACT §9) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
+    TASK_OWNERSHIP: env['TASK_OWNERSHIP'] ?? 'off',
     ...env
   })
   let logText = ''

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
+import { tempDataDir } from './data-dir.js'
 
 /** One gateway app listening on 127.0.0.1, as one replica behind a load balancer. */
 export interface Replica {
@@ -30,7 +31,9 @@ export async function startReplica(t: Teardown, env: Record<string, string>): Pr
       cb()
     }
   })
-  const app = await buildApp(loadConfig({ LOG_LEVEL: 'info', ...env }), { logStream })
+  const app = await buildApp(loadConfig({ LOG_LEVEL: 'info', DATA_DIR: env['DATA_DIR'] ?? tempDataDir(t),
+    // ownership (CONTRACT §9) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
+    TASK_OWNERSHIP: env['TASK_OWNERSHIP'] ?? 'off', ...env }), { logStream })
   t.teardown(() => app.close())
   const url = await app.listen({ port: 0, host: '127.0.0.1' })
   return { url, app, logs }
