@@ -33,6 +33,8 @@ import { SubmitQuota, type QuotaStore } from './clients/submit-quota.js'
 import { EmbeddedStore } from './storage/embedded-store.js'
 import { RedisOwnerRecords } from './redis/owner-records.js'
 import clientUsagePlugin from './plugins/client-usage.js'
+import fairnessPlugin from './plugins/fairness.js'
+import { ClientInflight, SubmitBytes } from './clients/client-inflight.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -165,13 +167,15 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
           lockWaitMs: Math.min(LOCK_WAIT_MS, config.upstream.timeoutMs)
         })
   const { ownership, quota, closeStore } = tenancy(app, config, metrics, redis)
+  const inflight = new ClientInflight(config.fairness.clientMaxInflight)
+  const submitBytes = new SubmitBytes(config.fairness.submitInflightMaxBytes)
   const service = new TaskService(config.cache, cache, upstream, metrics, shared)
   const list = new TaskListService(config.cache, cache, upstream, metrics, shared)
   const httpMetrics = overrides.httpMetrics ?? true
   const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
   const lane = new HitLane(
-    { cache, metrics, httpMetrics, clients: clientKeys, rateLimit, corsOrigins: config.corsOrigins, clientIp: (req) => clientIp(req, trust), accessLog, ownership },
+    { cache, metrics, httpMetrics, clients: clientKeys, rateLimit, corsOrigins: config.corsOrigins, clientIp: (req) => clientIp(req, trust), accessLog, ownership, inflight },
     fastifyHandler as Listener
   )
   app.decorate('hitLane', lane)
@@ -208,6 +212,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     await mj.register(authPlugin, { table: clientKeys })
     if (rateLimit !== undefined) await mj.register(rateLimitPlugin, { table: clientKeys, counter: rateLimit })
     await mj.register(clientUsagePlugin, { table: clientKeys, metrics })
+    await mj.register(fairnessPlugin, { table: clientKeys, inflight, submitBytes })
     await mj.register(taskFetchRoutes, { cache, service, metrics, ownership, clients: clientKeys })
     await mj.register(passthroughRoutes, { config, upstream, list, ownership, clients: clientKeys, metrics, quota })
   })

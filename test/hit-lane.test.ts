@@ -15,6 +15,7 @@ import { GatewayMetrics } from '../src/metrics/gateway-metrics.js'
 import { ClientKeyTable } from '../src/clients/client-keys.js'
 import { RateLimitCounter, type Store } from '../src/rate-limit/counter.js'
 import { Ownership } from '../src/clients/ownership.js'
+import { ClientInflight } from '../src/clients/client-inflight.js'
 
 const TOKEN = 'lane-client-SECRET-31'
 const ORIGIN = 'https://app.example'
@@ -192,6 +193,7 @@ async function laneServer(t: Test, store: Store): Promise<{ lane: HitLane; cache
         onDenied: () => undefined,
         onStoreError: () => undefined
       }),
+      inflight: new ClientInflight(32),
       rateLimit: new RateLimitCounter(store, 100),
       corsOrigins: [],
       clientIp: (req) => req.socket.remoteAddress,

@@ -9,6 +9,7 @@ import { rateLimitKey, type RateLimitCounter } from '../rate-limit/counter.js'
 import { etagMatches, FETCH_ROUTE } from '../routes/task-fetch.js'
 import type { AccessLog } from '../logging/access-log.js'
 import type { Ownership } from '../clients/ownership.js'
+import type { ClientInflight } from '../clients/client-inflight.js'
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void
 
@@ -35,6 +36,8 @@ export interface HitLaneOptions {
   accessLog: AccessLog | undefined
   /** CONTRACT §9: the route's very check; anything but a plain yes (a denial, a store to wait for) goes to the route */
   ownership: Ownership
+  /** CLIENT_MAX_INFLIGHT: a client at its cap is left to the route, which refuses it */
+  inflight: ClientInflight
 }
 
 /**
@@ -98,6 +101,7 @@ export class HitLane {
     // the token first: without one, not even the cache is looked at (as on the route)
     const client = this.opts.clients.identify(h)
     if (!client.authorized) return false
+    if (!this.opts.inflight.admits(client)) return false
     const id = m[1] as string
     const now = Date.now()
     const hit = this.opts.cache.fresh(id, now)

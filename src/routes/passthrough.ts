@@ -137,7 +137,7 @@ export async function passthroughRoutes(app: FastifyInstance, deps: Deps): Promi
   app.get<{ Params: { id: string } }>(seedRoute, { schema: { params: taskIdParams } }, async (request, reply) => {
     const id = request.params.id
     await ownership.assertReadable(clientOf(request, clients), id, seedRoute)
-    return forward(upstream, reply, { method: 'GET', path: `/mj/task/${id}/image-seed`, idempotent: true, client: clientOf(request, clients).owner })
+    return forward(upstream, reply, { method: 'GET', path: `/mj/task/${id}/image-seed`, idempotent: true, client: clientOf(request, clients).name })
   })
 
   app.post<{ Body: { ids: string[] } }>(LIST_PATH, { schema: { body: ListBody }, validatorCompiler: strict }, async (request, reply) => {
@@ -191,7 +191,7 @@ async function submitRoutes(app: FastifyInstance, { config, upstream, ownership,
       const body = config.allowNotifyHook ? raw : withoutNotifyHook(raw, scanned.members)
       metrics.clientSubmits.inc({ client: client.label, action: kind })
       // a submit spends money and is not idempotent: one try only
-      return forward(upstream, reply, { method: 'POST', path, body, idempotent: false, client: client.owner }, async (res) => {
+      return forward(upstream, reply, { method: 'POST', path, body, idempotent: false, client: client.name }, async (res) => {
         const id = res.status < 300 ? submittedTaskId(res.body) : undefined
         // recorded before the answer leaves, so the client's first poll already finds it
         if (id !== undefined) await ownership.record(client, id)

@@ -42,7 +42,7 @@ function send(request: FetchRequest, reply: FastifyReply, body: Buffer, etag: st
 
 export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics, ownership, clients }: Deps): Promise<void> {
   const miss = async (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const served = await service.fetch(request.params.id, clientOf(request, clients).owner)
+    const served = await service.fetch(request.params.id, clientOf(request, clients).name)
     if (served.kind === 'task') return send(request, reply, served.body, served.etag, served.cacheControl, served.cache)
     reply.code(served.status).header('content-type', served.contentType || JSON_CONTENT_TYPE)
     if (served.retryAfter !== undefined) reply.header('retry-after', served.retryAfter)

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici'
 import type { Config } from '../config.js'
 import type { GatewayMetrics, UpstreamOutcome } from '../metrics/gateway-metrics.js'
+import { FairShare } from './fair-share.js'
 import {
   UpstreamBadResponseError,
   UpstreamHttpError,
@@ -28,10 +29,21 @@ export interface UpstreamRequest {
 }
 
 const RETRY_STATUSES = new Set([502, 503, 504])
+const POOL_CONNECTIONS = 64
 const BACKOFF_BASE_MS = 100
 const BACKOFF_CAP_MS = 1000
 
 class BodyTooLarge extends Error {}
+class CarriesKey extends Error {}
+
+/**
+ * The byte strings that would show the key in a body: as is, and as a JSON string escapes it (`\\` and `"`,
+ * and `/` as `\/`, which some serialisers write), so an upstream that echoes its request headers cannot show it.
+ */
+export function keySpellings(key: string): Buffer[] {
+  const json = JSON.stringify(key).slice(1, -1)
+  return [...new Set([key, json, json.replaceAll('/', '\\/')])].map((s) => Buffer.from(s))
+}
 
 /**
  * undici Pool with keep-alive, the key injected per UPSTREAM_AUTH_STYLE, one time budget over all tries,
@@ -41,6 +53,8 @@ class BodyTooLarge extends Error {}
 export class UpstreamClient {
   private readonly pool: Pool
   private readonly authHeader: [string, string]
+  private readonly keyNeedles: readonly Buffer[]
+  private readonly share = new FairShare(POOL_CONNECTIONS)
 
   constructor(
     private readonly cfg: Config['upstream'],
@@ -48,8 +62,9 @@ export class UpstreamClient {
     private readonly random: () => number = Math.random
   ) {
     this.authHeader = cfg.authStyle === 'bearer' ? ['authorization', `Bearer ${cfg.apiKey}`] : ['mj-api-secret', cfg.apiKey]
+    this.keyNeedles = keySpellings(cfg.apiKey)
     this.pool = new Pool(cfg.baseUrl, {
-      connections: 64,
+      connections: POOL_CONNECTIONS,
       keepAliveTimeout: 30_000,
       headersTimeout: cfg.timeoutMs,
       bodyTimeout: cfg.timeoutMs,
@@ -70,6 +85,23 @@ export class UpstreamClient {
   /** Resolves with any upstream status below 500 (and 5xx once retries are spent, as UpstreamHttpError). */
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     const deadline = Date.now() + this.cfg.timeoutMs
+    // a connection of this client's share first; the wait is part of the time budget
+    let release = this.share.tryAcquire(req.client)
+    if (release === undefined) {
+      try {
+        release = await this.share.wait(req.client, AbortSignal.timeout(this.cfg.timeoutMs))
+      } catch {
+        throw new UpstreamTimeoutError(this.cfg.timeoutMs)
+      }
+    }
+    try {
+      return await this.attempts(req, deadline)
+    } finally {
+      release()
+    }
+  }
+
+  private async attempts(req: UpstreamRequest, deadline: number): Promise<UpstreamResponse> {
     const maxTries = req.idempotent ? this.cfg.retries + 1 : 1
     let lastError: Error = new UpstreamTimeoutError(this.cfg.timeoutMs)
     for (let attempt = 0; attempt < maxTries; attempt++) {
@@ -112,6 +144,8 @@ export class UpstreamClient {
         signal: controller.signal
       })
       const body = await this.readBody(res)
+      // CONTRACT §9: no body that reaches a client (every route's answers come through here) shows the key
+      if (this.keyNeedles.some((k) => body.includes(k))) throw new CarriesKey()
       outcome = res.statusCode >= 500 ? 'http_5xx' : res.statusCode >= 400 ? 'http_4xx' : 'ok'
       result = {
         status: res.statusCode,
@@ -125,6 +159,8 @@ export class UpstreamClient {
         result = { failure: new UpstreamTimeoutError(this.cfg.timeoutMs), retry: false }
       } else if (err instanceof BodyTooLarge) {
         result = { failure: new UpstreamBadResponseError(`body larger than ${this.cfg.maxBodyBytes} bytes`), retry: false }
+      } else if (err instanceof CarriesKey) {
+        result = { failure: new UpstreamBadResponseError('the answer contains the gateway credential'), retry: false }
       } else {
         result = unreachable(err)
       }
