@@ -1,0 +1,65 @@
+/**
+ * Tenancy test helpers (CONTRACT §9): several clients (static tokens and JWT users) in front of the simulated
+ * upstream, and a JWT signer.
+ */
+import { createSigner } from 'fast-jwt'
+import type { SimulatedUpstream } from '../../src/demo/simulated-upstream.js'
+import { startSimulatedUpstream } from '../../src/demo/simulated-upstream.js'
+import { startGateway, UPSTREAM_KEY, type Gateway, type Reply } from './passthrough-harness.js'
+
+export const JWT_SECRET = 'jwt-secret-for-tests-0123456789abcdef'
+export const TOKENS = { a: 'token-alpha-7Hq2', b: 'token-bravo-9Kd4', c: 'token-charlie-3Mz8', ops: 'token-ops-5Rt1' } as const
+export type Who = keyof typeof TOKENS
+/** CLIENT_KEYS with clients a, b, c and an `:all` operator */
+export const CLIENT_KEYS = `a:${TOKENS.a},b:${TOKENS.b},c:${TOKENS.c},ops:${TOKENS.ops}:all`
+
+export const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
+export const as = (who: Who): Record<string, string> => bearer(TOKENS[who])
+
+/** an HS256 token for `sub` signed with JWT_SECRET (or `key`), valid for `ttl` seconds */
+export function jwtFor(sub: string, opts: { ttlSeconds?: number; key?: string; aud?: string; iss?: string } = {}): string {
+  const sign = createSigner({
+    key: opts.key ?? JWT_SECRET,
+    algorithm: 'HS256',
+    expiresIn: (opts.ttlSeconds ?? 600) * 1000,
+    ...(opts.aud === undefined ? {} : { aud: opts.aud }),
+    ...(opts.iss === undefined ? {} : { iss: opts.iss })
+  })
+  return sign({ sub })
+}
+
+export interface Tenancy {
+  gw: Gateway
+  sim: SimulatedUpstream
+  /** submits an imagine as `headers`; returns the task id */
+  submit(headers: Record<string, string>): Promise<string>
+  fetch(id: string, headers: Record<string, string>): Promise<Reply>
+  upstreamCalls(): number
+}
+
+export async function startTenancy(
+  t: { teardown(fn: () => unknown): void },
+  env: Record<string, string> = {},
+  upstreamUrl?: string
+): Promise<Tenancy> {
+  const sim = await startSimulatedUpstream({ apiKey: UPSTREAM_KEY, stepMs: 20, failureRatio: 0 })
+  t.teardown(() => sim.close())
+  const gw = await startGateway(t, upstreamUrl ?? sim.url, {
+    CLIENT_KEYS,
+    CLIENT_JWT_SECRET: JWT_SECRET,
+    TASK_OWNERSHIP: 'auto',
+    POLL_CACHE_MS: '0',
+    ...env
+  })
+  return {
+    gw,
+    sim,
+    async submit(headers) {
+      const r = await gw.post('/mj/submit/imagine', { prompt: 'a pig --v 6.1' }, headers)
+      if (r.status !== 200) throw new Error(`submit: ${r.status} ${r.text}`)
+      return (r.json as { result: string }).result
+    },
+    fetch: (id, headers) => gw.call('GET', `/mj/task/${id}/fetch`, { headers }),
+    upstreamCalls: () => sim.stats.requests
+  }
+}
