@@ -22,7 +22,8 @@ export class JwtIdentities {
     this.verify = createVerifier({
       key: cfg.key,
       algorithms: [...cfg.algorithms],
-      requiredClaims: ['exp', 'sub'],
+      // fast-jwt checks aud/iss only when present: configured, they are required
+      requiredClaims: ['exp', 'sub', ...(cfg.audience === undefined ? [] : ['aud']), ...(cfg.issuer === undefined ? [] : ['iss'])],
       ...(cfg.audience === undefined ? {} : { allowedAud: cfg.audience }),
       ...(cfg.issuer === undefined ? {} : { allowedIss: cfg.issuer }),
       cache: CACHE_SIZE
