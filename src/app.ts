@@ -21,9 +21,9 @@ import sheddingPlugin from './plugins/shedding.js'
 import requestLog from './plugins/request-log.js'
 import { lazyChildLogger } from './logging/request-logger.js'
 import { healthRoutes } from './routes/health.js'
-import { taskFetchRoutes } from './routes/task-fetch.js'
-import { passthroughRoutes } from './routes/passthrough.js'
-import { TaskListService } from './tasks/list-service.js'
+import { FETCH_ROUTE, taskFetchRoutes } from './routes/task-fetch.js'
+import { passthroughRoutes, SEED_ROUTE } from './routes/passthrough.js'
+import { LIST_PATH, TaskListService } from './tasks/list-service.js'
 import { HitLane } from './http/hit-lane.js'
 import { AccessLog, requestIds } from './logging/access-log.js'
 import { clientIp, trustFunction } from './http/client-address.js'
@@ -80,6 +80,9 @@ function rateLimitStore(config: Config, redis: RedisConnection | undefined): Sto
   return new Shared({})
 }
 
+/** the routes whose denials are counted from the start (submits naming a taskId are counted under their own path) */
+const OWNERSHIP_ROUTES = [FETCH_ROUTE, SEED_ROUTE, LIST_PATH]
+
 /** Where owner records and submit counts live when nothing needs them. */
 const NO_RECORDS: OwnerRecords & QuotaStore = { owners: (ids) => ids.map(() => undefined), record: () => undefined, increment: () => 0 }
 
@@ -106,6 +109,9 @@ function tenancy(app: FastifyInstance, config: Config, metrics: GatewayMetrics, 
     onDenied: (route) => metrics.ownershipDenied.inc({ route }),
     onStoreError
   })
+  // series start at zero (CONTRACT §7) for the routes that check ownership and the store in use
+  if (needed) metrics.tenancyStoreErrors.inc({ store: storeName }, 0)
+  if (config.ownership.enabled) for (const route of OWNERSHIP_ROUTES) metrics.ownershipDenied.inc({ route }, 0)
   const perDay = config.fairness.submitQuotaPerDay
   const quota = perDay > 0 ? new SubmitQuota(perDay, store, onStoreError) : undefined
   return { ownership, quota, closeStore: () => embedded?.close() }

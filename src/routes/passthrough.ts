@@ -30,6 +30,7 @@ export const SUBMIT_KINDS = [
 ] as const
 
 export const MAX_LIST_IDS = 100
+export const SEED_ROUTE = '/mj/task/:id/image-seed'
 
 /** `auto`: on exactly when client tokens guard the routes. */
 export function passthroughEnabled(config: Pick<Config, 'passthrough' | 'clientKeys' | 'clientKeysFile' | 'jwt'>): boolean {
@@ -133,10 +134,9 @@ export async function passthroughRoutes(app: FastifyInstance, deps: Deps): Promi
 
   await app.register(submitRoutes, deps)
 
-  const seedRoute = '/mj/task/:id/image-seed'
-  app.get<{ Params: { id: string } }>(seedRoute, { schema: { params: taskIdParams } }, async (request, reply) => {
+  app.get<{ Params: { id: string } }>(SEED_ROUTE, { schema: { params: taskIdParams } }, async (request, reply) => {
     const id = request.params.id
-    await ownership.assertReadable(clientOf(request, clients), id, seedRoute)
+    await ownership.assertReadable(clientOf(request, clients), id, SEED_ROUTE)
     return forward(upstream, reply, { method: 'GET', path: `/mj/task/${id}/image-seed`, idempotent: true, client: clientOf(request, clients).name })
   })
 
