@@ -132,6 +132,13 @@ export async function passthroughRoutes(app: FastifyInstance, deps: Deps): Promi
   if (!passthroughEnabled(config)) return
   if (!identitiesConfigured(config)) app.log.warn(OPEN_PASSTHROUGH_WARNING)
 
+  // every JSON body here is checked (depth included) before it is parsed; submits keep the bytes (below)
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => {
+    const scanned = scanJsonObject(body as Buffer)
+    if (!scanned.ok) done(scanError(scanned.kind, scanned.reason), undefined)
+    else done(null, JSON.parse((body as Buffer).toString('utf8')))
+  })
   await app.register(submitRoutes, deps)
 
   app.get<{ Params: { id: string } }>(SEED_ROUTE, { schema: { params: taskIdParams } }, async (request, reply) => {
