@@ -48,13 +48,42 @@ const PROTO_KEY = Buffer.from('"__proto__"')
 export function scanJsonObject(body: Buffer, maxDepth = MAX_JSON_DEPTH): Scanned {
   if (!isUtf8(body)) return { ok: false, reason: 'body is not valid UTF-8', kind: 'syntax' }
   try {
-    return { ok: true, members: scan(body, maxDepth) }
+    const run = scan(body, maxDepth)
+    for (;;) {
+      const step = run.next()
+      if (step.done === true) return { ok: true, members: step.value }
+    }
   } catch (err) {
     return { ok: false, reason: (err as Invalid).message, kind: (err as Invalid).kind }
   }
 }
 
-function scan(b: Buffer, maxDepth: number): Member[] {
+/**
+ * scanJsonObject, giving the event loop a turn after every SLICE bytes of a long string: a 20 MB body takes
+ * a while to check, and other clients' requests (cache hits) are answered in between rather than after it.
+ */
+export async function scanJsonObjectAsync(body: Buffer, maxDepth = MAX_JSON_DEPTH): Promise<Scanned> {
+  if (body.length <= SLICE) return scanJsonObject(body, maxDepth)
+  if (!isUtf8(body)) return { ok: false, reason: 'body is not valid UTF-8', kind: 'syntax' }
+  try {
+    const run = scan(body, maxDepth)
+    for (;;) {
+      const step = run.next()
+      if (step.done === true) return { ok: true, members: step.value }
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+  } catch (err) {
+    return { ok: false, reason: (err as Invalid).message, kind: (err as Invalid).kind }
+  }
+}
+
+/** bytes of one string checked without a pause (scanJsonObjectAsync) */
+const SLICE = 1 << 20
+/** stringEnd's answer when it stopped at its limit: PAUSED + where to go on */
+const PAUSED = 2 ** 40
+
+/** yields (nothing) wherever a long string was cut into slices; returns the top-level members */
+function* scan(b: Buffer, maxDepth: number): Generator<void, Member[]> {
   const n = b.length
   let i = 0
   const ws = (): void => {
@@ -63,24 +92,17 @@ function scan(b: Buffer, maxDepth: number): Member[] {
   const fail = (what: string): never => {
     throw new Invalid(i >= n ? `body is not valid JSON: ${what} expected, body ended` : `body is not valid JSON: ${what} expected at byte ${i}`)
   }
-  const string = (): void => {
-    i++ // the opening quote
-    for (;;) {
-      const c = b[i]
-      if (c === undefined) fail('closing quote')
-      else if (c === QUOTE) {
-        i++
-        return
-      } else if (c === BACKSLASH) {
-        const e = b[i + 1]
-        if (e === 0x75) {
-          if (!(isHex(b[i + 2]) && isHex(b[i + 3]) && isHex(b[i + 4]) && isHex(b[i + 5]))) fail('\\uXXXX escape')
-          i += 6
-        } else if (e !== undefined && ESCAPES.has(e)) i += 2
-        else fail('escape')
-      } else if (c < 0x20) fail('escaped control character')
-      else i++
+  const string = function* (): Generator<void, void> {
+    let end = stringEnd(b, i + 1)
+    while (end >= PAUSED) {
+      yield
+      end = stringEnd(b, end - PAUSED)
     }
+    if (end < 0) {
+      i = -end - 1
+      fail(i >= n ? 'closing quote' : b[i] === BACKSLASH ? 'escape' : 'escaped control character')
+    }
+    i = end
   }
   const digits = (): void => {
     if (!isDigit(b[i])) fail('digit')
@@ -126,7 +148,7 @@ function scan(b: Buffer, maxDepth: number): Member[] {
       if (b[i] !== QUOTE) fail('a key')
       const keyStart = i
       if (stack.length === 1) memberStart = i
-      string()
+      yield* string()
       if (isProto(b, keyStart, i)) throw new Invalid('body has a forbidden __proto__ key')
       if (stack.length === 1) keyEnd = i
       ws()
@@ -151,7 +173,7 @@ function scan(b: Buffer, maxDepth: number): Member[] {
         if (c === 0x5b) ws()
         continue
       }
-    } else if (c === QUOTE) string()
+    } else if (c === QUOTE) yield* string()
     else if (c === 0x2d || isDigit(c)) number()
     else if (c === 0x74) literal('true')
     else if (c === 0x66) literal('false')
@@ -177,6 +199,35 @@ function scan(b: Buffer, maxDepth: number): Member[] {
       stack.pop()
       i++
     }
+  }
+}
+
+/**
+ * Where the string whose first character is at `i` ends (just past its closing quote); for an invalid string,
+ * -(position of the fault) - 1; after SLICE bytes without an end, PAUSED + where to go on. A top-level function
+ * over plain locals: a 20 MB base64 string is a few tight loops.
+ */
+function stringEnd(b: Buffer, i: number): number {
+  const n = b.length
+  const stop = Math.min(n, i + SLICE)
+  for (;;) {
+    // the tight part: plain characters
+    let c = 0
+    while (i < stop) {
+      c = b[i] as number
+      if (c === QUOTE || c === BACKSLASH || c < 0x20) break
+      i++
+    }
+    if (i >= n) return -n - 1
+    if (i >= stop) return PAUSED + i
+    if (c === QUOTE) return i + 1
+    if (c < 0x20) return -i - 1
+    const e = b[i + 1]
+    if (e === 0x75) {
+      if (!(isHex(b[i + 2]) && isHex(b[i + 3]) && isHex(b[i + 4]) && isHex(b[i + 5]))) return -i - 1
+      i += 6
+    } else if (e !== undefined && ESCAPES.has(e)) i += 2
+    else return -i - 1
   }
 }
 

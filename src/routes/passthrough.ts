@@ -8,7 +8,7 @@ import { LIST_PATH } from '../tasks/list-service.js'
 import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
 import { BadRequestError, QuotaExceededError, UpstreamAuthError, UpstreamBadResponseError } from '../http/errors.js'
 import { TASK_ID_PATTERN, taskIdParams } from './task-fetch.js'
-import { memberKey, scanJsonObject, withoutMembers, type Member, type ScanFailure } from '../http/json-members.js'
+import { memberKey, scanJsonObject, scanJsonObjectAsync, withoutMembers, type Member, type ScanFailure } from '../http/json-members.js'
 import createError from '@fastify/error'
 import { submittedTaskId, type Ownership } from '../clients/ownership.js'
 import type { ClientKeyTable } from '../clients/client-keys.js'
@@ -186,7 +186,7 @@ async function submitRoutes(app: FastifyInstance, { config, upstream, ownership,
       const raw = request.body
       // text/plain (Fastify's other parser) or no body at all: not an object
       if (!Buffer.isBuffer(raw)) throw new NotAnObjectError()
-      const scanned = scanJsonObject(raw)
+      const scanned = await scanJsonObjectAsync(raw)
       if (!scanned.ok) throw scanError(scanned.kind, scanned.reason)
       const client = clientOf(request, clients)
       // an action on another client's task is refused like one on an unknown task, before anything is spent

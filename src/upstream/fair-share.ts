@@ -8,8 +8,8 @@ interface Waiter {
 
 /**
  * The upstream connections shared between clients (CONTRACT §9): a named client holds at most half of them, so
- * one client's hanging calls leave the other half to everyone else; calls beyond what may start now wait in
- * arrival order, and a freed slot goes to the first waiter allowed to take it. Calls without a client (auth off,
+ * one client's hanging calls leave the other half to everyone else; calls beyond what may start now wait, and a
+ * freed slot goes to the first waiter (in arrival order) allowed to take it. Calls without a client (auth off,
  * the gateway's own) are bounded by the total only.
  */
 export class FairShare {
@@ -22,9 +22,12 @@ export class FairShare {
     this.perClient = Math.max(1, Math.floor(total / 2))
   }
 
-  /** a slot now, or undefined when the caller has to wait() for one */
+  /**
+   * A slot now, or undefined when the caller has to wait() for one. Nobody who waits could take a slot now (a
+   * release hands it on at once), so taking one here jumps no waiter: those waiting are at their share.
+   */
   tryAcquire(client: string | undefined): Release | undefined {
-    return this.waiting.length === 0 && this.may(client) ? this.take(client) : undefined
+    return this.may(client) ? this.take(client) : undefined
   }
 
   /** a slot once one is free for `client`; `signal` gives up waiting (the promise then rejects with its reason) */
