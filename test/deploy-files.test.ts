@@ -59,7 +59,11 @@ const CONTRACT_LABELS: Record<string, readonly string[]> = {
   mj_gateway_http_request_duration_seconds: ['method', 'route', 'status_code', 'le'],
   mj_gateway_cache_lookups_total: ['result'],
   mj_gateway_upstream_requests_total: ['outcome'],
-  mj_gateway_upstream_request_duration_seconds: ['outcome', 'le']
+  mj_gateway_upstream_request_duration_seconds: ['outcome', 'le'],
+  // CONTRACT §9
+  mj_gateway_client_requests_total: ['client', 'route', 'status_code'],
+  mj_gateway_client_submits_total: ['client', 'action'],
+  mj_gateway_ownership_denied_total: ['route']
 }
 const TARGET_LABELS = ['job', 'instance']
 const LABEL_VALUES: Record<string, readonly string[]> = {
@@ -318,7 +322,7 @@ t.test('dashboard: Grafana 10+ JSON, every panel described and bound to ${dataso
   const ids = panels.map((p) => p['id'])
   t.equal(new Set(ids).size, ids.length, 'panel ids are unique')
   const rows = panels.filter((p) => p['type'] === 'row').map((p) => p['title'])
-  t.same(rows, ['Traffic', 'Latency', 'Cache', 'Upstream health', 'Process'], 'rows in order')
+  t.same(rows, ['Traffic', 'Latency', 'Cache', 'Upstream health', 'Process', 'Clients'], 'rows in order')
   for (const p of panels) {
     const title = str(p['title']) ?? `panel ${String(p['id'])}`
     const pos = obj(p['gridPos'])
@@ -369,7 +373,8 @@ const REQUIRED_ALERTS = [
   'MjGatewayUpstreamAuthFailing',
   'MjGatewayHitRatioCollapse',
   'MjGatewayHigh5xxRatio',
-  'MjGatewayInstanceDown'
+  'MjGatewayInstanceDown',
+  'MjGatewayClient429Dominant'
 ]
 
 t.test('alerts.yml: the required alerts, each with for, severity, summary and a runbook', async (t) => {
@@ -475,6 +480,10 @@ const http = (route: string, status: string, perMinute: number, minutes = 30): {
   values: `0+${perMinute}x${minutes}`
 })
 const FETCH = '/mj/task/:id/fetch'
+const clientRequests = (client: string, status: string, perMinute: number, minutes = 30, values?: string): { series: string; values: string } => ({
+  series: sel('mj_gateway_client_requests_total', { client, route: FETCH, status_code: status }),
+  values: values ?? `0+${perMinute}x${minutes}`
+})
 const jobAlert = (severity: string): { exp_labels: Record<string, string> } => ({ exp_labels: { severity, service: 'mj-gateway', job: 'mj-gateway' } })
 
 t.test('promtool test rules: alert scenarios', { skip: promtoolSkip }, async (t) => {
@@ -556,6 +565,32 @@ t.test('promtool test rules: alert scenarios', { skip: promtoolSkip }, async (t)
         { eval_time: '1d10m', alertname: 'MjGatewayHitRatioCollapse', exp_alerts: [] },
         { eval_time: '1d100m', alertname: 'MjGatewayHitRatioCollapse', exp_alerts: [jobAlert('warning')] }
       ]
+    },
+    {
+      name: 'one client gets nearly all 429s (docs/tenancy.md), while a spread of a few 429s over clients stays quiet',
+      interval: '1m',
+      input_series: [
+        clientRequests('noisy', '429', 120),
+        clientRequests('noisy', '200', 600),
+        clientRequests('quiet', '429', 6),
+        clientRequests('quiet', '200', 600),
+        clientRequests('web', '429', 3, 10, '0+3x10 30+3x20'),
+        clientRequests('jwt', '429', 3, 10, '0+0x10 0+3x20')
+      ],
+      alert_rule_test: [
+        { eval_time: '8m', alertname: 'MjGatewayClient429Dominant', exp_alerts: [] },
+        {
+          eval_time: '25m',
+          alertname: 'MjGatewayClient429Dominant',
+          exp_alerts: [{ exp_labels: { severity: 'warning', service: 'mj-gateway', job: 'mj-gateway', client: 'noisy' } }]
+        }
+      ]
+    },
+    {
+      name: '429s spread over clients: no single client dominates',
+      interval: '1m',
+      input_series: [clientRequests('web', '429', 60), clientRequests('jwt', '429', 60), clientRequests('anonymous', '429', 60)],
+      alert_rule_test: [{ eval_time: '25m', alertname: 'MjGatewayClient429Dominant', exp_alerts: [] }]
     }
   ]
   // promtool compares annotations too; these scenarios are about expressions, `for` and labels, so they

@@ -25,8 +25,15 @@ export const CONTRACT_METRIC_NAMES: readonly string[] = [
   'mj_gateway_upstream_requests_total',
   'mj_gateway_upstream_request_duration_seconds',
   'mj_gateway_upstream_inflight',
-  'mj_gateway_redis_up'
+  'mj_gateway_redis_up',
+  // CONTRACT §9
+  'mj_gateway_client_requests_total',
+  'mj_gateway_client_submits_total',
+  'mj_gateway_ownership_denied_total'
 ]
+
+/** exported with samples only once a client has submitted something, or with ownership on (CONTRACT §9) */
+export const TENANCY_ONLY_METRIC_NAMES: readonly string[] = ['mj_gateway_client_submits_total', 'mj_gateway_ownership_denied_total']
 
 /** exported only when the gateway runs with REDIS_URL (CONTRACT.md §7) */
 export const REDIS_ONLY_METRIC_NAMES: readonly string[] = ['mj_gateway_redis_up']
