@@ -13,8 +13,8 @@ COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` would run the build before the sources are here; it runs below.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+# src only: the benchmark (bench/) is a development tool and stays out of the image
 COPY src ./src
-COPY bench ./bench
 RUN npm run build
 
 # ---- runtime: production dependencies and compiled output only --------------------------
@@ -23,7 +23,7 @@ ENV NODE_ENV=production PORT=8080
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
-COPY --from=build /app/dist ./dist
+COPY --from=build /app/dist/src ./dist/src
 # The files stay owned by root: the gateway cannot rewrite its own code.
 USER node
 EXPOSE 8080

@@ -101,7 +101,7 @@ async function poll(g: Gateway, id: string, tally: Tally): Promise<string> {
 
 /** 60 concurrent pollers of one fresh task over 3 replicas, `rounds` times: upstream calls per round. */
 async function pollersOfOneTask(redisUrl: string, replicas: number, pollers: number, rounds: number): Promise<number[]> {
-  const upstream = await startSimulatedUpstream({ latencyMs: UPSTREAM_LATENCY_MS, stepMs: 60_000 })
+  const upstream = await startSimulatedUpstream({ recordRequests: false, latencyMs: UPSTREAM_LATENCY_MS, stepMs: 60_000 })
   const gs = await gateways(replicas, upstream, redisUrl)
   const perRound: number[] = []
   const tally: Tally = { requests: 0, byCache: {} }
@@ -137,7 +137,7 @@ async function pollingStorm(
   replicas: number,
   opts: { tasks: number; pollersPerTask: number; intervalMs: number }
 ): Promise<StormResult> {
-  const upstream = await startSimulatedUpstream({ latencyMs: UPSTREAM_LATENCY_MS, stepMs: STEP_MS, random: mulberry32(42) })
+  const upstream = await startSimulatedUpstream({ recordRequests: false, latencyMs: UPSTREAM_LATENCY_MS, stepMs: STEP_MS, random: mulberry32(42) })
   const gs = await gateways(replicas, upstream, redisUrl)
   const tally: Tally = { requests: 0, byCache: {} }
   const ids = Array.from({ length: opts.tasks }, (_, i) => upstream.createTask({ prompt: `storm ${i}` }))
@@ -168,7 +168,7 @@ interface HitPathResult {
 }
 
 async function hitPath(redisUrl: string, ms: number): Promise<HitPathResult> {
-  const upstream = await startSimulatedUpstream({ latencyMs: UPSTREAM_LATENCY_MS })
+  const upstream = await startSimulatedUpstream({ recordRequests: false, latencyMs: UPSTREAM_LATENCY_MS })
   const [g] = (await gateways(1, upstream, redisUrl)) as [Gateway]
   const id = upstream.finishedTask()
   const tally: Tally = { requests: 0, byCache: {} }
@@ -202,7 +202,7 @@ async function redisCommands(redisUrl: string): Promise<number> {
 
 /** Mean latency of a first fetch on replica B of tasks replica A fetched (a Redis-tier hit), and of A's misses. */
 async function sharedHitLatency(redisUrl: string, tasks: number): Promise<{ missMs: number; sharedHitMs: number }> {
-  const upstream = await startSimulatedUpstream({ latencyMs: UPSTREAM_LATENCY_MS })
+  const upstream = await startSimulatedUpstream({ recordRequests: false, latencyMs: UPSTREAM_LATENCY_MS })
   const [a, b] = (await gateways(2, upstream, redisUrl)) as [Gateway, Gateway]
   const ids = Array.from({ length: tasks }, () => upstream.finishedTask())
   const tally: Tally = { requests: 0, byCache: {} }

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the gateway against its ceiling and its peers, side by side, in one run.
  * Every figure that matters is a ratio against a baseline measured in the same run (rounds interleaved,
- * medians), because absolute figures on a shared 2-core machine mean little. See docs/performance.md.
+ * medians), because absolute figures on a shared 2-core machine mean little. See README.md, "Performance".
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
@@ -15,6 +15,7 @@ import { missPath } from './scenarios/miss.js'
 import { pollingStorm } from './scenarios/storm.js'
 import { memory } from './scenarios/memory.js'
 import { faultSoak } from './scenarios/soak.js'
+import { redisStall } from './scenarios/redis-stall.js'
 
 // dist/bench/run.js → <repo>/bench/results/
 const RESULTS_DIR = new URL('../../bench/results/', import.meta.url)
@@ -24,7 +25,8 @@ const SCENARIO_RUNNERS: Record<ScenarioId, (s: Settings, dir: URL) => Promise<Sc
   miss: missPath,
   storm: pollingStorm,
   memory,
-  soak: faultSoak
+  soak: faultSoak,
+  'redis-stall': redisStall
 }
 
 async function main(): Promise<number> {

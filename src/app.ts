@@ -1,33 +1,39 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import pino from 'pino'
-import { stdoutLog, type LogDestination } from './logging/log-stream.js'
+import { stdoutLog, type LogStream } from './logging/log-stream.js'
 import type { Config } from './config.js'
 import { installErrorHandler } from './http/errors.js'
 import { GatewayMetrics } from './metrics/gateway-metrics.js'
-import { TaskCache } from './cache/task-cache.js'
+import { TaskCache, type Clock } from './cache/task-cache.js'
 import { TaskService } from './tasks/fetch-service.js'
 import { UpstreamClient } from './upstream/client.js'
 import { ClientKeyTable } from './clients/client-keys.js'
+import { reloadClientKeys } from './clients/reload.js'
 import { RedisConnection } from './redis/connection.js'
 import { RedisSharedTier } from './redis/shared-tier.js'
-import { sharedRateLimitStore } from './rate-limit/redis-store.js'
-import metricsPlugin from './plugins/http-metrics.js'
-import hardeningPlugin, { defaultTimeouts, hardeningServerOptions, type Timeouts } from './plugins/hardening.js'
-import authPlugin, { reloadClientKeys } from './plugins/client-auth.js'
+import { SyncedRateLimitStore } from './rate-limit/redis-store.js'
+import { MemoryStore } from './rate-limit/memory-store.js'
+import { RATE_LIMIT_WINDOW_MS, RateLimitCounter, type Store } from './rate-limit/counter.js'
+import httpMetricsPlugin from './plugins/http-metrics.js'
+import hardeningPlugin from './plugins/hardening.js'
+import authPlugin from './plugins/client-auth.js'
 import corsPlugin from './plugins/cors.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import sheddingPlugin from './plugins/shedding.js'
 import requestLog from './plugins/request-log.js'
 import { lazyChildLogger } from './logging/request-logger.js'
 import { healthRoutes } from './routes/health.js'
-import { FETCH_ROUTE, taskFetchRoutes } from './routes/task-fetch.js'
-import { passthroughRoutes, SEED_ROUTE } from './routes/passthrough.js'
+import { metricsRoutes } from './routes/metrics.js'
+import { taskFetchRoutes } from './routes/task-fetch.js'
+import { passthroughRoutes } from './routes/passthrough.js'
+import { SEED_ROUTE } from './routes/image-seed.js'
+import { FETCH_ROUTE } from './tasks/task-id.js'
 import { LIST_PATH, TaskListService } from './tasks/list-service.js'
 import { HitLane } from './http/hit-lane.js'
+import { GatewayServer, defaultTimeouts, serverSettings, type Timeouts } from './http/server.js'
+import { CorsPolicy } from './http/cors.js'
 import { AccessLog, requestIds } from './logging/access-log.js'
 import { clientIp, trustFunction } from './http/client-address.js'
-import { LocalStore, RateLimitCounter, type Store } from './rate-limit/counter.js'
 import { Ownership, type OwnerRecords } from './clients/ownership.js'
 import { SubmitQuota, type QuotaStore } from './clients/submit-quota.js'
 import { EmbeddedStore } from './storage/embedded-store.js'
@@ -43,6 +49,8 @@ export interface AppOverrides {
   timeouts?: Partial<Timeouts>
   /** false builds the app without the per-request http metrics hook; only the benchmark's "metrics off" candidate uses it */
   httpMetrics?: boolean
+  /** the memory cache's clock (tests move it instead of sleeping); default Date.now */
+  clock?: Clock
 }
 
 export const REDACTED_HEADERS = ['authorization', 'mj-api-secret', 'cookie', 'set-cookie', 'x-api-key', 'proxy-authorization']
@@ -60,8 +68,6 @@ function loggerOptions(config: Config, stream: pino.DestinationStream): FastifyS
 
 const INFO_OR_BELOW = new Set(['info', 'debug', 'trace'])
 
-type Listener = (req: IncomingMessage, res: ServerResponse) => void
-
 /** How long a replica waits for another replica's upstream call for the same task before calling itself. */
 const LOCK_WAIT_MS = 3000
 
@@ -73,11 +79,10 @@ function connectRedis(app: FastifyInstance, config: Config, metrics: GatewayMetr
   })
 }
 
-/** RATE_LIMIT_PER_MINUTE counts in this process's memory, or with REDIS_URL in Redis, shared by every replica. */
+/** RATE_LIMIT_PER_MINUTE counts in this process's memory, or with REDIS_URL also reported to Redis, shared by every replica. */
 function rateLimitStore(config: Config, redis: RedisConnection | undefined): Store {
-  if (redis === undefined) return new LocalStore(false, false)
-  const Shared = sharedRateLimitStore(redis, config.upstream.keyFingerprint)
-  return new Shared({})
+  if (redis === undefined) return new MemoryStore()
+  return new SyncedRateLimitStore(redis, { namespace: config.upstream.keyFingerprint, max: config.rateLimitPerMinute, windowMs: RATE_LIMIT_WINDOW_MS })
 }
 
 /** the routes whose denials are counted from the start (submits naming a taskId are counted under their own path) */
@@ -121,31 +126,22 @@ function tenancy(app: FastifyInstance, config: Config, metrics: GatewayMetrics, 
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
   const trust = trustFunction(config.trustProxy)
   const nextId = requestIds()
-  const server = hardeningServerOptions({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts })
-  // Fastify's own listener: every request meets the hit lane (src/http/hit-lane.ts) first, and what the lane does not
-  // answer goes on to this. Set while Fastify() runs, before anything can listen.
-  let fastifyHandler: Listener | undefined
+  const settings = serverSettings({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts })
+  const server = new GatewayServer(settings)
   const ownStream = overrides.logStream === undefined ? stdoutLog() : undefined
-  const logStream: pino.DestinationStream = overrides.logStream ?? (ownStream as LogDestination)
+  const logStream: pino.DestinationStream = overrides.logStream ?? (ownStream as LogStream)
   const app = Fastify({
     logger: loggerOptions(config, logStream),
     trustProxy: trust,
     genReqId: nextId,
-    serverFactory: (handler) => {
-      fastifyHandler = handler
-      const s = createServer(server.http, (req, res) => lane.handle(req, res))
-      s.keepAliveTimeout = server.keepAliveTimeout
-      s.requestTimeout = server.requestTimeout
-      s.setTimeout(server.connectionTimeout)
-      return s
-    },
+    serverFactory: server.factory,
     // Room for ids well past the pattern's 64, so the schema answers them (400) with the pattern in its message.
     routerOptions: { maxParamLength: 1024 },
     return503OnClosing: true,
     // one access line per request (plugins/request-log.ts) instead of Fastify's two, and request.log built lazily
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: lazyChildLogger,
-    ...server
+    ...settings
   })
   installErrorHandler(app)
   await app.register(hardeningPlugin)
@@ -155,12 +151,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
   const metrics = new GatewayMetrics({
     cache: { entries: () => cache.entries, bytes: () => cache.bytes },
-    redis: config.redisUrl !== ''
+    redis: config.redisUrl !== '',
+    logLinesDropped: () => ownStream?.dropped ?? 0
   })
   const cache: TaskCache = new TaskCache({
     maxBytes: config.cache.maxBytes,
     staleIfErrorMs: config.cache.staleIfErrorSeconds * 1000,
-    onEvict: () => metrics.cacheEvictions.inc()
+    onEvict: () => metrics.cacheEvictions.inc(),
+    clock: overrides.clock
   })
   const upstream = new UpstreamClient(config.upstream, metrics)
   const redis = config.redisUrl === '' ? undefined : connectRedis(app, config, metrics)
@@ -170,7 +168,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       : new RedisSharedTier(redis, {
           namespace: config.upstream.keyFingerprint,
           lockTtlMs: config.upstream.timeoutMs + 1000,
-          lockWaitMs: Math.min(LOCK_WAIT_MS, config.upstream.timeoutMs)
+          lockWaitMs: Math.min(LOCK_WAIT_MS, config.upstream.timeoutMs),
+          rules: config.cache,
+          onRejected: (reason) => metrics.redisRejected?.inc({ reason }),
+          memory: () => cache.terminal(cache.now()),
+          now: cache.now
         })
   const { ownership, quota, closeStore } = tenancy(app, config, metrics, redis)
   const inflight = new ClientInflight(config.fairness.clientMaxInflight)
@@ -180,23 +182,26 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const httpMetrics = overrides.httpMetrics ?? true
   const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
-  const lane = new HitLane(
-    { cache, metrics, httpMetrics, clients: clientKeys, rateLimit, corsOrigins: config.corsOrigins, clientIp: (req) => clientIp(req, trust), accessLog, ownership, inflight },
-    fastifyHandler as Listener
-  )
+  const cors = new CorsPolicy(config.corsOrigins)
+  // HIT_LANE: every request meets the hit lane (src/http/hit-lane.ts) first, and what it does not answer goes to Fastify
+  const lane =
+    config.hitLane === 'off'
+      ? undefined
+      : new HitLane({ cache, metrics, httpMetrics, clients: clientKeys, rateLimit, cors, clientIp: (req) => clientIp(req, trust), accessLog, ownership, inflight }, server.fastify)
+  server.front(lane)
   app.decorate('hitLane', lane)
   app.addHook('onClose', async () => {
     await upstream.close()
     await redis?.close()
     closeStore()
-    ownStream?.flushSync()
+    ownStream?.flush()
   })
-  // CONTRACT §8: a request in flight at close must not leave its keep-alive socket open afterwards,
+  // docs/operations.md §3: a request in flight at close must not leave its keep-alive socket open afterwards,
   // or server.close() waits for the client's idle timeout and the graceful exit is killed by its delay.
   let closing = false
   app.addHook('preClose', (done) => {
     closing = true
-    lane.closing = true
+    if (lane !== undefined) lane.closing = true
     done()
   })
   app.addHook('onSend', (_request, reply, payload, done) => {
@@ -205,15 +210,19 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   })
 
   await app.register(requestLog, { accessLog })
-  await app.register(metricsPlugin, { metrics, token: config.metricsToken, httpHook: httpMetrics })
-  await app.register(healthRoutes, { redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down') })
+  if (httpMetrics) await app.register(httpMetricsPlugin, { metrics })
+  await app.register(metricsRoutes, { metrics, token: config.metricsToken })
+  await app.register(healthRoutes, {
+    redisState: () => (redis === undefined ? 'off' : redis.up ? 'up' : 'down'),
+    keyState: () => upstream.keyHealth.state()
+  })
   // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
   // Hook order inside: CORS (answers preflights), shedding, rate limit (onRequest), client token (preParsing).
   await app.register(async (mj) => {
-    if (config.corsOrigins.length > 0) await mj.register(corsPlugin, { origins: config.corsOrigins })
+    if (cors.enabled) await mj.register(corsPlugin, { policy: cors })
     if (config.eventLoopMaxDelayMs > 0) {
       await mj.register(sheddingPlugin, { maxEventLoopDelayMs: config.eventLoopMaxDelayMs })
-      lane.underPressure = () => mj.isUnderPressure()
+      if (lane !== undefined) lane.underPressure = () => mj.isUnderPressure()
     }
     await mj.register(authPlugin, { table: clientKeys })
     if (rateLimit !== undefined) await mj.register(rateLimitPlugin, { table: clientKeys, counter: rateLimit })

@@ -49,7 +49,8 @@ const EnvSchema = Type.Object({
   OWNERSHIP_TTL_DAYS: Int(30, 1, 3650),
   CLIENT_MAX_INFLIGHT: Int(32, 1),
   SUBMIT_INFLIGHT_MAX_BYTES: Int(268435456, 1),
-  SUBMIT_QUOTA_PER_DAY: Int(0, 0)
+  SUBMIT_QUOTA_PER_DAY: Int(0, 0),
+  HIT_LANE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' })
 })
 type Env = Static<typeof EnvSchema>
 
@@ -105,6 +106,8 @@ export interface Config {
   readonly submitMaxBodyBytes: number
   readonly allowNotifyHook: boolean
   readonly eventLoopMaxDelayMs: number
+  /** `off` (a diagnostic): every request goes through Fastify, none through the hit lane */
+  readonly hitLane: 'on' | 'off'
   /** CLIENT_JWT_*: absent when JWT identities are off */
   readonly jwt?: JwtConfig
   readonly ownership: {
@@ -363,7 +366,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       clientMaxInflight: env.CLIENT_MAX_INFLIGHT,
       submitInflightMaxBytes: env.SUBMIT_INFLIGHT_MAX_BYTES,
       submitQuotaPerDay: env.SUBMIT_QUOTA_PER_DAY
-    }
+    },
+    hitLane: env.HIT_LANE
   }
   return deepFreeze(config)
 }
@@ -409,7 +413,8 @@ export function describeConfig(c: Config): Record<string, unknown> {
     DATA_DIR: c.dataDir,
     CLIENT_MAX_INFLIGHT: c.fairness.clientMaxInflight,
     SUBMIT_INFLIGHT_MAX_BYTES: c.fairness.submitInflightMaxBytes,
-    SUBMIT_QUOTA_PER_DAY: c.fairness.submitQuotaPerDay
+    SUBMIT_QUOTA_PER_DAY: c.fairness.submitQuotaPerDay,
+    HIT_LANE: c.hitLane
   }
 }
 

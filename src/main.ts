@@ -1,6 +1,13 @@
 import closeWithGrace from 'close-with-grace'
 import { ConfigError, describeConfig, loadConfig, type Config } from './config.js'
 import { buildApp } from './app.js'
+import { cliAnswer } from './process/cli.js'
+
+const cli = cliAnswer(process.argv.slice(2))
+if (cli !== undefined) {
+  ;(cli.code === 0 ? process.stdout : process.stderr).write(`${cli.text}\n`)
+  process.exit(cli.code)
+}
 
 let config: Config
 try {

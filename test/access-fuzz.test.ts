@@ -2,12 +2,12 @@
  * Property-based fuzzing of the gateway's front door with fast-check: thousands of random methods, paths, ids
  * and header sets (and, on raw sockets, malformed HTTP) against the real app in front of a well-behaved upstream.
  * Properties: the gateway itself never answers 5xx; nothing reaches upstream without a valid token or with an
- * invalid id; no response ever carries a secret; every error the gateway makes has the contract's shape.
+ * invalid id; no response ever carries a secret; every error the gateway makes has the shape of docs/errors.md §1.
  */
 import { connect } from 'node:net'
 import fc from 'fast-check'
 import t from 'tap'
-import { TASK_ID_PATTERN } from '../src/routes/task-fetch.js'
+import { TASK_ID_PATTERN } from '../src/tasks/task-id.js'
 import { UPSTREAM_KEY, call, startGateway, type Answer } from './helpers/access-harness.js'
 
 // Thousands of cases on an idle 2-core machine in a few seconds; on a busy one the time limits end a run early
@@ -28,7 +28,7 @@ const validId = fc.string({ unit: idChar, minLength: 1, maxLength: 64 })
 const printable = fc.constantFrom(...Array.from({ length: 94 }, (_, i) => String.fromCharCode(33 + i)))
 const segmentChar = fc.constantFrom(...Array.from({ length: 94 }, (_, i) => String.fromCharCode(33 + i)).filter((c) => !'/?#'.includes(c)))
 
-/** The client's credentials, as the gateway reads them (CONTRACT §4). */
+/** The client's credentials, as the gateway reads them (docs/headers.md §1). */
 function authorized(headers: Record<string, string>): boolean {
   const bearer = /^bearer (.+)$/i.exec(headers['authorization'] ?? '')?.[1]?.trim()
   const secret = headers['mj-api-secret']?.trim()

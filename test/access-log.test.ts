@@ -1,6 +1,6 @@
 /**
  * The pieces the Fastify routes and the hit lane share: the client address (TRUST_PROXY), the access line,
- * the stdout log destination and the rate-limit counter.
+ * and the stdout log destination.
  */
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
@@ -8,7 +8,6 @@ import t from 'tap'
 import { AccessLog, requestIds } from '../src/logging/access-log.js'
 import { clientHost, clientIp, trustFunction } from '../src/http/client-address.js'
 import { stdoutLog } from '../src/logging/log-stream.js'
-import { LocalStore, RateLimitCounter } from '../src/rate-limit/counter.js'
 
 /** the server side of one request carrying these headers */
 async function incoming(headers: Record<string, string>): Promise<IncomingMessage> {
@@ -85,16 +84,4 @@ t.test('the access line: one JSON object per line, fields left out when unknown'
 
 t.test('stdout has one log destination per process', async (t) => {
   t.equal(stdoutLog(), stdoutLog())
-})
-
-t.test('the counter\'s store option counts in the counter\'s store, routes\' children included', async (t) => {
-  const counter = new RateLimitCounter(new LocalStore(false, false), 3)
-  const Store = counter.storeCtor()
-  const store = new Store({})
-  const seen: number[] = []
-  const cb = (_e: Error | null, r?: { current: number }): void => void seen.push(r?.current ?? -1)
-  counter.count('k', cb)
-  store.incr('k', cb)
-  store.child({} as never).incr('other', cb)
-  t.same(seen, [1, 2, 1])
 })

@@ -20,7 +20,7 @@ function tempDir(t: { teardown: (fn: () => unknown) => void }): string {
 const tableOf = (env: Record<string, string>): ClientKeyTable => new ClientKeyTable(loadConfig({ UPSTREAM_API_KEY: 'k', ...env }))
 
 t.test('the token table', async (t) => {
-  t.test('§4 Authorization: Bearer {token} or mj-api-secret: {token} identify the client by name', async (t) => {
+  t.test('docs/access-control.md §1 Authorization: Bearer {token} or mj-api-secret: {token} identify the client by name', async (t) => {
     const table = tableOf({ CLIENT_KEYS: `alpha:${ALPHA}, beta:${BETA}, ${BARE}` })
     t.ok(table.enabled)
     t.equal(table.size, 3)
@@ -33,7 +33,7 @@ t.test('the token table', async (t) => {
     t.notMatch(String(bare.name), BARE)
   })
 
-  t.test('§4 missing or wrong credentials are anonymous', async (t) => {
+  t.test('docs/access-control.md §1 missing or wrong credentials are anonymous', async (t) => {
     const table = tableOf({ CLIENT_KEYS: `alpha:${ALPHA}` })
     t.equal(table.identify({}), ANONYMOUS)
     t.equal(table.identify({ authorization: 'Bearer nope' }), ANONYMOUS)
@@ -54,7 +54,7 @@ t.test('the token table', async (t) => {
     t.same(presentedTokens({ authorization: `Bearer ${ALPHA}`, 'mj-api-secret': BETA }), [ALPHA, BETA])
   })
 
-  t.test('§3 CLIENT_KEYS empty = no client auth: everyone is admitted, nameless', async (t) => {
+  t.test('docs/access-control.md §1 CLIENT_KEYS empty = no client auth: everyone is admitted, nameless', async (t) => {
     const table = tableOf({})
     t.notOk(table.enabled)
     t.notOk(table.reloadable)
@@ -71,7 +71,7 @@ t.test('the token table', async (t) => {
     t.equal(table.identify({ authorization: 'Bearer anything' }), ANONYMOUS)
   })
 
-  t.test('§3 CLIENT_KEYS_FILE is re-read by reload(); CLIENT_KEYS stays', async (t) => {
+  t.test('docs/access-control.md §2 CLIENT_KEYS_FILE is re-read by reload(); CLIENT_KEYS stays', async (t) => {
     const file = join(tempDir(t), 'keys')
     writeFileSync(file, `beta:${BETA}\n`)
     const table = tableOf({ CLIENT_KEYS: `alpha:${ALPHA}`, CLIENT_KEYS_FILE: file })
@@ -105,12 +105,12 @@ t.test('the token table', async (t) => {
   })
 })
 
-t.test('§4 client credentials on GET /mj/task/:id/fetch', async (t) => {
+t.test('docs/access-control.md §1 client credentials on GET /mj/task/:id/fetch', async (t) => {
   const gw = await startGateway(t, { CLIENT_KEYS: `alpha:${ALPHA},beta:${BETA}` })
   const id = gw.sim.finishedTask()
   const path = `/mj/task/${id}/fetch`
 
-  t.test('§6 client token missing → 401 MJGW_UNAUTHORIZED, no upstream call', async (t) => {
+  t.test('docs/access-control.md §1 client token missing → 401 MJGW_UNAUTHORIZED, no upstream call', async (t) => {
     const before = gw.upstreamCalls()
     const res = await call(gw, path)
     t.equal(res.status, 401)
@@ -119,7 +119,7 @@ t.test('§4 client credentials on GET /mj/task/:id/fetch', async (t) => {
     t.equal(gw.upstreamCalls(), before)
   })
 
-  t.test('§6 client token wrong → 401 MJGW_UNAUTHORIZED, no upstream call', async (t) => {
+  t.test('docs/access-control.md §1 client token wrong → 401 MJGW_UNAUTHORIZED, no upstream call', async (t) => {
     const before = gw.upstreamCalls()
     for (const headers of [{ authorization: 'Bearer wrong' }, { 'mj-api-secret': 'wrong' }, { authorization: `Basic ${ALPHA}` }]) {
       const res = await call(gw, path, { headers })
@@ -129,7 +129,7 @@ t.test('§4 client credentials on GET /mj/task/:id/fetch', async (t) => {
     t.equal(gw.upstreamCalls(), before)
   })
 
-  t.test('§4 a valid token as Authorization: Bearer or as mj-api-secret is served', async (t) => {
+  t.test('docs/access-control.md §1 a valid token as Authorization: Bearer or as mj-api-secret is served', async (t) => {
     const a = await call(gw, path, { headers: { authorization: `Bearer ${ALPHA}` } })
     t.equal(a.status, 200)
     t.equal(a.json?.['id'], id)
@@ -138,7 +138,7 @@ t.test('§4 client credentials on GET /mj/task/:id/fetch', async (t) => {
     t.equal(b.headers['x-cache'], 'HIT')
   })
 
-  t.test('§4 401 comes before any cache work: a cached task is never served without a valid token', async (t) => {
+  t.test('docs/access-control.md §1 401 comes before any cache work: a cached task is never served without a valid token', async (t) => {
     const cached = gw.sim.finishedTask()
     const p = `/mj/task/${cached}/fetch`
     const first = await call(gw, p, { headers: { authorization: `Bearer ${ALPHA}` } })
@@ -157,7 +157,7 @@ t.test('§4 client credentials on GET /mj/task/:id/fetch', async (t) => {
     t.equal(again.headers['x-cache'], 'HIT')
   })
 
-  t.test('§4 upstream gets exactly one credential, the upstream key; client credentials and cookies are never forwarded', async (t) => {
+  t.test('docs/headers.md §10 upstream gets exactly one credential, the upstream key; client credentials and cookies are never forwarded', async (t) => {
     const fresh = gw.sim.createTask({ outcome: 'never' })
     const res = await call(gw, `/mj/task/${fresh}/fetch`, {
       headers: { authorization: `Bearer ${ALPHA}`, 'mj-api-secret': BETA, cookie: 'session=s3cr3t', 'x-api-key': 'other' }
@@ -172,14 +172,14 @@ t.test('§4 client credentials on GET /mj/task/:id/fetch', async (t) => {
     t.notMatch(JSON.stringify(seen), BETA)
   })
 
-  t.test('§4 /healthz and /readyz never need a client token; /metrics is not guarded by client tokens', async (t) => {
+  t.test('docs/access-control.md §1 /healthz and /readyz never need a client token; /metrics is not guarded by client tokens', async (t) => {
     t.equal((await call(gw, '/healthz')).status, 200)
     t.equal((await call(gw, '/readyz')).status, 200)
     t.equal((await call(gw, '/metrics')).status, 200)
     t.equal((await call(gw, '/healthz', { headers: { authorization: 'Bearer wrong' } })).status, 200)
   })
 
-  t.test('§6 no log line, response or error carries a client token or the upstream key; logs name the client', async (t) => {
+  t.test('docs/access-control.md §8 no log line, response or error carries a client token or the upstream key; logs name the client', async (t) => {
     await call(gw, path, { headers: { authorization: `Bearer ${ALPHA}` } })
     await call(gw, path, { headers: { authorization: `Bearer ${ALPHA}-typo` } })
     const logs = gw.logs.join('')
@@ -190,7 +190,7 @@ t.test('§4 client credentials on GET /mj/task/:id/fetch', async (t) => {
   })
 })
 
-t.test('§3 CLIENT_KEYS empty = no client auth: /mj routes answer without a token', async (t) => {
+t.test('docs/access-control.md §1 CLIENT_KEYS empty = no client auth: /mj routes answer without a token', async (t) => {
   const gw = await startGateway(t, {})
   const id = gw.sim.finishedTask()
   const res = await call(gw, `/mj/task/${id}/fetch`)
@@ -200,7 +200,7 @@ t.test('§3 CLIENT_KEYS empty = no client auth: /mj routes answer without a toke
   t.equal(gw.sim.lastRequest?.headers['authorization'], `Bearer ${UPSTREAM_KEY}`, 'the client header is not forwarded')
 })
 
-t.test('§4 with UPSTREAM_AUTH_STYLE=mj-api-secret the upstream still gets exactly one credential', async (t) => {
+t.test('docs/headers.md §10 with UPSTREAM_AUTH_STYLE=mj-api-secret the upstream still gets exactly one credential', async (t) => {
   const gw = await startGateway(t, { CLIENT_KEYS: ALPHA, UPSTREAM_AUTH_STYLE: 'mj-api-secret' }, { sim: { authStyle: 'mj-api-secret' } })
   const id = gw.sim.createTask({ outcome: 'never' })
   const res = await call(gw, `/mj/task/${id}/fetch`, { headers: { authorization: `Bearer ${ALPHA}`, 'mj-api-secret': ALPHA } })
@@ -210,7 +210,7 @@ t.test('§4 with UPSTREAM_AUTH_STYLE=mj-api-secret the upstream still gets exact
   t.equal(seen['authorization'], undefined)
 })
 
-t.test('§3 CLIENT_KEYS_FILE is re-read by app.reloadClientKeys() (SIGHUP): rotation without a restart', async (t) => {
+t.test('docs/access-control.md §2 CLIENT_KEYS_FILE is re-read by app.reloadClientKeys() (SIGHUP): rotation without a restart', async (t) => {
   const file = join(tempDir(t), 'client-keys')
   writeFileSync(file, `# teams\nalpha:${ALPHA}\nbeta:${BETA}\n`)
   const gw = await startGateway(t, { CLIENT_KEYS_FILE: file })

@@ -27,7 +27,7 @@ function configError(tt: Test, env: Record<string, string>): string {
   return ''
 }
 
-t.test('§3 defaults', async (t) => {
+t.test('docs/configuration.md §2–§7 defaults', async (t) => {
   const c = loadConfig(base)
   t.equal(c.port, 8080)
   t.equal(c.host, '0.0.0.0')
@@ -58,7 +58,7 @@ t.test('§3 defaults', async (t) => {
   t.ok(Object.isFrozen(c) && Object.isFrozen(c.upstream) && Object.isFrozen(c.cache), 'frozen')
 })
 
-t.test('§3 every variable is read, and empty strings mean unset', async (t) => {
+t.test('docs/configuration.md §1 every variable is read, and empty strings mean unset', async (t) => {
   const c = loadConfig({
     ...base,
     PORT: '9000',
@@ -109,7 +109,7 @@ t.test('§3 every variable is read, and empty strings mean unset', async (t) => 
   t.ok(ENV_VARIABLES.includes('UPSTREAM_API_KEY') && ENV_VARIABLES.includes('PORT') && ENV_VARIABLES.includes('LOG_LEVEL'))
 })
 
-t.test('§3 a bad value stops start-up with one line naming the variable', async (t) => {
+t.test('docs/configuration.md §1 a bad value stops start-up with one line naming the variable', async (t) => {
   const cases: [string, string, RegExp][] = [
     ['PORT', 'abc', /^PORT: .*integer.*"abc"/],
     ['PORT', '70000', /^PORT: /],
@@ -151,7 +151,7 @@ t.test('§3 a bad value stops start-up with one line naming the variable', async
   }
 })
 
-t.test('§3 TRUST_PROXY takes true/false, a hop count, or addresses proxy-addr understands', async (t) => {
+t.test('docs/configuration.md §2 TRUST_PROXY takes true/false, a hop count, or addresses proxy-addr understands', async (t) => {
   const tp = (v: string) => loadConfig({ ...base, TRUST_PROXY: v }).trustProxy
   t.equal(tp('TRUE'), true)
   t.equal(tp('false'), false)
@@ -163,7 +163,7 @@ t.test('§3 TRUST_PROXY takes true/false, a hop count, or addresses proxy-addr u
   t.equal(tp('10.0.0.0/255.0.0.0'), '10.0.0.0/255.0.0.0')
 })
 
-t.test('§3 without a key: one line saying to set UPSTREAM_API_KEY or try npm run demo', async (t) => {
+t.test('docs/configuration.md §1 without a key: one line saying to set UPSTREAM_API_KEY or try npm run demo', async (t) => {
   const message = configError(t, {})
   t.match(message, /UPSTREAM_API_KEY/)
   t.match(message, /npm run demo/)
@@ -173,7 +173,7 @@ t.test('§3 without a key: one line saying to set UPSTREAM_API_KEY or try npm ru
   }
 })
 
-t.test('§3 UPSTREAM_API_KEY_FILE: trailing newline ignored; unreadable → error naming the variable', async (t) => {
+t.test('docs/configuration.md §3 UPSTREAM_API_KEY_FILE: trailing newline ignored; unreadable → error naming the variable', async (t) => {
   const dir = tempDir(t)
   const file = join(dir, 'key')
   writeFileSync(file, `${KEY}\n`)
@@ -196,7 +196,7 @@ t.test('§3 UPSTREAM_API_KEY_FILE: trailing newline ignored; unreadable → erro
   t.match(configError(t, { UPSTREAM_API_KEY_FILE: file }), /UPSTREAM_API_KEY is not set/, 'an empty file is no key')
 })
 
-t.test('§3 UPSTREAM_CA_FILE must hold a PEM certificate', async (t) => {
+t.test('docs/configuration.md §3 UPSTREAM_CA_FILE must hold a PEM certificate', async (t) => {
   const dir = tempDir(t)
   const pem = join(dir, 'ca.pem')
   writeFileSync(pem, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
@@ -209,7 +209,7 @@ t.test('§3 UPSTREAM_CA_FILE must hold a PEM certificate', async (t) => {
   t.match(configError(t, { ...base, UPSTREAM_CA_FILE: join(dir, 'nope') }), /^UPSTREAM_CA_FILE: cannot read/)
 })
 
-t.test('§3 CLIENT_KEYS: token or name:token, comma separated; CLIENT_KEYS_FILE one per line', async (t) => {
+t.test('docs/configuration.md §5 CLIENT_KEYS: token or name:token, comma separated; CLIENT_KEYS_FILE one per line', async (t) => {
   const keys = parseClientKeys(' alpha:tok-a , tok-b,,beta : tok:with:colons ')
   t.same(keys, [
     { name: 'alpha', token: 'tok-a' },
@@ -241,7 +241,7 @@ t.test('§3 CLIENT_KEYS: token or name:token, comma separated; CLIENT_KEYS_FILE 
   t.match(configError(t, { ...base, CLIENT_KEYS_FILE: join(dir, 'nope') }), /^CLIENT_KEYS_FILE: cannot read/)
 })
 
-t.test('§3 describeConfig never contains the key, client tokens, the metrics token or a Redis password', async (t) => {
+t.test('docs/configuration.md §1 describeConfig never contains the key, client tokens, the metrics token or a Redis password', async (t) => {
   const secrets = ['sk-upstream-SECRET-1', 'client-SECRET-2', 'client-SECRET-3', 'metrics-SECRET-4', 'redis-SECRET-5']
   const c = loadConfig({
     UPSTREAM_API_KEY: secrets[0],

@@ -13,7 +13,7 @@ const preflight = (origin: string, requestHeaders = 'authorization, mj-api-secre
   headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': requestHeaders }
 })
 
-t.test('§3 CORS_ORIGINS: an exact-origin allowlist', async (t) => {
+t.test('docs/headers.md §7 CORS_ORIGINS: an exact-origin allowlist', async (t) => {
   const gw = await startGateway(t, { CORS_ORIGINS: `${APP}, ${ADMIN}`, CLIENT_KEYS: TOKEN })
   const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
   const auth = { authorization: `Bearer ${TOKEN}` }
@@ -74,7 +74,7 @@ t.test('401 and 429 carry the CORS headers, so browser code can read why', async
   t.ok(limited.headers['retry-after'])
 })
 
-t.test('§3 CORS_ORIGINS empty = no CORS headers', async (t) => {
+t.test('docs/headers.md §7 CORS_ORIGINS empty = no CORS headers', async (t) => {
   const gw = await startGateway(t, {})
   const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
   const res = await call(gw, path, { headers: { origin: APP } })
@@ -85,7 +85,7 @@ t.test('§3 CORS_ORIGINS empty = no CORS headers', async (t) => {
   t.same(corsHeaders(pre), [])
 })
 
-t.test('§3 CORS_ORIGINS never allows *', async (t) => {
+t.test('docs/access-control.md §5 CORS_ORIGINS never allows *', async (t) => {
   t.throws(() => loadConfig({ UPSTREAM_API_KEY: 'k', CORS_ORIGINS: '*' }), ConfigError)
   t.throws(() => loadConfig({ UPSTREAM_API_KEY: 'k', CORS_ORIGINS: `${APP},*` }), ConfigError)
 })

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os'
 import { dirname, join, posix, relative, resolve } from 'node:path'
 import { Registry, collectDefaultMetrics } from 'prom-client'
 import { parse, stringify } from 'yaml'
-import { ENV_VARIABLES } from '../src/config.js'
+import { ENV_VARIABLES, loadConfig } from '../src/config.js'
+import { trustFunction } from '../src/http/client-address.js'
 import {
   ALERTS_FILE,
   CONTRACT_METRIC_NAMES,
@@ -38,7 +39,7 @@ const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
 
 // ------------------------------------------------------------------------------------------------
-// Metric names the deploy files may use: CONTRACT.md §7 plus prom-client's default metrics, the latter
+// Metric names the deploy files may use: docs/metrics.md plus prom-client's default metrics, the latter
 // taken from the prom-client the gateway ships, so a rename there fails this test.
 
 function promClientDefaultMetricNames(): string[] {
@@ -53,7 +54,7 @@ export const DEPLOY_METRIC_NAMES: readonly string[] = [
   ...new Set([...CONTRACT_METRIC_NAMES, ...promClientDefaultMetricNames(), ...PROMETHEUS_SYNTHETIC_METRIC_NAMES])
 ].sort()
 
-/** CONTRACT.md §7 labels per metric; Prometheus adds job and instance, histograms have le */
+/** docs/metrics.md labels per metric; Prometheus adds job and instance, histograms have le */
 const CONTRACT_LABELS: Record<string, readonly string[]> = {
   mj_gateway_http_requests_total: ['method', 'route', 'status_code'],
   mj_gateway_http_request_duration_seconds: ['method', 'route', 'status_code', 'le'],
@@ -204,6 +205,18 @@ t.test('docker-compose.yml: gateway services set only variables the gateway read
   }
 })
 
+t.test('docker-compose.yml: the gateways trust their own balancer (TRUST_PROXY), not the whole internet', async (t) => {
+  for (const [name, service] of gatewayServices) {
+    const value = /^\$\{TRUST_PROXY:-(.+)\}$/.exec(envOf(service)['TRUST_PROXY'] ?? '')?.[1] ?? ''
+    const trust = trustFunction(loadConfig({ UPSTREAM_API_KEY: 'k', TRUST_PROXY: value }).trustProxy)
+    t.ok(trust !== false, `${name}: TRUST_PROXY is not false by default`)
+    if (trust === false) continue
+    t.ok(trust('172.18.0.1', 0), `${name}: a balancer on the compose network is trusted`)
+    t.ok(trust('127.0.0.1', 0), `${name}: a balancer on the host is trusted`)
+    t.notOk(trust('203.0.113.7', 0), `${name}: a public address is not`)
+  }
+})
+
 t.test('docker-compose.yml: secret, Redis and published ports are wired up', async (t) => {
   const topSecrets = obj(compose['secrets'])
   for (const [name, service] of gatewayServices) {
@@ -342,14 +355,14 @@ t.test('dashboard: Grafana 10+ JSON, every panel described and bound to ${dataso
   }
 })
 
-t.test('dashboard and alerts use only contract metrics, labels and label values', async (t) => {
+t.test('docs/metrics.md §9 dashboard and alerts use only documented metrics, labels and label values', async (t) => {
   const queries = [...dashboardQueries().map((q) => ({ where: `dashboard: ${q.where}`, expr: q.expr })), ...alertRules().map((r) => ({ where: `alert ${r.alert}`, expr: r.expr }))]
   t.ok(queries.length > 20, `${queries.length} queries found`)
   for (const { where, expr } of queries) {
     const names = [...metricNamesIn(expr), ...(/(?<![A-Za-z0-9_:])up\s*[{[]/.test(expr) ? ['up'] : [])]
     t.ok(names.length > 0, `${where}: reads at least one metric`)
-    for (const name of names) t.ok(DEPLOY_METRIC_NAMES.includes(name), `${where}: ${name} is a contract or prom-client metric`)
-    t.same(labelProblems(expr), [], `${where}: labels and values are the contract's`)
+    for (const name of names) t.ok(DEPLOY_METRIC_NAMES.includes(name), `${where}: ${name} is a documented or prom-client metric`)
+    t.same(labelProblems(expr), [], `${where}: labels and values are documented ones`)
   }
   for (const name of CONTRACT_METRIC_NAMES) {
     t.ok(metricNamesUsedByDeployFiles().includes(name), `${name} is shown or alerted on`)
@@ -374,6 +387,7 @@ const REQUIRED_ALERTS = [
   'MjGatewayHitRatioCollapse',
   'MjGatewayHigh5xxRatio',
   'MjGatewayInstanceDown',
+  'MjGatewayRedisDown',
   'MjGatewayClient429Dominant'
 ]
 
@@ -389,7 +403,9 @@ t.test('alerts.yml: the required alerts, each with for, severity, summary and a 
   const auth = rules.find((r) => r.alert === 'MjGatewayUpstreamAuthFailing')
   t.match(auth?.expr ?? '', /outcome="http_4xx"/, 'auth alert reads upstream 4xx')
   t.match(auth?.expr ?? '', /status_code="502"/, 'auth alert reads gateway 502s')
-  t.match(rules.find((r) => r.alert === 'MjGatewayInstanceDown')?.expr ?? '', /\bup\{job="mj-gateway"\}\s*==\s*0/, 'instance down is up == 0 for the mj-gateway job')
+  const down = rules.find((r) => r.alert === 'MjGatewayInstanceDown')?.expr ?? ''
+  t.match(down, /\bup\s*==\s*0\b/, 'instance down is up == 0')
+  for (const rule of rules) t.notMatch(rule.expr, /job\s*=~?\s*"/, `${rule.alert}: names no job`)
 })
 
 t.test('prometheus.yml: scrapes the compose gateways with the metrics token and loads alerts.yml', async (t) => {
@@ -398,7 +414,7 @@ t.test('prometheus.yml: scrapes the compose gateways with the metrics token and 
   t.equal(gatewayJob['metrics_path'] ?? '/metrics', '/metrics', 'scrapes /metrics')
   const auth = obj(gatewayJob['authorization'])
   t.equal(auth['type'], 'Bearer', 'Bearer authorization (METRICS_TOKEN)')
-  t.equal(auth['credentials_file'], '/etc/prometheus/mj-gateway-metrics-token', 'token read from a file')
+  t.equal(auth['credentials_file'], 'mj-gateway-metrics-token', 'token read from a file beside prometheus.yml')
   t.notOk('credentials' in auth, 'no inline token')
 
   const targets = arr(gatewayJob['static_configs']).flatMap((c) => arr(obj(c)['targets'])).map(String)
@@ -407,7 +423,7 @@ t.test('prometheus.yml: scrapes the compose gateways with the metrics token and 
   const mounts = volumesOf(services['prometheus'])
   t.ok(mounts.some(([host, container]) => host === 'prometheus' && container === '/etc/prometheus'), 'compose mounts ./prometheus at /etc/prometheus')
   t.ok(existsSync(root('config', 'prometheus', 'alerts.yml')), 'alerts.yml sits beside prometheus.yml')
-  t.equal(dirname(String(auth['credentials_file'])), '/etc/prometheus', 'the token file lives in the mounted directory')
+  t.equal(dirname(String(auth['credentials_file'])), '.', 'the token file lives in the mounted directory')
 })
 
 t.test('Grafana provisioning: data source and dashboard provider match the compose mounts', async (t) => {
@@ -435,19 +451,15 @@ t.test('promtool check rules config/prometheus/alerts.yml', { skip: promtoolSkip
 })
 
 t.test('promtool check config config/prometheus/prometheus.yml', { skip: promtoolSkip }, async (t) => {
-  // As written: syntax only, because the token file exists only inside the Prometheus container.
-  const asIs = promtool(['check', 'config', '--syntax-only', 'prometheus.yml'], root('config', 'prometheus'))
+  // As shipped, on a machine without any token of its own: the token file is the repository's empty one beside it.
+  const asIs = promtool(['check', 'config', '--lint-fatal', 'prometheus.yml'], root('config', 'prometheus'))
   t.ok(asIs.ok, asIs.output)
+  t.equal(read('config', 'prometheus', 'mj-gateway-metrics-token'), '', 'the shipped token file is empty')
 
-  // Full check (referenced files, rule files): a copy whose credentials_file points at a token file
-  // in a temp dir; everything else byte for byte.
+  // In a copy of the directory elsewhere too (the path is relative to prometheus.yml).
   const dir = tempDir(t)
-  const original = read('config', 'prometheus', 'prometheus.yml')
-  const path = '/etc/prometheus/mj-gateway-metrics-token'
-  t.equal(original.split(`credentials_file: ${path}`).length - 1, 1, 'one credentials_file to redirect')
-  const tokenFile = join(dir, 'mj-gateway-metrics-token')
-  writeFileSync(tokenFile, 'test-token\n')
-  writeFileSync(join(dir, 'prometheus.yml'), original.replace(`credentials_file: ${path}`, `credentials_file: ${tokenFile}`))
+  copyFileSync(root('config', 'prometheus', 'prometheus.yml'), join(dir, 'prometheus.yml'))
+  writeFileSync(join(dir, 'mj-gateway-metrics-token'), 'test-token\n')
   copyFileSync(ALERTS_FILE, join(dir, 'alerts.yml'))
   const full = promtool(['check', 'config', '--lint-fatal', 'prometheus.yml'], dir)
   t.ok(full.ok, full.output)
@@ -471,13 +483,14 @@ t.test('dashboard queries are valid PromQL (promtool, as recording rules)', { sk
 const G = { job: 'mj-gateway', instance: 'gateway-1:8080' }
 const sel = (name: string, labels: Record<string, string> = {}): string =>
   `${name}{${Object.entries({ ...G, ...labels }).map(([k, v]) => `${k}="${v}"`).join(',')}}`
+// samples every 15 s (the shipped scrape interval): the rules' 1m windows need several per window
 const upstream = (outcome: string, perMinute: number, minutes = 30): { series: string; values: string } => ({
   series: sel('mj_gateway_upstream_requests_total', { outcome }),
-  values: `0+${perMinute}x${minutes}`
+  values: `0+${perMinute / 4}x${minutes * 4}`
 })
 const http = (route: string, status: string, perMinute: number, minutes = 30): { series: string; values: string } => ({
   series: sel('mj_gateway_http_requests_total', { method: 'GET', route, status_code: status }),
-  values: `0+${perMinute}x${minutes}`
+  values: `0+${perMinute / 4}x${minutes * 4}`
 })
 const FETCH = '/mj/task/:id/fetch'
 const clientRequests = (client: string, status: string, perMinute: number, minutes = 30, values?: string): { series: string; values: string } => ({
@@ -490,7 +503,7 @@ t.test('promtool test rules: alert scenarios', { skip: promtoolSkip }, async (t)
   const tests = [
     {
       name: 'key revoked: upstream 401 on every attempt, clients get 502 on fetch, cached tasks still 200',
-      interval: '1m',
+      interval: '15s',
       input_series: [upstream('ok', 0), upstream('http_4xx', 60), http(FETCH, '502', 60), http(FETCH, '200', 30)],
       alert_rule_test: [
         { eval_time: '15m', alertname: 'MjGatewayUpstreamAuthFailing', exp_alerts: [jobAlert('critical')] },
@@ -501,7 +514,7 @@ t.test('promtool test rules: alert scenarios', { skip: promtoolSkip }, async (t)
     },
     {
       name: 'clients poll unknown ids: upstream 404 passed through, no 502 -> not an auth failure',
-      interval: '1m',
+      interval: '15s',
       input_series: [upstream('ok', 60), upstream('http_4xx', 180), http(FETCH, '404', 180), http(FETCH, '200', 60)],
       alert_rule_test: [
         { eval_time: '15m', alertname: 'MjGatewayUpstreamAuthFailing', exp_alerts: [] },
@@ -511,7 +524,7 @@ t.test('promtool test rules: alert scenarios', { skip: promtoolSkip }, async (t)
     },
     {
       name: 'upstream outage: 5xx and timeouts, a trickle of 4xx -> errors and timeouts, not auth',
-      interval: '1m',
+      interval: '15s',
       input_series: [
         upstream('ok', 300),
         upstream('http_5xx', 120),
@@ -532,7 +545,7 @@ t.test('promtool test rules: alert scenarios', { skip: promtoolSkip }, async (t)
     },
     {
       name: 'healthy: errors below thresholds, health checks do not dilute or count',
-      interval: '1m',
+      interval: '15s',
       input_series: [upstream('ok', 600), upstream('http_5xx', 6), http(FETCH, '200', 3000), http(FETCH, '502', 6), http('/healthz', '200', 4)],
       alert_rule_test: ['MjGatewayUpstreamErrorRatioHigh', 'MjGatewayUpstreamTimeouts', 'MjGatewayUpstreamAuthFailing', 'MjGatewayHigh5xxRatio'].map(
         (alertname) => ({ eval_time: '20m', alertname, exp_alerts: [] })
@@ -543,10 +556,14 @@ t.test('promtool test rules: alert scenarios', { skip: promtoolSkip }, async (t)
       interval: '1m',
       input_series: [
         { series: 'up{job="mj-gateway",instance="gateway-1:8080"}', values: '1x10' },
-        { series: 'up{job="mj-gateway",instance="gateway-2:8080"}', values: '1 1 1 0x7' }
+        { series: 'up{job="mj-gateway",instance="gateway-2:8080"}', values: '1 1 1 0x7' },
+        { series: 'mj_gateway_cache_entries{job="mj-gateway",instance="gateway-1:8080"}', values: '5x10' },
+        { series: 'mj_gateway_cache_entries{job="mj-gateway",instance="gateway-2:8080"}', values: '5 5 5' },
+        // another job's target being down is not the gateway's business
+        { series: 'up{job="node",instance="host:9100"}', values: '0x10' }
       ],
       alert_rule_test: [
-        { eval_time: '4m', alertname: 'MjGatewayInstanceDown', exp_alerts: [] },
+        { eval_time: '3m', alertname: 'MjGatewayInstanceDown', exp_alerts: [] },
         {
           eval_time: '6m',
           alertname: 'MjGatewayInstanceDown',
@@ -562,8 +579,8 @@ t.test('promtool test rules: alert scenarios', { skip: promtoolSkip }, async (t)
         { series: sel('mj_gateway_cache_lookups_total', { result: 'miss' }), values: '0+120x1560' }
       ],
       alert_rule_test: [
-        { eval_time: '1d10m', alertname: 'MjGatewayHitRatioCollapse', exp_alerts: [] },
-        { eval_time: '1d100m', alertname: 'MjGatewayHitRatioCollapse', exp_alerts: [jobAlert('warning')] }
+        { eval_time: '1d', alertname: 'MjGatewayHitRatioCollapse', exp_alerts: [] },
+        { eval_time: '1d3m', alertname: 'MjGatewayHitRatioCollapse', exp_alerts: [jobAlert('warning')] }
       ]
     },
     {

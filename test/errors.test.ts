@@ -1,5 +1,5 @@
 /**
- * The one error handler (CONTRACT §6): Fastify's error shape, and a 5xx that is not ours never shows its message.
+ * The one error handler (docs/errors.md §1): Fastify's error shape, and a 5xx that is not ours never shows its message.
  */
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
@@ -10,7 +10,7 @@ import { get } from './helpers/net.js'
 
 const SECRET = 'internal-SECRET-detail'
 
-t.test('§6 errors: ours keep their status and code; a foreign 5xx is a bare 500; odd statuses are 500', async (t) => {
+t.test('docs/errors.md §2 errors: ours keep their status and code; a foreign 5xx is a bare 500; odd statuses are 500', async (t) => {
   let logs = ''
   const stream = new Writable({
     write(c: Buffer, _e, cb) {

@@ -1,8 +1,10 @@
 import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { MAX_HEADER_COUNT, MAX_URL_BYTES, SECURITY_HEADERS, defaultTimeouts } from '../src/plugins/hardening.js'
-import { SHED_RETRY_AFTER_SECONDS, sampleWindowMs } from '../src/plugins/shedding.js'
+import { MAX_HEADER_COUNT, MAX_URL_BYTES } from '../src/http/request-checks.js'
+import { SECURITY_HEADERS } from '../src/http/security-headers.js'
+import { defaultTimeouts } from '../src/http/server.js'
+import { SHED_RETRY_AFTER_SECONDS, sampleWindowMs } from '../src/http/load-shedding.js'
 import { call, rawExchange, rawStatus, startGateway, type Answer } from './helpers/access-harness.js'
 
 const TOKEN = 'tok-hardening-5566778899'
@@ -83,11 +85,11 @@ t.test('hardening, with client tokens on', async (t) => {
     t.equal(long.status, 414)
     t.match(long.json, { statusCode: 414, code: 'MJGW_URI_TOO_LONG', error: 'URI Too Long' })
     const longId = await call(gw, `/mj/task/${'a'.repeat(MAX_URL_BYTES)}/fetch`, { headers: { authorization: `Bearer ${TOKEN}` } })
-    t.equal(longId.status, 400, '§4 an id of any length off the pattern is a 400')
+    t.equal(longId.status, 400, 'docs/errors.md §2 an id of any length off the pattern is a 400')
     t.match(longId.json, { statusCode: 400, code: 'MJGW_BAD_TASK_ID', error: 'Bad Request' })
     const badUrl = await call(gw, '/mj/task/%ZZ/fetch', { headers: { authorization: `Bearer ${TOKEN}` } })
     t.equal(badUrl.status, 400)
-    t.match(badUrl.json, { statusCode: 400, code: 'MJGW_BAD_TASK_ID' }, '§6: an id that does not even decode fails the id pattern')
+    t.match(badUrl.json, { statusCode: 400, code: 'MJGW_BAD_TASK_ID' }, 'docs/errors.md §2: an id that does not even decode fails the id pattern')
     const badPath = await call(gw, '/mj/%ZZ', { headers: { authorization: `Bearer ${TOKEN}` } })
     t.match(badPath.json, { statusCode: 400, code: 'MJGW_BAD_REQUEST', message: 'malformed URL' })
     t.equal(badUrl.headers['x-content-type-options'], 'nosniff')
@@ -104,7 +106,7 @@ t.test('hardening, with client tokens on', async (t) => {
     ]) {
       const res = await call(gw, p, { headers: { authorization: `Bearer ${TOKEN}` } })
       t.ok(res.status >= 400 && res.status < 500, `${p} → ${res.status}`)
-      t.ok(typeof res.json?.['code'] === 'string', 'the contract error shape')
+      t.ok(typeof res.json?.['code'] === 'string', 'the error shape of docs/errors.md §1')
     }
     for (const line of ['GET /mj/task/a\x00b/fetch HTTP/1.1', 'GET http://[::1/mj HTTP/1.1', 'GET  HTTP/1.1', 'G\x01T / HTTP/1.1']) {
       const raw = await rawExchange(gw.port, `${line}\r\nHost: gw\r\nConnection: close\r\n\r\n`)

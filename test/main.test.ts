@@ -1,5 +1,5 @@
 /**
- * `npm start`-level: the compiled entry point as a process of its own (CONTRACT §2, §3, §8).
+ * `npm start`-level: the compiled entry point as a process of its own (docs/operations.md §1–§3, docs/configuration.md §1).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
@@ -78,7 +78,7 @@ t.before(async () => {
   if (distIsStale()) await promisify(execFile)(process.execPath, [TSC, '-p', 'tsconfig.build.json'], { cwd: ROOT.pathname })
 })
 
-t.test('§2 npm start without an upstream key exits non-zero with one clear line saying what to set', async (t) => {
+t.test('docs/operations.md §2 npm start without an upstream key exits non-zero with one clear line saying what to set', async (t) => {
   const run = start(t, {})
   const { code } = await run.exited
   t.not(code, 0)
@@ -89,7 +89,7 @@ t.test('§2 npm start without an upstream key exits non-zero with one clear line
   t.equal(run.stdout(), '', 'nothing on stdout')
 })
 
-t.test('§3 a bad PORT stops start-up with one line naming PORT', async (t) => {
+t.test('docs/configuration.md §1 a bad PORT stops start-up with one line naming PORT', async (t) => {
   const run = start(t, { UPSTREAM_API_KEY: KEY, PORT: 'abc' })
   const { code } = await run.exited
   t.not(code, 0)
@@ -99,7 +99,7 @@ t.test('§3 a bad PORT stops start-up with one line naming PORT', async (t) => {
   t.notMatch(run.stderr() + run.stdout(), KEY)
 })
 
-t.test('§3 a port that is taken: a fatal log line and a non-zero exit', async (t) => {
+t.test('docs/operations.md §2 a port that is taken: a fatal log line and a non-zero exit', async (t) => {
   const blocker = createServer()
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
   t.teardown(() => new Promise<void>((resolve) => blocker.close(() => resolve())))
@@ -112,7 +112,7 @@ t.test('§3 a port that is taken: a fatal log line and a non-zero exit', async (
   t.notMatch(run.stdout(), KEY)
 })
 
-t.test('§3 §8 with a key: logs the effective config redacted, serves, and on SIGTERM finishes the in-flight request and exits 0', async (t) => {
+t.test('docs/operations.md §2, §3 with a key: logs the effective config redacted, serves, and on SIGTERM finishes the in-flight request and exits 0', async (t) => {
   const upstream = await startSimulatedUpstream({ apiKey: KEY, latencyMs: 600 })
   t.teardown(() => upstream.close())
   const taskId = upstream.finishedTask()
@@ -151,7 +151,7 @@ t.test('§3 §8 with a key: logs the effective config redacted, serves, and on S
   }
 })
 
-t.test('§8 SIGINT also closes gracefully with exit 0', async (t) => {
+t.test('docs/operations.md §3 SIGINT also closes gracefully with exit 0', async (t) => {
   const run = start(t, { UPSTREAM_API_KEY: KEY, HOST: '127.0.0.1', PORT: '0' })
   const port = await listening(run)
   t.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200)
@@ -159,7 +159,7 @@ t.test('§8 SIGINT also closes gracefully with exit 0', async (t) => {
   t.same(await run.exited, { code: 0, signal: null })
 })
 
-t.test('§8 an uncaught error is logged and the gateway closes', async (t) => {
+t.test('docs/operations.md §3 an uncaught error is logged and the gateway closes', async (t) => {
   // A preloaded module throws from a timer on SIGWINCH, i.e. an uncaught error while the gateway serves.
   const boom = "data:text/javascript,process.on('SIGWINCH',()=>setImmediate(()=>{throw new Error('boom-from-test')}))"
   const run = start(t, { UPSTREAM_API_KEY: KEY, HOST: '127.0.0.1', PORT: '0' }, ['--import', boom])
@@ -170,7 +170,7 @@ t.test('§8 an uncaught error is logged and the gateway closes', async (t) => {
   t.match(logLines(run.stdout()).find((l) => l['msg'] === 'closing after an error'), { level: 50, err: { message: 'boom-from-test' } })
 })
 
-t.test('§3 SIGHUP re-reads CLIENT_KEYS_FILE in the running process (and does not stop it); SIGTERM exits 0', async (t) => {
+t.test('docs/access-control.md §2 SIGHUP re-reads CLIENT_KEYS_FILE in the running process (and does not stop it); SIGTERM exits 0', async (t) => {
   const OLD = 'tok-sighup-old-0123456789'
   const NEW = 'tok-sighup-new-9876543210'
   const dir = mkdtempSync(join(tmpdir(), 'mjgw-sighup-'))

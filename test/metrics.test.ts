@@ -1,8 +1,8 @@
 /**
- * /metrics read after real traffic (CONTRACT §7).
+ * /metrics read after real traffic (docs/metrics.md).
  */
 import t from 'tap'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 import { REDIS_ONLY_METRIC_NAMES, TENANCY_ONLY_METRIC_NAMES, baseMetricName, metricNamesUsedByDeployFiles } from './helpers/deploy-metrics.js'
 import { UPSTREAM_KEY, burstThroughGate, parseMetrics, rawGet, sample, startGatedUpstream, startGateway } from './helpers/gateway.js'
 import { get, waitFor } from './helpers/net.js'
@@ -12,7 +12,7 @@ const UPSTREAM = 'mj_gateway_upstream_requests_total'
 const HTTP = 'mj_gateway_http_requests_total'
 const FETCH_ROUTE = '/mj/task/:id/fetch'
 
-t.test('§7 labelled series start at zero, before any traffic', async (t) => {
+t.test('docs/metrics.md §8 labelled series start at zero, before any traffic', async (t) => {
   const gw = await startGateway(t)
   const m = await gw.metrics()
   for (const result of ['hit', 'miss', 'coalesced', 'stale']) t.equal(sample(m, LOOKUPS, { result }), 0, `lookups ${result}`)
@@ -34,7 +34,7 @@ t.test('§7 labelled series start at zero, before any traffic', async (t) => {
   t.equal(gw.upstream.calls, 0)
 })
 
-t.test('§7 /metrics is Prometheus text and not cached', async (t) => {
+t.test('docs/metrics.md §1 /metrics is Prometheus text and not cached', async (t) => {
   const gw = await startGateway(t)
   const res = await get(`${gw.url}/metrics`)
   t.equal(res.status, 200)
@@ -43,7 +43,7 @@ t.test('§7 /metrics is Prometheus text and not cached', async (t) => {
   t.doesNotThrow(() => parseMetrics(res.body))
 })
 
-t.test('§7 http requests: counter and histogram by method, route pattern and status; never the raw URL or a task id', async (t) => {
+t.test('docs/metrics.md §2 http requests: counter and histogram by method, route pattern and status; never the raw URL or a task id', async (t) => {
   const gw = await startGateway(t)
   await gw.fetchTask('TASKID-aaa-111')
   await gw.fetchTask('TASKID-bbb-222')
@@ -65,10 +65,10 @@ t.test('§7 http requests: counter and histogram by method, route pattern and st
 
   const routes = new Set(parseMetrics(m).filter((s) => s.labels['route'] !== undefined).map((s) => s.labels['route']))
   t.notMatch(m, /TASKID|UNKNOWNPATH/, 'no raw URL and no task id anywhere')
-  t.ok([...routes].every((r) => r === FETCH_ROUTE || r === '/healthz' || r === '/metrics' || !String(r).includes('/')), [...routes].join(' '))
+  t.ok([...routes].every((r) => r === FETCH_ROUTE || r === '/healthz' || r === '/readyz' || r === '/metrics' || !String(r).includes('/')), [...routes].join(' '))
 })
 
-t.test('§7 cache lookups by result: hit, miss, coalesced, stale', async (t) => {
+t.test('docs/metrics.md §3 cache lookups by result: hit, miss, coalesced, stale', async (t) => {
   const gate = await startGatedUpstream(t, { body: JSON.stringify(taskBody('T1', 'SUCCESS')) })
   gate.hold = false
   const gw = await startGateway(t, { POLL_CACHE_MS: '0', STALE_IF_ERROR_SECONDS: '60', UPSTREAM_RETRIES: '0' }, { upstreamUrl: gate.url })
@@ -87,7 +87,7 @@ t.test('§7 cache lookups by result: hit, miss, coalesced, stale', async (t) => 
   )
 })
 
-t.test('§7 upstream requests by outcome, one per attempt (retries counted); duration histogram; inflight back to 0', async (t) => {
+t.test('docs/metrics.md §4 upstream requests by outcome, one per attempt (retries counted); duration histogram; inflight back to 0', async (t) => {
   const gw = await startGateway(t, { UPSTREAM_TIMEOUT_MS: '1000', UPSTREAM_RETRIES: '2' })
   gw.upstream.enqueue(
     { kind: 'json', body: taskBody('OK1', 'SUCCESS') }, // ok
@@ -115,7 +115,7 @@ t.test('§7 upstream requests by outcome, one per attempt (retries counted); dur
   t.equal(gw.upstream.calls, 8)
 })
 
-t.test('§7 the inflight gauge counts attempts under way', async (t) => {
+t.test('docs/metrics.md §4 the inflight gauge counts attempts under way', async (t) => {
   const gate = await startGatedUpstream(t, { body: JSON.stringify(taskBody('x', 'SUCCESS')) })
   const gw = await startGateway(t, {}, { upstreamUrl: gate.url })
   const pending = Promise.all([gw.fetchTask('A1'), gw.fetchTask('A2'), gw.fetchTask('A2')])
@@ -127,7 +127,7 @@ t.test('§7 the inflight gauge counts attempts under way', async (t) => {
   t.equal(gate.calls, 2, 'the second A2 coalesced')
 })
 
-t.test('§7 cache entries and size gauges follow the cache', async (t) => {
+t.test('docs/metrics.md §3 cache entries and size gauges follow the cache', async (t) => {
   const gw = await startGateway(t)
   const a = await gw.fetchTask('T1')
   const b = await gw.fetchTask('T22')
@@ -136,7 +136,7 @@ t.test('§7 cache entries and size gauges follow the cache', async (t) => {
   t.equal(sample(m, 'mj_gateway_cache_size_bytes'), Buffer.byteLength(a.body) + Buffer.byteLength(b.body))
 })
 
-t.test('§7 METRICS_TOKEN: /metrics needs Authorization: Bearer {token}, else 401', async (t) => {
+t.test('docs/metrics.md §1 METRICS_TOKEN: /metrics needs Authorization: Bearer {token}, else 401', async (t) => {
   const token = 'metrics-token-SECRET-5e1'
   const gw = await startGateway(t, { METRICS_TOKEN: token })
   const attempts: (Record<string, string> | undefined)[] = [undefined, { authorization: 'Bearer wrong' }, { authorization: token }, { authorization: `bearer ${token}x` }, { 'mj-api-secret': token }]
@@ -153,7 +153,7 @@ t.test('§7 METRICS_TOKEN: /metrics needs Authorization: Bearer {token}, else 40
   t.equal((await get(`${gw.url}/healthz`)).status, 200, 'health needs no token')
 })
 
-t.test('§6 §7 no secret and no task id in the metrics text', async (t) => {
+t.test('docs/metrics.md §8 no secret and no task id in the metrics text', async (t) => {
   const gw = await startGateway(t, { METRICS_TOKEN: 'metrics-SECRET-a' })
   await gw.fetchTask('SECRETTASK-1', { authorization: 'Bearer client-SECRET-b', cookie: 'sid=cookie-SECRET-c' })
   gw.upstream.enqueue({ kind: 'json', status: 401, body: {} })
@@ -163,7 +163,7 @@ t.test('§6 §7 no secret and no task id in the metrics text', async (t) => {
   t.notMatch(m, gw.config.upstream.keyFingerprint, 'not even the key fingerprint')
 })
 
-t.test('§7 every metric the Grafana dashboard and the alert rules use is exported after a little traffic', async (t) => {
+t.test('docs/metrics.md §9 every metric the Grafana dashboard and the alert rules use is exported after a little traffic', async (t) => {
   const gw = await startGateway(t)
   await gw.fetchTask('T1')
   await gw.fetchTask('T1')

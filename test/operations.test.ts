@@ -1,8 +1,8 @@
 /**
- * Health, readiness and logs (CONTRACT §4 other routes, §6 secrets, §8 logs).
+ * Health, readiness and logs (docs/http-api.md §7, docs/errors.md §5, docs/operations.md §4).
  */
 import t from 'tap'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 import { UPSTREAM_KEY, rawGet, startGateway } from './helpers/gateway.js'
 import { get } from './helpers/net.js'
 
@@ -11,7 +11,7 @@ const COOKIE_VALUE = 'cookie-value-SECRET-0b9e'
 const METRICS_TOKEN = 'metrics-token-SECRET-e44d'
 const SECRETS = [UPSTREAM_KEY, CLIENT_TOKEN, COOKIE_VALUE, METRICS_TOKEN]
 
-t.test('§4 GET /healthz → 200 {"status":"ok"}; GET /readyz → 200 naming redis: off', async (t) => {
+t.test('docs/http-api.md §7 GET /healthz → 200 {"status":"ok"}; GET /readyz → 200 naming redis: off', async (t) => {
   const gw = await startGateway(t)
   const health = await get(`${gw.url}/healthz`)
   t.equal(health.status, 200)
@@ -23,7 +23,7 @@ t.test('§4 GET /healthz → 200 {"status":"ok"}; GET /readyz → 200 naming red
   t.equal(gw.upstream.calls, 0, 'neither asks upstream')
 })
 
-t.test('§4 /healthz stays 200 while upstream is down', async (t) => {
+t.test('docs/operations.md §5 /healthz stays 200 while upstream is down', async (t) => {
   const gw = await startGateway(t, { UPSTREAM_RETRIES: '0' })
   gw.upstream.setHandler(() => ({ kind: 'reset' }))
   t.equal((await gw.fetchTask('T1')).status, 502)
@@ -31,7 +31,7 @@ t.test('§4 /healthz stays 200 while upstream is down', async (t) => {
   t.equal((await get(`${gw.url}/readyz`)).status, 200)
 })
 
-t.test('§8 logs: pino JSON lines; no key, client token, cookie or metrics token after traffic including errors', async (t) => {
+t.test('docs/operations.md §4 logs: pino JSON lines; no key, client token, cookie or metrics token after traffic including errors', async (t) => {
   const gw = await startGateway(t, { LOG_LEVEL: 'trace', METRICS_TOKEN, UPSTREAM_TIMEOUT_MS: '300', UPSTREAM_RETRIES: '1' })
   const client = { authorization: `Bearer ${CLIENT_TOKEN}`, 'mj-api-secret': CLIENT_TOKEN, cookie: `sid=${COOKIE_VALUE}` }
   gw.upstream.enqueue(
@@ -59,7 +59,7 @@ t.test('§8 logs: pino JSON lines; no key, client token, cookie or metrics token
   for (const secret of SECRETS) t.notMatch(logs, secret, `${secret.split('-')[0]} is not in the logs`)
 })
 
-t.test('§8 the logger redacts authorization, mj-api-secret and cookie headers wherever a line carries them', async (t) => {
+t.test('docs/operations.md §4 the logger redacts authorization, mj-api-secret and cookie headers wherever a line carries them', async (t) => {
   const gw = await startGateway(t, { LOG_LEVEL: 'info' })
   const headers = {
     authorization: `Bearer ${CLIENT_TOKEN}`,
@@ -86,7 +86,7 @@ t.test('§8 the logger redacts authorization, mj-api-secret and cookie headers w
   t.match(parsed[3], { headers: { 'set-cookie': '[redacted]', 'x-api-key': '[redacted]' } })
 })
 
-t.test('§6 no error response carries the key', async (t) => {
+t.test('docs/errors.md §5 no error response carries the key', async (t) => {
   const gw = await startGateway(t, { UPSTREAM_TIMEOUT_MS: '300', UPSTREAM_RETRIES: '0', STALE_IF_ERROR_SECONDS: '0' })
   const echo = `{"error":"bad key","key":"${UPSTREAM_KEY}"}`
   for (const status of [401, 403, 500, 502, 503]) gw.upstream.enqueue({ kind: 'raw', status, body: echo })
@@ -99,7 +99,7 @@ t.test('§6 no error response carries the key', async (t) => {
   }
 })
 
-t.test('§3 TRUST_PROXY decides whose address the gateway sees (X-Forwarded-For)', async (t) => {
+t.test('docs/access-control.md §4 TRUST_PROXY decides whose address the gateway sees (X-Forwarded-For)', async (t) => {
   const cases: [string, string][] = [
     ['false', '127.0.0.1'],
     ['true', '198.51.100.1'],

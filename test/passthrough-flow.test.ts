@@ -9,7 +9,7 @@ interface Task {
   buttons: Array<{ customId: string; label: string }>
 }
 
-t.test('§4 the whole flow through the gateway (npm run demo): submit, poll, finished, served from cache, act on it, list', async (t) => {
+t.test('docs/http-api.md §3 the whole flow through the gateway (npm run demo): submit, poll, finished, served from cache, act on it, list', async (t) => {
   const sim = await startSimulatedUpstream({ apiKey: UPSTREAM_KEY, stepMs: 40, failureRatio: 0 })
   t.teardown(() => sim.close())
   const gw = await startGateway(t, sim.url, { CLIENT_KEYS: `demo:${CLIENT_TOKEN}`, POLL_CACHE_MS: '0' })

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { MAX_LIST_IDS } from '../src/routes/passthrough.js'
-import { startFakeUpstream, type FakeUpstream, type Handler, type RecordedRequest } from './helpers/fake-upstream.js'
+import { startSimulatedUpstream, type SimulatedUpstream, type Handler, type RecordedRequest } from '../src/demo/simulated-upstream.js'
 import { startGateway, CLIENT_AUTH, CLIENT_TOKEN, type Gateway, type Reply } from './helpers/passthrough-harness.js'
 
 const LIST = '/mj/task/list-by-condition'
@@ -13,7 +13,7 @@ function task(id: string, status: string, imageUrlEx = HOUR_AHEAD()): string {
   return `{"id":"${id}","action":"IMAGINE","status":"${status}","progress":"${status === 'SUCCESS' ? '100%' : '40%'}","imageUrl":"${url}","buttons":[]}`
 }
 
-interface Upstream extends FakeUpstream {
+interface Upstream extends SimulatedUpstream {
   /** the upstream's tasks by id, answered by list-by-condition and fetch */
   tasks: Map<string, string>
   /** list-by-condition calls, with the ids each asked for */
@@ -33,7 +33,7 @@ async function upstream(t: Test): Promise<Upstream> {
     const id = /^\/mj\/task\/([^/]+)\/fetch$/.exec(req.url)?.[1] ?? ''
     return { kind: 'raw', body: tasks.get(id) ?? 'null' }
   }
-  const up = await startFakeUpstream({ handler })
+  const up = await startSimulatedUpstream({ handler })
   t.teardown(() => up.close())
   return Object.assign(up, {
     tasks,
@@ -50,7 +50,7 @@ function isError(t: Test, r: Reply, status: number, code: string): void {
   t.equal((r.json as { code: string }).code, code)
 }
 
-t.test('§4 list-by-condition: 1–100 valid ids, else 400 with no upstream call', async (t) => {
+t.test('docs/http-api.md §6 list-by-condition: 1–100 valid ids, else 400 with no upstream call', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, GUARDED)
   const bad: unknown[] = [
@@ -87,7 +87,7 @@ t.test('§4 list-by-condition: 1–100 valid ids, else 400 with no upstream call
   t.same(up.listCalls(), [hundred], 'one upstream call with the 100 ids')
 })
 
-t.test('§4 list-by-condition: cached terminal ids answered locally, the rest asked upstream in one call, terminal results stored, requested order, unknown left out, x-cache-hits', async (t) => {
+t.test('docs/http-api.md §6 list-by-condition: cached terminal ids answered locally, the rest asked upstream in one call, terminal results stored, requested order, unknown left out, x-cache-hits', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   up.tasks.set('B2', task('B2', 'IN_PROGRESS'))
@@ -113,7 +113,7 @@ t.test('§4 list-by-condition: cached terminal ids answered locally, the rest as
   t.equal(up.listCalls().length, 2, 'all cached: no upstream call at all')
 })
 
-t.test('§4 list-by-condition stores terminal results that GET /mj/task/:id/fetch then serves as HIT, byte for byte', async (t) => {
+t.test('docs/caching.md §9 list-by-condition stores terminal results that GET /mj/task/:id/fetch then serves as HIT, byte for byte', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   up.tasks.set('B2', task('B2', 'IN_PROGRESS'))
@@ -130,7 +130,7 @@ t.test('§4 list-by-condition stores terminal results that GET /mj/task/:id/fetc
   t.equal(up.requests.filter((r) => r.url.endsWith('/fetch')).length, 1, 'only B2 was fetched upstream')
 })
 
-t.test('§4 list-by-condition answers a terminal task cached by fetch from the cache, but not a live poll-cache entry', async (t) => {
+t.test('docs/caching.md §9 list-by-condition answers a terminal task cached by fetch from the cache, but not a live poll-cache entry', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   up.tasks.set('B2', task('B2', 'IN_PROGRESS'))
@@ -154,7 +154,7 @@ t.test('§4 list-by-condition answers a terminal task cached by fetch from the c
   t.equal((await gw.call('GET', '/mj/task/B2/fetch', { headers: CLIENT_AUTH })).headers['x-cache'], 'HIT')
 })
 
-t.test('§5.2 list-by-condition: a terminal task whose imageUrl is inside the expiry margin is not cached', async (t) => {
+t.test('docs/caching.md §2 list-by-condition: a terminal task whose imageUrl is inside the expiry margin is not cached', async (t) => {
   const up = await upstream(t)
   const soon = Math.floor(Date.now() / 1000 + 100).toString(16)
   up.tasks.set('A1', task('A1', 'SUCCESS', soon))
@@ -166,7 +166,7 @@ t.test('§5.2 list-by-condition: a terminal task whose imageUrl is inside the ex
   t.equal((await gw.call('GET', '/mj/task/A1/fetch', { headers: CLIENT_AUTH })).headers['x-cache'], 'MISS')
 })
 
-t.test('§4 list-by-condition: a repeated id is answered once, at its first position, and asked upstream once', async (t) => {
+t.test('docs/http-api.md §6 list-by-condition: a repeated id is answered once, at its first position, and asked upstream once', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   up.tasks.set('B2', task('B2', 'FAILURE'))
@@ -179,8 +179,8 @@ t.test('§4 list-by-condition: a repeated id is answered once, at its first posi
   t.equal(again.headers['x-cache-hits'], '2')
 })
 
-t.test('§4 list-by-condition: odd upstream elements are skipped; empty, null and [] answers mean no tasks', async (t) => {
-  const up = await startFakeUpstream()
+t.test('docs/http-api.md §6 list-by-condition: odd upstream elements are skipped; empty, null and [] answers mean no tasks', async (t) => {
+  const up = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => up.close())
   const gw = await startGateway(t, up.url, GUARDED)
   const a = task('A1', 'SUCCESS')
@@ -196,8 +196,8 @@ t.test('§4 list-by-condition: odd upstream elements are skipped; empty, null an
   }
 })
 
-t.test('§6 list-by-condition: upstream failures map as in §6, upstream answers pass through', async (t) => {
-  const up = await startFakeUpstream()
+t.test('docs/errors.md §3 list-by-condition: upstream failures map to gateway errors, upstream answers pass through', async (t) => {
+  const up = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => up.close())
   const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_TIMEOUT_MS: '1000', UPSTREAM_RETRIES: '2' })
   const cases: Array<[string, Handler, number, string, number]> = [
@@ -234,7 +234,7 @@ t.test('§6 list-by-condition: upstream failures map as in §6, upstream answers
   })
 })
 
-t.test('§4 list-by-condition: ids all cached need no upstream, so an upstream outage does not touch them', async (t) => {
+t.test('docs/http-api.md §6 list-by-condition: ids all cached need no upstream, so an upstream outage does not touch them', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   const gw = await startGateway(t, up.url, GUARDED)
@@ -246,7 +246,7 @@ t.test('§4 list-by-condition: ids all cached need no upstream, so an upstream o
   t.equal(r.text, `[${up.tasks.get('A1')}]`)
 })
 
-t.test('§7 list-by-condition counts one cache lookup per id: hit for cached terminal, miss for the rest', async (t) => {
+t.test('docs/metrics.md §3 list-by-condition counts one cache lookup per id: hit for cached terminal, miss for the rest', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   const gw = await startGateway(t, up.url, GUARDED)

@@ -1,14 +1,14 @@
 import t, { type Test } from 'tap'
 import { SUBMIT_KINDS, OPEN_PASSTHROUGH_WARNING } from '../src/routes/passthrough.js'
-import { startFakeUpstream, type FakeUpstream, type Handler } from './helpers/fake-upstream.js'
+import { startSimulatedUpstream, type SimulatedUpstream, type Handler } from '../src/demo/simulated-upstream.js'
 import { startGateway, closedOrigin, CLIENT_AUTH, CLIENT_TOKEN, SUBMIT_OK, UPSTREAM_KEY, type Reply } from './helpers/passthrough-harness.js'
 
 const GUARDED = { CLIENT_KEYS: `ci:${CLIENT_TOKEN}` }
 const ERROR_KEYS = ['code', 'error', 'message', 'statusCode']
 
 /** an upstream that accepts every submit */
-async function upstream(t: { teardown(fn: () => unknown): void }): Promise<FakeUpstream> {
-  const up = await startFakeUpstream({ handler: () => ({ kind: 'raw', body: SUBMIT_OK }) })
+async function upstream(t: { teardown(fn: () => unknown): void }): Promise<SimulatedUpstream> {
+  const up = await startSimulatedUpstream({ handler: () => ({ kind: 'raw', body: SUBMIT_OK }) })
   t.teardown(() => up.close())
   return up
 }
@@ -21,7 +21,7 @@ function isError(t: Test, r: Reply, status: number, code: string): void {
   t.equal(body['code'], code)
 }
 
-t.test('§4 every allowlisted submit route is forwarded to the same upstream path, answer byte for byte', async (t) => {
+t.test('docs/http-api.md §4 every allowlisted submit route is forwarded to the same upstream path, answer byte for byte', async (t) => {
   const up = await upstream(t)
   const answer = '{"code":1, "description":"Submit success","properties":{},"result":"1730621826053455"}\n'
   up.setHandler(() => ({ kind: 'raw', body: answer, headers: { 'content-type': 'application/json;charset=UTF-8' } }))
@@ -40,7 +40,7 @@ t.test('§4 every allowlisted submit route is forwarded to the same upstream pat
   t.equal(up.requests.length, SUBMIT_KINDS.length, 'one upstream call per submit')
 })
 
-t.test('§4 the client query string is not forwarded: the upstream path is the allowlisted one', async (t) => {
+t.test('docs/headers.md §10 the client query string is not forwarded: the upstream path is the allowlisted one', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, GUARDED)
   const r = await gw.post('/mj/submit/imagine?x=/mj/task/list&url=http://evil', { prompt: 'a' }, CLIENT_AUTH)
@@ -63,7 +63,7 @@ const CLIENT_JUNK = {
 }
 
 for (const style of ['bearer', 'mj-api-secret'] as const) {
-  t.test(`§4 upstream gets exactly one credential, the upstream key (UPSTREAM_AUTH_STYLE=${style}), and no client credential or x-forwarded-*`, async (t) => {
+  t.test(`docs/headers.md §10 upstream gets exactly one credential, the upstream key (UPSTREAM_AUTH_STYLE=${style}), and no client credential or x-forwarded-*`, async (t) => {
     const up = await upstream(t)
     const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_AUTH_STYLE: style })
     t.equal((await gw.post('/mj/submit/imagine', { prompt: 'a' }, CLIENT_JUNK)).status, 200)
@@ -85,7 +85,7 @@ for (const style of ['bearer', 'mj-api-secret'] as const) {
   })
 }
 
-t.test('§4 notifyHook is removed from submit bodies (the upstream would call any URL a client names)', async (t) => {
+t.test('docs/http-api.md §4 notifyHook is removed from submit bodies (the upstream would call any URL a client names)', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, GUARDED)
   const body = {
@@ -105,14 +105,14 @@ t.test('§4 notifyHook is removed from submit bodies (the upstream would call an
   }
 })
 
-t.test('§4 ALLOW_NOTIFY_HOOK=true keeps the client notifyHook', async (t) => {
+t.test('docs/http-api.md §4 ALLOW_NOTIFY_HOOK=true keeps the client notifyHook', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { ...GUARDED, ALLOW_NOTIFY_HOOK: 'true' })
   t.equal((await gw.post('/mj/submit/imagine', { prompt: 'a', notifyHook: 'https://hooks.example/mj' }, CLIENT_AUTH)).status, 200)
   t.same(JSON.parse(up.requests[0]?.body.toString() ?? ''), { prompt: 'a', notifyHook: 'https://hooks.example/mj' })
 })
 
-t.test('§4 SUBMIT_MAX_BODY_BYTES: a larger submit body gets 413 in the error shape and never reaches upstream', async (t) => {
+t.test('docs/http-api.md §4 SUBMIT_MAX_BODY_BYTES: a larger submit body gets 413 in the error shape and never reaches upstream', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { ...GUARDED, SUBMIT_MAX_BODY_BYTES: '1024' })
   const big = JSON.stringify({ prompt: 'a', base64Array: ['A'.repeat(2000)] })
@@ -127,7 +127,7 @@ t.test('§4 SUBMIT_MAX_BODY_BYTES: a larger submit body gets 413 in the error sh
   t.equal(up.requests.length, 1, 'only the body under the limit reached upstream')
 })
 
-t.test('§4 SUBMIT_MAX_BODY_BYTES default (20 MiB): a 3 MB base64 blend body, past Fastify’s own 1 MiB default, is forwarded whole', async (t) => {
+t.test('docs/http-api.md §4 SUBMIT_MAX_BODY_BYTES default (20 MiB): a 3 MB base64 blend body, past Fastify’s own 1 MiB default, is forwarded whole', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, GUARDED)
   const image = Buffer.alloc(2_300_000, 7).toString('base64')
@@ -137,7 +137,7 @@ t.test('§4 SUBMIT_MAX_BODY_BYTES default (20 MiB): a 3 MB base64 blend body, pa
   t.equal(sent.base64Array[0], image)
 })
 
-t.test('§4 a submit body that is not a JSON object is a 400 (or 415) and never reaches upstream', async (t) => {
+t.test('docs/http-api.md §4 a submit body that is not a JSON object is a 400 (or 415) and never reaches upstream', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, GUARDED)
   isError(t, await gw.post('/mj/submit/imagine', '[{"prompt":"a"}]', CLIENT_AUTH), 400, 'FST_ERR_VALIDATION')
@@ -156,7 +156,7 @@ t.test('§4 a submit body that is not a JSON object is a 400 (or 415) and never 
   t.equal(up.requests.length, 0)
 })
 
-t.test('§4 retries never apply to submit: one upstream try on 503 and on a reset, while an image-seed GET is retried', async (t) => {
+t.test('docs/http-api.md §3 retries never apply to submit: one upstream try on 503 and on a reset, while an image-seed GET is retried', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_RETRIES: '2' })
   up.setHandler(() => ({ kind: 'raw', status: 503, body: '{"error":"busy"}' }))
@@ -170,7 +170,7 @@ t.test('§4 retries never apply to submit: one upstream try on 503 and on a rese
   t.equal(up.requests.length, 5, 'image-seed: 1 + UPSTREAM_RETRIES tries')
 })
 
-t.test('§4 upstream answers pass through with their status: 4xx but 401/403, with body and retry-after', async (t) => {
+t.test('docs/http-api.md §3 upstream answers pass through with their status: 4xx but 401/403, with body and retry-after', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, GUARDED)
   for (const status of [400, 404, 409, 422, 429]) {
@@ -190,7 +190,7 @@ t.test('§4 upstream answers pass through with their status: 4xx but 401/403, wi
   t.match(empty.headers['content-type'], /^application\/json/, 'and is labelled JSON')
 })
 
-t.test('§6 upstream failures on pass-through routes map to the contract codes', async (t) => {
+t.test('docs/errors.md §3 upstream failures on pass-through routes map to the gateway error codes', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_TIMEOUT_MS: '1000', UPSTREAM_RETRIES: '0', UPSTREAM_MAX_BODY_BYTES: '1000' })
   const cases: Array<[string, Handler, number, string]> = [
@@ -210,12 +210,12 @@ t.test('§6 upstream failures on pass-through routes map to the contract codes',
   }
 })
 
-t.test('§6 upstream unreachable on a submit → 502 MJGW_UPSTREAM_UNREACHABLE', async (t) => {
+t.test('docs/errors.md §3 upstream unreachable on a submit → 502 MJGW_UPSTREAM_UNREACHABLE', async (t) => {
   const gw = await startGateway(t, await closedOrigin(), { ...GUARDED, UPSTREAM_RETRIES: '0' })
   isError(t, await gw.post('/mj/submit/imagine', { prompt: 'a' }, CLIENT_AUTH), 502, 'MJGW_UPSTREAM_UNREACHABLE')
 })
 
-t.test('§4 GET /mj/task/:id/image-seed: same id rule as fetch (400, no upstream call), valid ids forwarded', async (t) => {
+t.test('docs/http-api.md §5 GET /mj/task/:id/image-seed: same id rule as fetch (400, no upstream call), valid ids forwarded', async (t) => {
   const up = await upstream(t)
   const seed = '{"code":1,"description":"success","result":"3372291804"}'
   up.setHandler(() => ({ kind: 'raw', body: seed }))
@@ -288,7 +288,7 @@ const UNLISTED: Array<[string, string]> = [
   ['GET', '/mj/task/list%3Fx']
 ]
 
-t.test('§4 everything else under /mj/* is 404 — GET /mj/task/list above all — whatever the encoding, case or dot-segment trick', async (t) => {
+t.test('docs/http-api.md §9 everything else under /mj/* is 404 — GET /mj/task/list above all — whatever the encoding, case or dot-segment trick', async (t) => {
   const up = await upstream(t)
   up.setHandler(() => ({ kind: 'raw', body: '[{"id":"someone-elses-task"}]' }))
   const gw = await startGateway(t, up.url, { ...GUARDED, PASSTHROUGH: 'on' })
@@ -305,7 +305,7 @@ t.test('§4 everything else under /mj/* is 404 — GET /mj/task/list above all �
   t.same(up.requests.map((r) => `${r.method} ${r.url}`), [], 'not one of them reached upstream')
 })
 
-t.test('§4 PASSTHROUGH=auto without client tokens: the pass-through routes are off (404), fetch still works', async (t) => {
+t.test('docs/http-api.md §3 PASSTHROUGH=auto without client tokens: the pass-through routes are off (404), fetch still works', async (t) => {
   const up = await upstream(t)
   up.setHandler(() => ({ kind: 'raw', body: '{"id":"17","status":"IN_PROGRESS"}' }))
   const gw = await startGateway(t, up.url, { PASSTHROUGH: 'auto' })
@@ -317,7 +317,7 @@ t.test('§4 PASSTHROUGH=auto without client tokens: the pass-through routes are 
   t.notMatch(gw.logs(), 'PASSTHROUGH=on', 'no open-gateway warning')
 })
 
-t.test('§4 PASSTHROUGH=auto with client tokens: the pass-through routes are on, guarded by the client tokens of the /mj scope', async (t) => {
+t.test('docs/http-api.md §3 PASSTHROUGH=auto with client tokens: the pass-through routes are on, guarded by the client tokens of the /mj scope', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { ...GUARDED, PASSTHROUGH: 'auto' })
   const r = await gw.post('/mj/submit/imagine', { prompt: 'a' }, CLIENT_AUTH)
@@ -328,7 +328,7 @@ t.test('§4 PASSTHROUGH=auto with client tokens: the pass-through routes are on,
   t.notMatch(gw.logs(), 'PASSTHROUGH=on', 'guarded: no open-gateway warning')
 })
 
-t.test('§4 PASSTHROUGH=on without client tokens: the routes are on and start-up warns loudly', async (t) => {
+t.test('docs/http-api.md §3 PASSTHROUGH=on without client tokens: the routes are on and start-up warns loudly', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { PASSTHROUGH: 'on' })
   const warning = gw
@@ -343,14 +343,14 @@ t.test('§4 PASSTHROUGH=on without client tokens: the routes are on and start-up
   t.equal((await gw.post('/mj/submit/imagine', { prompt: 'a' })).status, 200)
 })
 
-t.test('§4 PASSTHROUGH=on with client tokens: no warning', async (t) => {
+t.test('docs/http-api.md §3 PASSTHROUGH=on with client tokens: no warning', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { ...GUARDED, PASSTHROUGH: 'on' })
   t.equal((await gw.post('/mj/submit/imagine', { prompt: 'a' }, CLIENT_AUTH)).status, 200)
   t.notMatch(gw.logs(), 'PASSTHROUGH=on')
 })
 
-t.test('§4 PASSTHROUGH=off: never, even with client tokens (404)', async (t) => {
+t.test('docs/http-api.md §3 PASSTHROUGH=off: never, even with client tokens (404)', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { ...GUARDED, PASSTHROUGH: 'off' })
   for (const kind of SUBMIT_KINDS) isError(t, await gw.post(`/mj/submit/${kind}`, { prompt: 'a' }, CLIENT_AUTH), 404, 'MJGW_NOT_FOUND')
@@ -359,7 +359,7 @@ t.test('§4 PASSTHROUGH=off: never, even with client tokens (404)', async (t) =>
   t.same(up.requests, [])
 })
 
-t.test('§6 no error, log line or response of the pass-through routes contains the upstream key or a client token', async (t) => {
+t.test('docs/access-control.md §8 no error, log line or response of the pass-through routes contains the upstream key or a client token', async (t) => {
   const up = await upstream(t)
   const gw = await startGateway(t, up.url, { ...GUARDED, LOG_LEVEL: 'trace', UPSTREAM_RETRIES: '0', UPSTREAM_TIMEOUT_MS: '300' })
   const seen: string[] = []
@@ -384,7 +384,7 @@ t.test('§6 no error, log line or response of the pass-through routes contains t
   t.notMatch(everything, CLIENT_TOKEN, 'no client token')
 })
 
-t.test('§7 http metrics for the pass-through routes are labelled with the route pattern, never the raw URL', async (t) => {
+t.test('docs/metrics.md §8 http metrics for the pass-through routes are labelled with the route pattern, never the raw URL', async (t) => {
   const up = await upstream(t)
   up.setHandler((req) => (req.url.startsWith('/mj/task/list') ? { kind: 'raw', body: '[]' } : { kind: 'raw', body: SUBMIT_OK }))
   const gw = await startGateway(t, up.url, GUARDED)

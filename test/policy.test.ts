@@ -9,7 +9,7 @@ const hex = (s: number) => s.toString(16)
 const cdn = (ex: string) => `https://cdn.discordapp.com/attachments/1/2/a.png?ex=${ex}&is=6727d8f2&hm=abc&`
 const body = (o: unknown) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o))
 
-t.test('§1 terminal = SUCCESS, FAILURE, CANCEL', async (t) => {
+t.test('docs/caching.md §1 terminal = SUCCESS, FAILURE, CANCEL', async (t) => {
   t.same([...TERMINAL_STATUSES].sort(), ['CANCEL', 'FAILURE', 'SUCCESS'])
   for (const status of ['SUCCESS', 'FAILURE', 'CANCEL']) {
     t.same(classify(body({ id: 'T1', status }), 'T1', NOW, RULES), { kind: 'terminal', ttlMs: 3_600_000 }, status)
@@ -22,7 +22,7 @@ t.test('§1 terminal = SUCCESS, FAILURE, CANCEL', async (t) => {
   t.same(classify(body({ id: 'T1', status: 'IN_PROGRESS' }), 'T1', NOW, { ...RULES, pollCacheMs: 0 }), { kind: 'live', ttlMs: 0 })
 })
 
-t.test('§6 empty body or null is not found; §5.1 a non-object is bad', async (t) => {
+t.test('docs/caching.md §1 empty body or null is not found; a non-object is bad', async (t) => {
   for (const text of ['', '   ', '\n', 'null', ' null\n']) {
     t.same(classify(body(text), 'T1', NOW, RULES), { kind: 'not_found' }, JSON.stringify(text))
   }
@@ -33,7 +33,7 @@ t.test('§6 empty body or null is not found; §5.1 a non-object is bad', async (
   }
 })
 
-t.test('§5.1 a body whose id differs (or is missing) is foreign: never cached', async (t) => {
+t.test('docs/caching.md §1 a body whose id differs (or is missing) is foreign: never cached', async (t) => {
   t.same(classify(body({ id: 'T2', status: 'SUCCESS' }), 'T1', NOW, RULES), { kind: 'foreign' })
   t.same(classify(body({ status: 'SUCCESS' }), 'T1', NOW, RULES), { kind: 'foreign' }, 'missing id')
   t.same(classify(body({ id: null, status: 'SUCCESS' }), 'T1', NOW, RULES), { kind: 'foreign' }, 'null id')
@@ -41,7 +41,7 @@ t.test('§5.1 a body whose id differs (or is missing) is foreign: never cached',
   t.same(classify(body({ id: 't1', status: 'SUCCESS' }), 'T1', NOW, RULES), { kind: 'foreign' }, 'case matters')
 })
 
-t.test('§5.2 ex= is a hexadecimal Unix time in seconds', async (t) => {
+t.test('docs/caching.md §2 ex= is a hexadecimal Unix time in seconds', async (t) => {
   t.equal(imageUrlExpiry(cdn('6729298c')), 0x6729298c)
   t.equal(imageUrlExpiry(cdn('6729298C')), 0x6729298c, 'upper case hex')
   t.equal(imageUrlExpiry('https://cdn.example/a.png?x=1&ex=ff'), 255, 'anywhere in the query')
@@ -58,7 +58,7 @@ t.test('§5.2 ex= is a hexadecimal Unix time in seconds', async (t) => {
   t.equal(imageUrlExpiry(12345), undefined, 'a number')
 })
 
-t.test('§5.2 a terminal entry lives CACHE_TTL_SECONDS but never past ex − margin', async (t) => {
+t.test('docs/caching.md §2 a terminal entry lives CACHE_TTL_SECONDS but never past ex − margin', async (t) => {
   t.equal(terminalTtlMs(undefined, NOW, RULES), 3_600_000, 'no imageUrl: the full TTL')
   t.equal(terminalTtlMs(cdn('junk'), NOW, RULES), 3_600_000, 'junk ex: the full TTL')
   t.equal(terminalTtlMs(cdn(hex(nowS + 86_400)), NOW, RULES), 3_600_000, 'far expiry: the TTL caps')
@@ -75,7 +75,7 @@ t.test('§5.2 a terminal entry lives CACHE_TTL_SECONDS but never past ex − mar
   t.same(classify(body({ ...task, status: 'IN_PROGRESS', imageUrl: cdn(hex(nowS + 60)) }), 'T1', NOW, RULES), { kind: 'live', ttlMs: 1000 }, 'a live task is not capped')
 })
 
-t.test('§5.2 property: 0 ≤ ttl ≤ CACHE_TTL_SECONDS and never past ex − margin', async (t) => {
+t.test('docs/caching.md §2 property: 0 ≤ ttl ≤ CACHE_TTL_SECONDS and never past ex − margin', async (t) => {
   fc.assert(
     fc.property(
       fc.integer({ min: 1, max: 100_000 }),

@@ -22,7 +22,7 @@ async function list(base: string, ids: string[]): Promise<{ status: number; hits
   return { status: res.status, hits: res.headers.get('x-cache-hits'), body: await res.json() }
 }
 
-t.test('§4 list-by-condition with REDIS_URL: terminal tasks another replica cached count as cached, without an upstream call', async (t) => {
+t.test('docs/caching.md §9 list-by-condition with REDIS_URL: terminal tasks another replica cached count as cached, without an upstream call', async (t) => {
   const a = await startReplica(t, env)
   const b = await startReplica(t, env)
   await waitRedis(a, 'up')
@@ -47,7 +47,7 @@ t.test('§4 list-by-condition with REDIS_URL: terminal tasks another replica cac
   t.equal(sim.stats.byRoute[LIST], 1)
 })
 
-t.test('§4 list-by-condition with REDIS_URL: a Redis error on a lookup is a miss, never a failed request', async (t) => {
+t.test('docs/caching.md §9 list-by-condition with REDIS_URL: a Redis error on a lookup is a miss, never a failed request', async (t) => {
   const a = await startReplica(t, env)
   await waitRedis(a, 'up')
   const id = sim.finishedTask()
@@ -61,7 +61,7 @@ t.test('§4 list-by-condition with REDIS_URL: a Redis error on a lookup is a mis
   t.equal((sim.stats.byRoute[LIST] ?? 0) - before, 1)
 })
 
-t.test('§4 list-by-condition with REDIS_URL: a shared entry without a TTL is not trusted (a miss)', async (t) => {
+t.test('docs/caching.md §9 list-by-condition with REDIS_URL: a shared entry without a TTL is not trusted (a miss)', async (t) => {
   const a = await startReplica(t, env)
   await waitRedis(a, 'up')
   const id = sim.finishedTask()

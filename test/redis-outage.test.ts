@@ -22,7 +22,7 @@ async function readyz(r: Replica): Promise<{ status: number; body: unknown }> {
   return { status: res.status, body: JSON.parse(res.text) }
 }
 
-t.test('§7 Redis killed mid-traffic: no request fails, /readyz stays 200 with redis down, the gauge follows, sharing resumes', async (t) => {
+t.test('docs/operations.md §7 Redis killed mid-traffic: no request fails, /readyz stays 200 with redis down, the gauge follows, sharing resumes', async (t) => {
   const redis = await startRedisServer(t)
   const replicas = [await startReplica(t, env(redis.url)), await startReplica(t, env(redis.url))]
   for (const r of replicas) await waitRedis(r, 'up')
@@ -75,7 +75,7 @@ t.test('§7 Redis killed mid-traffic: no request fails, /readyz stays 200 with r
   t.ok(a.logs.some((l) => l.includes('redis: connection lost')), 'the loss is logged')
 })
 
-t.test('§7 a Redis that never answers costs a request at most the command timeout', async (t) => {
+t.test('docs/operations.md §7 a Redis that never answers costs a request at most the command timeout', async (t) => {
   const redis = await startRedisServer(t)
   const r = await startReplica(t, env(redis.url))
   await waitRedis(r, 'up')
@@ -94,7 +94,7 @@ t.test('§7 a Redis that never answers costs a request at most the command timeo
   t.ok(Date.now() - closeStarted < 2000, 'closing does not wait for a hung Redis')
 })
 
-t.test('§4 a REDIS_URL nobody answers: the gateway starts and serves; /readyz 200 with redis down; one warning', async (t) => {
+t.test('docs/operations.md §7 a REDIS_URL nobody answers: the gateway starts and serves; /readyz 200 with redis down; one warning', async (t) => {
   const redis = await startRedisServer(t)
   await redis.kill()
   const r = await startReplica(t, env(redis.url))
@@ -108,7 +108,7 @@ t.test('§4 a REDIS_URL nobody answers: the gateway starts and serves; /readyz 2
   t.equal(r.logs.filter((l) => l.includes('redis: connection error')).length, 1, 'connection errors are not logged per attempt')
 })
 
-t.test('§6 the Redis password never appears in a log line, error or response', async (t) => {
+t.test('docs/access-control.md §8 the Redis password never appears in a log line, error or response', async (t) => {
   const password = 'redis-pw-Sup3r/Secret'
   const wrong = 'wrong-pw-N0t:Logged'
   const redis = await startRedisServer(t, { password })
@@ -128,7 +128,7 @@ t.test('§6 the Redis password never appears in a log line, error or response', 
   }
 })
 
-t.test('§3 a REDIS_URL that does not parse stops start-up with one line that does not echo it', async (t) => {
+t.test('docs/configuration.md §7 a REDIS_URL that does not parse stops start-up with one line that does not echo it', async (t) => {
   const bad = 'redis://:p%zz-secret@127.0.0.1:6379'
   t.throws(() => loadConfig({ UPSTREAM_API_KEY: KEY, REDIS_URL: bad }), ConfigError)
   try {

@@ -1,57 +1,139 @@
-import rateLimit from '@fastify/rate-limit'
-import Fastify, { type FastifyInstance } from 'fastify'
+/**
+ * RATE_LIMIT_PER_MINUTE with REDIS_URL (README "Rate limits across replicas", docs/operations-resilience.md):
+ * counted in memory, reported to Redis in the background, shared by every replica within the stated tolerance,
+ * and never reset by a Redis that hangs, restarts empty, or by a replica that restarts.
+ */
 import t from 'tap'
+import { pino } from 'pino'
 import { RedisConnection } from '../src/redis/connection.js'
-import { sharedRateLimitStore } from '../src/rate-limit/redis-store.js'
+import { SyncedRateLimitStore } from '../src/rate-limit/redis-store.js'
 import { startRedisServer } from './helpers/redis-server.js'
 
-// The rate limiter itself is the access plugin's; this pins what the Redis tier gives it:
-// one count for every replica, and no failed request (a per-replica count instead) while Redis is in trouble.
-
 const redis = await startRedisServer(t)
+const log = pino({ level: 'silent' })
 
-async function limited(namespace: string, extra: { continueExceeding?: boolean } = {}): Promise<{ url: string; conn: RedisConnection }> {
-  const app: FastifyInstance = Fastify({ logger: { level: 'silent' } })
-  const conn = new RedisConnection({ url: redis.url, log: app.log, onState: () => undefined })
-  app.addHook('onClose', () => conn.close())
-  await app.register(rateLimit, { max: 3, timeWindow: 60_000, ...extra, store: sharedRateLimitStore(conn, namespace) })
-  app.get('/x', async () => ({ ok: true }))
-  app.get('/y', { config: { rateLimit: { max: 1, timeWindow: 60_000 } } }, async () => ({ ok: true }))
-  t.teardown(() => app.close())
-  const url = await app.listen({ port: 0, host: '127.0.0.1' })
-  for (let i = 0; i < 100 && !conn.up; i++) await new Promise((r) => setTimeout(r, 20))
-  return { url, conn }
+interface Replica {
+  store: SyncedRateLimitStore
+  conn: RedisConnection
+  /** counts one request of `key`; true = admitted */
+  hit(key: string): boolean
 }
 
-const status = async (url: string): Promise<number> => (await fetch(url)).status
+let clock = 1_700_000_000_000
 
-t.test('§3 RATE_LIMIT_PER_MINUTE with REDIS_URL: replicas share one count per client', async (t) => {
-  const a = await limited('fp-shared')
-  const b = await limited('fp-shared')
+async function replica(namespace: string, max: number, opts: { syncMs?: number } = {}): Promise<Replica> {
+  const conn = new RedisConnection({ url: redis.url, log, onState: () => undefined })
+  t.teardown(() => conn.close())
+  for (let i = 0; i < 100 && !conn.up; i++) await new Promise((r) => setTimeout(r, 20))
+  const store = new SyncedRateLimitStore(conn, { namespace, max, windowMs: 60_000, now: () => clock, syncMs: opts.syncMs ?? 60_000 })
+  return {
+    store,
+    conn,
+    hit(key) {
+      let admitted = false
+      store.incr(key, (err, r) => (admitted = err === null && r !== undefined && r.current <= max))
+      return admitted
+    }
+  }
+}
+
+t.test('one replica: exact, answered at once (no Redis round trip), with the time left in the window', async (t) => {
+  const a = await replica('fp-exact', 3)
+  const seen: { current: number; ttl: number }[] = []
+  for (let i = 0; i < 4; i++) a.store.incr('client:a', (_e, r) => seen.push(r as { current: number; ttl: number }))
   t.same(
-    [await status(`${a.url}/x`), await status(`${b.url}/x`), await status(`${a.url}/x`), await status(`${b.url}/x`)],
-    [200, 200, 200, 429],
-    'the fourth request in the minute is refused, whichever replica it reaches'
+    seen.map((r) => r.current),
+    [1, 2, 3, 4],
+    'answered synchronously, in order'
   )
-  t.same([await status(`${b.url}/y`), await status(`${a.url}/y`)], [200, 429], 'route-level limits are shared too')
-  const keys = await redis.admin().keys('*')
-  t.ok(keys.length > 0 && keys.every((k) => k.startsWith('mjgw:fp-shared:rl:')), `namespaced: ${keys.join(' ')}`)
-  const other = await limited('fp-other', { continueExceeding: true })
-  t.equal(await status(`${other.url}/x`), 200, 'a gateway with another upstream key counts apart')
+  t.equal(seen[0]?.ttl, 60_000 - (clock % 60_000), 'ttl: to the end of the wall-clock minute')
 })
 
-t.test('a Redis in trouble never fails a rate-limited request: the count falls back to the replica', async (t) => {
-  const a = await limited('fp-trouble')
-  await redis.admin().call('CLIENT', 'PAUSE', '1500', 'ALL')
-  t.same(
-    [await status(`${a.url}/x`), await status(`${a.url}/x`), await status(`${a.url}/x`), await status(`${a.url}/x`)],
-    [200, 200, 200, 429],
-    'a hung Redis (command timeout): counted in memory'
-  )
+t.test('replicas share one count through Redis; a report tells each replica every replica\'s requests', async (t) => {
+  const a = await replica('fp-shared', 10)
+  const b = await replica('fp-shared', 10)
+  for (let i = 0; i < 6; i++) t.ok(a.hit('client:team'))
+  await a.store.sync()
+  for (let i = 0; i < 4; i++) t.ok(b.hit('client:team'), 'b admits while the total is under the limit')
+  await b.store.sync()
+  t.notOk(b.hit('client:team'), 'b knows a\'s six: the eleventh is refused')
+  t.ok(a.hit('client:team'), 'a has not heard of b\'s requests yet (the tolerance)')
+  await a.store.sync()
+  t.notOk(a.hit('client:team'), 'a learns every replica\'s count from its next report')
+  const keys = await redis.admin().keys('mjgw:fp-shared:rl:*')
+  t.equal(keys.length, 1)
+  t.match(keys[0], /^mjgw:fp-shared:rl:\d+:client:team$/, 'namespaced by key fingerprint and window, keyed by client name')
+  let total = 0
+  for (let i = 0; i < 100 && total !== 13; i++) {
+    await new Promise((r) => setTimeout(r, 10))
+    total = Number(await redis.admin().get(keys[0] as string))
+  }
+  t.equal(total, 13, 'every request (refused ones too) reported once')
+  const other = await replica('fp-other', 10)
+  t.ok(other.hit('client:team'), 'a gateway with another upstream key counts apart')
+})
+
+t.test('tolerance: two replicas and a client alternating between them get at most (N-1) x (5 % of the limit + one report\'s worth) over it', async (t) => {
+  // the reports run as they do in the gateway: at once for a new client and at 5 % of the limit (here 5)
+  const max = 100
+  const a = await replica('fp-tolerance', max, { syncMs: 100 })
+  const b = await replica('fp-tolerance', max, { syncMs: 100 })
+  let admitted = 0
+  for (let i = 0; i < 400; i++) {
+    if ((i % 2 === 0 ? a : b).hit('client:burst')) admitted++
+    // a client's request takes at least a network round trip (here 1 ms): the reports run meanwhile
+    await new Promise((r) => setTimeout(r, 1))
+  }
+  t.ok(admitted >= max, `the limit itself is admitted (${admitted})`)
+  t.ok(admitted <= max + 5 + 5, `at most ${max + 10} admitted of 400 (${admitted})`)
+})
+
+t.test('a new window starts every count again, on every replica alike', async (t) => {
+  const a = await replica('fp-window', 2)
+  t.ok(a.hit('ip:1'))
+  t.ok(a.hit('ip:1'))
+  t.notOk(a.hit('ip:1'))
+  clock += 60_000
+  t.ok(a.hit('ip:1'), 'next minute')
+  await a.store.sync()
+  t.same(await redis.admin().keys('mjgw:fp-window:rl:*'), [`mjgw:fp-window:rl:${clock - (clock % 60_000)}:ip:1`], 'one Redis key per window')
+})
+
+t.test('a replica that (re)starts learns a client\'s count from its first report: no fresh count for a client over its limit', async (t) => {
+  const a = await replica('fp-restart', 5)
+  for (let i = 0; i < 5; i++) a.hit('client:heavy')
+  await a.store.sync()
+  const fresh = await replica('fp-restart', 5)
+  t.ok(fresh.hit('client:heavy'), 'the first request, before the report, is let through (the tolerance)')
+  await fresh.store.sync()
+  t.notOk(fresh.hit('client:heavy'), 'after it, the client is over its limit here too')
+})
+
+t.test('Redis hangs (SIGSTOP), restarts empty: counts go on from what the replica knows, never lower', async (t) => {
+  const a = await replica('fp-hang', 3)
+  for (let i = 0; i < 3; i++) t.ok(a.hit('client:x'))
+  await a.store.sync()
+  redis.pause()
+  t.teardown(() => redis.resume())
+  t.notOk(a.hit('client:x'), 'over the limit while Redis hangs')
+  const started = Date.now()
+  await a.store.sync()
+  t.ok(Date.now() - started < 2000, 'a report to a hung Redis gives up (command timeout)')
+  t.notOk(a.hit('client:x'), 'still over the limit: the failed report kept its counts')
+  redis.resume()
   await redis.kill()
-  for (let i = 0; i < 100 && a.conn.up; i++) await new Promise((r) => setTimeout(r, 20))
-  t.notOk(a.conn.up)
-  t.equal(await status(`${a.url}/y`), 200, 'Redis down: counted in memory')
-  t.equal(await status(`${a.url}/y`), 429, '…and still limited')
   await redis.start()
+  for (let i = 0; i < 200 && !a.conn.up; i++) await new Promise((r) => setTimeout(r, 25))
+  t.ok(a.conn.up, 'reconnected to the restarted Redis')
+  await a.store.sync()
+  t.notOk(a.hit('client:x'), 'a Redis that lost the count does not lower it')
+  t.equal(Number(await redis.admin().get(`mjgw:fp-hang:rl:${clock - (clock % 60_000)}:client:x`)), 2, 'the two requests unreported while it hung were reported once Redis was back')
+})
+
+t.test('while Redis is down, requests are counted and not reported; reports stop once the connection closes', async (t) => {
+  const a = await replica('fp-down', 2)
+  await a.conn.close()
+  t.ok(a.hit('ip:9'))
+  await a.store.sync()
+  t.equal((await redis.admin().keys('mjgw:fp-down:*')).length, 0)
 })

@@ -31,7 +31,7 @@ async function replicas(n: number, env: Record<string, string> = {}): Promise<Re
 const [a, b] = await replicas(2)
 if (a === undefined || b === undefined) throw new Error('no replicas')
 
-t.test('§5.7 a terminal task stored by one replica is a HIT on another, counted hit_shared, same bytes', async (t) => {
+t.test('docs/caching.md §7 a terminal task stored by one replica is a HIT on another, counted hit_shared, same bytes', async (t) => {
   const id = sim.finishedTask()
   const before = calls()
   const first = await fetchTask(a, id)
@@ -51,7 +51,7 @@ t.test('§5.7 a terminal task stored by one replica is a HIT on another, counted
   t.equal(await metric(b, HIT_SHARED), 1)
 })
 
-t.test('§5.7 Redis holds the upstream bytes as sent, under the key fingerprint, with the in-memory TTL', async (t) => {
+t.test('docs/caching.md §7 Redis holds the upstream bytes as sent, under the key fingerprint, with the in-memory TTL', async (t) => {
   const id = sim.finishedTask()
   const res = await fetchTask(a, id)
   const key = `mjgw:${fingerprint(KEY_A)}:task:${id}`
@@ -67,7 +67,7 @@ t.test('§5.7 Redis holds the upstream bytes as sent, under the key fingerprint,
   }
 })
 
-t.test('§5.7 gateways with different upstream keys sharing one Redis never see each other’s tasks', async (t) => {
+t.test('docs/caching.md §7 gateways with different upstream keys sharing one Redis never see each other’s tasks', async (t) => {
   const [other] = await replicas(1, { UPSTREAM_API_KEY: KEY_B })
   if (other === undefined) throw new Error('no replica')
   const id = sim.finishedTask()
@@ -81,7 +81,7 @@ t.test('§5.7 gateways with different upstream keys sharing one Redis never see 
   t.same(keys.sort(), [`mjgw:${fingerprint(KEY_A)}:task:${id}`, `mjgw:${fingerprint(KEY_B)}:task:${id}`].sort())
 })
 
-t.test('§5.3 a live task is shared through Redis for POLL_CACHE_MS, then asked again', async (t) => {
+t.test('docs/caching.md §3 a live task is shared through Redis for POLL_CACHE_MS, then asked again', async (t) => {
   const [p, q] = await replicas(2, { POLL_CACHE_MS: '1500' })
   if (p === undefined || q === undefined) throw new Error('no replicas')
   const id = sim.createTask({ outcome: 'never' })
@@ -101,7 +101,7 @@ t.test('§5.3 a live task is shared through Redis for POLL_CACHE_MS, then asked 
   t.equal(calls() - before, 2)
 })
 
-t.test('§3 POLL_CACHE_MS=0: no live task is reused across replicas, and none is written to Redis', async (t) => {
+t.test('docs/caching.md §3 POLL_CACHE_MS=0: no live task is reused across replicas, and none is written to Redis', async (t) => {
   const [p, q] = await replicas(2, { POLL_CACHE_MS: '0' })
   if (p === undefined || q === undefined) throw new Error('no replicas')
   const id = sim.createTask({ outcome: 'never' })
@@ -126,14 +126,14 @@ t.test('a value of the wrong type under a task key is a miss, not an error, and 
   t.equal((await fetchTask(b, id)).headers.get('x-cache'), 'HIT')
 })
 
-t.test('§4 /readyz names redis up; §7 mj_gateway_redis_up is 1', async (t) => {
+t.test('docs/http-api.md §7 /readyz names redis up; docs/metrics.md §5 mj_gateway_redis_up is 1', async (t) => {
   const res = await fetch(`${a.url}/readyz`)
   t.equal(res.status, 200)
   t.same(await res.json(), { status: 'ready', redis: 'up' })
   t.equal(await metric(a, 'mj_gateway_redis_up'), 1)
 })
 
-t.test('§7 with REDIS_URL, /metrics exports every metric the dashboard and alerts read, hit_shared from zero', async (t) => {
+t.test('docs/metrics.md §5 with REDIS_URL, /metrics exports every metric the dashboard and alerts read, hit_shared from zero', async (t) => {
   const [r] = await replicas(1)
   if (r === undefined) throw new Error('no replica')
   const text = await fetch(`${r.url}/metrics`).then((res) => res.text())
@@ -143,7 +143,7 @@ t.test('§7 with REDIS_URL, /metrics exports every metric the dashboard and aler
   t.match(text, /^# TYPE mj_gateway_redis_up gauge$/m)
 })
 
-t.test('§4/§7 without REDIS_URL: /readyz says redis off, and neither redis_up nor hit_shared is exported', async (t) => {
+t.test('docs/http-api.md §7, docs/metrics.md §5 without REDIS_URL: /readyz says redis off, and neither redis_up nor hit_shared is exported', async (t) => {
   const r = await startReplica(t, { UPSTREAM_BASE_URL: sim.url, UPSTREAM_API_KEY: KEY_A })
   const res = await fetch(`${r.url}/readyz`)
   t.equal(res.status, 200)

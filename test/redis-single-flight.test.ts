@@ -45,7 +45,7 @@ function tally(answers: Answer[]): Record<string, number> {
 
 const three = await replicas(3)
 
-t.test('§5.4 across replicas: 3 replicas, 60 concurrent pollers of one new live task → one upstream call', async (t) => {
+t.test('docs/caching.md §4 across replicas: 3 replicas, 60 concurrent pollers of one new live task → one upstream call', async (t) => {
   const id = sim.createTask({ outcome: 'never' })
   const before = calls()
   const answers = await storm(three, id, 60)
@@ -60,7 +60,7 @@ t.test('§5.4 across replicas: 3 replicas, 60 concurrent pollers of one new live
   t.equal(misses, 1, 'one miss over all replicas’ metrics')
 })
 
-t.test('§5.4 across replicas: 60 concurrent pollers of one new terminal task → one upstream call, all cacheable', async (t) => {
+t.test('docs/caching.md §4 across replicas: 60 concurrent pollers of one new terminal task → one upstream call, all cacheable', async (t) => {
   const id = sim.finishedTask()
   const before = calls()
   const answers = await storm(three, id, 60)
@@ -69,7 +69,7 @@ t.test('§5.4 across replicas: 60 concurrent pollers of one new terminal task �
   t.ok(answers.every((a) => /^private, max-age=\d+$/.test(a.headers.get('cache-control') ?? '')), 'every answer is cacheable')
 })
 
-t.test('§5.4 with POLL_CACHE_MS=0, concurrent pollers on several replicas still share one upstream call', async (t) => {
+t.test('docs/caching.md §4 with POLL_CACHE_MS=0, concurrent pollers on several replicas still share one upstream call', async (t) => {
   // The slow upstream: every poller arrives while the one call is in flight (a poll after it must ask again).
   const rs = await replicas(3, { POLL_CACHE_MS: '0', UPSTREAM_BASE_URL: slow.url })
   const id = slow.createTask({ outcome: 'never' })
@@ -82,7 +82,7 @@ t.test('§5.4 with POLL_CACHE_MS=0, concurrent pollers on several replicas still
   t.equal(slow.stats.byRoute[FETCHES], 2)
 })
 
-t.test('§5.5 an unknown id (upstream answers null) is never shared: a waiting replica asks itself, once', async (t) => {
+t.test('docs/caching.md §4 an unknown id (upstream answers null) is never shared: a waiting replica asks itself, once', async (t) => {
   const rs = await replicas(3, { UPSTREAM_BASE_URL: slow.url })
   const before = slow.stats.byRoute[FETCHES] ?? 0
   const answers = await storm(rs, 'no-such-task-id', 30)
@@ -111,7 +111,7 @@ t.test('a lock whose holder died: replicas wait a bounded time, then call upstre
   t.equal(await redis.admin().get(`mjgw:${fingerprint(KEY)}:lock:${id}`), 'a-replica-that-crashed', 'another holder’s lock is left alone')
 })
 
-t.test('§5.1/§5.2 bodies nobody may cache are handed to waiting replicas, never stored', async (t) => {
+t.test('docs/caching.md §4 bodies nobody may cache are handed to waiting replicas, never stored', async (t) => {
   // An upstream that answers slowly with a body for another id, or a SUCCESS whose imageUrl expires inside the margin.
   const hits: Record<string, number> = {}
   const server = createServer((req, res) => {

@@ -4,7 +4,7 @@ import { BodySlabs, OWN_BUFFER_ABOVE, SLAB_BYTES, type BodyHolder } from '../src
 
 const NOW = 1_700_000_000_000
 
-t.test('§5.6 a cached body is a copy, not the larger read it arrived in', async (t) => {
+t.test('docs/caching.md §6 a cached body is a copy, not the larger read it arrived in', async (t) => {
   const cache = new TaskCache({ maxBytes: 1 << 20, staleIfErrorMs: 60_000 })
   // what undici hands over: a view into a socket read that also holds the status line and headers
   const read = Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: 24\r\n\r\n{"id":"1","status":"OK"}`)

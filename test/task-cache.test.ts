@@ -1,11 +1,12 @@
 import t from 'tap'
 import { TaskCache, etagOf } from '../src/cache/task-cache.js'
 import { fingerprint, loadConfig } from '../src/config.js'
+import { ManualClock } from './helpers/manual-clock.js'
 
 const NOW = 1_730_621_826_053
 const buf = (s: string) => Buffer.from(s)
 
-t.test('§5.3 an entry is fresh until freshUntil, then only a stand-in for STALE_IF_ERROR_SECONDS', async (t) => {
+t.test('docs/caching.md §3 an entry is fresh until freshUntil, then only a stand-in for STALE_IF_ERROR_SECONDS', async (t) => {
   const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 60_000 })
   const stored = cache.store('T1', buf('{"id":"T1"}'), etagOf(buf('{"id":"T1"}')), false, 1000, NOW)
   t.same(stored && { terminal: stored.terminal, storedAt: stored.storedAt, freshUntil: stored.freshUntil }, { terminal: false, storedAt: NOW, freshUntil: NOW + 1000 })
@@ -19,7 +20,7 @@ t.test('§5.3 an entry is fresh until freshUntil, then only a stand-in for STALE
   t.equal(cache.lastKnown('T2', NOW), undefined)
 })
 
-t.test('§5.3 POLL_CACHE_MS=0 with STALE_IF_ERROR_SECONDS=0 stores nothing (and forgets an older entry)', async (t) => {
+t.test('docs/caching.md §3 POLL_CACHE_MS=0 with STALE_IF_ERROR_SECONDS=0 stores nothing (and forgets an older entry)', async (t) => {
   const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 0 })
   t.ok(cache.store('T1', buf('a'), '"a"', false, 500, NOW), 'fresh for 500 ms')
   t.equal(cache.entries, 1)
@@ -28,14 +29,14 @@ t.test('§5.3 POLL_CACHE_MS=0 with STALE_IF_ERROR_SECONDS=0 stores nothing (and 
   t.equal(cache.lastKnown('T1', NOW), undefined)
 })
 
-t.test('§5.5 freshMs 0 with a stale window keeps the entry only as a stand-in', async (t) => {
+t.test('docs/caching.md §5 freshMs 0 with a stale window keeps the entry only as a stand-in', async (t) => {
   const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 5000 })
   cache.store('T1', buf('a'), '"a"', false, 0, NOW)
   t.equal(cache.fresh('T1', NOW), undefined, 'never fresh')
   t.equal(cache.lastKnown('T1', NOW + 100)?.body.toString(), 'a')
 })
 
-t.test('§5.6 bounded by CACHE_MAX_BYTES in body bytes; the least recently used goes first', async (t) => {
+t.test('docs/caching.md §6 bounded by CACHE_MAX_BYTES in body bytes; the least recently used goes first', async (t) => {
   let evictions = 0
   const cache = new TaskCache({ maxBytes: 300, staleIfErrorMs: 60_000, onEvict: () => evictions++ })
   const body = (c: string) => Buffer.alloc(100, c)
@@ -73,7 +74,7 @@ t.test('§5.6 bounded by CACHE_MAX_BYTES in body bytes; the least recently used 
   t.equal(cache.bytes, 0)
 })
 
-t.test('§5.6 without onEvict the bound still holds', async (t) => {
+t.test('docs/caching.md §6 without onEvict the bound still holds', async (t) => {
   const cache = new TaskCache({ maxBytes: 10, staleIfErrorMs: 0 })
   cache.store('A', Buffer.alloc(6), '"a"', true, 60_000, NOW)
   cache.store('B', Buffer.alloc(6), '"b"', true, 60_000, NOW)
@@ -81,7 +82,7 @@ t.test('§5.6 without onEvict the bound still holds', async (t) => {
   t.ok(cache.fresh('B', NOW))
 })
 
-t.test('§5.4 single-flight: concurrent callers share one load, success or failure', async (t) => {
+t.test('docs/caching.md §4 single-flight: concurrent callers share one load, success or failure', async (t) => {
   const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 0 })
   let loads = 0
   let release: (v: string) => void = () => undefined
@@ -120,7 +121,7 @@ t.test('etag: a strong validator of the body bytes', async (t) => {
   t.not(etagOf(buf('{"id":"T1"}')), etagOf(buf('{"id":"T1" }')), 'one byte differs')
 })
 
-t.test('§5.7 the cache namespace is a fingerprint of the upstream key, never the key', async (t) => {
+t.test('docs/caching.md §7 the cache namespace is a fingerprint of the upstream key, never the key', async (t) => {
   const a = loadConfig({ UPSTREAM_API_KEY: 'sk-key-A-secret' }).upstream.keyFingerprint
   const b = loadConfig({ UPSTREAM_API_KEY: 'sk-key-B-secret' }).upstream.keyFingerprint
   t.not(a, b, 'different keys, different namespaces')
@@ -129,24 +130,36 @@ t.test('§5.7 the cache namespace is a fingerprint of the upstream key, never th
   t.notMatch(a, 'secret')
 })
 
-t.test('§5.2 a terminal entry never stands in past its own life (its imageUrl may have expired)', async (t) => {
-  const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 60_000 })
+t.test('docs/caching.md §5 a terminal entry never stands in past its own life (its imageUrl may have expired)', async (t) => {
+  const clock = new ManualClock(NOW)
+  const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 60_000, clock })
   cache.store('T1', buf('{"id":"T1"}'), '"t"', true, 1000, NOW)
   cache.store('L1', buf('{"id":"L1"}'), '"l"', false, 1000, NOW)
   t.ok(cache.lastKnown('T1', NOW + 999), 'a stand-in while it lives')
-  await new Promise((r) => setTimeout(r, 1100))
+  clock.advance(999)
+  t.ok(cache.lastKnown('T1', NOW + 999), 'still held by the cache 1 ms before its TTL')
+  clock.advance(2)
   t.equal(cache.lastKnown('T1', NOW + 1001), undefined, 'gone with its TTL')
   t.ok(cache.lastKnown('L1', NOW + 1001), 'a live entry stays a stand-in for STALE_IF_ERROR_SECONDS')
 })
 
-t.test('§7 the entries and bytes gauges leave out expired entries, and their removal is not an eviction', async (t) => {
+t.test('docs/metrics.md §3 the entries and bytes gauges leave out expired entries, and their removal is not an eviction', async (t) => {
   let evictions = 0
-  const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 0, onEvict: () => evictions++ })
-  cache.store('T1', buf('0123456789'), '"t"', true, 30, Date.now())
+  const clock = new ManualClock(NOW)
+  const cache = new TaskCache({ maxBytes: 1000, staleIfErrorMs: 0, onEvict: () => evictions++, clock })
+  cache.store('T1', buf('0123456789'), '"t"', true, 30, clock.now())
   t.equal(cache.entries, 1)
   t.equal(cache.bytes, 10)
-  await new Promise((r) => setTimeout(r, 80))
+  clock.advance(31)
   t.equal(cache.entries, 0)
   t.equal(cache.bytes, 0)
   t.equal(evictions, 0)
+})
+
+t.test('the cache judges time by its clock: now() is the clock given, else Date.now', async (t) => {
+  const clock = new ManualClock(NOW)
+  t.equal(new TaskCache({ maxBytes: 10, staleIfErrorMs: 0, clock }).now(), NOW)
+  const before = Date.now()
+  const real = new TaskCache({ maxBytes: 10, staleIfErrorMs: 0 }).now()
+  t.ok(real >= before && real <= Date.now(), 'the real time by default')
 })

@@ -1,12 +1,12 @@
 /**
- * GET /mj/task/:id/fetch: the 200 headers (CONTRACT §4) and every caching rule (§5), through real sockets,
+ * GET /mj/task/:id/fetch: the 200 headers (docs/headers.md §2–§4) and every caching rule (docs/caching.md), through real sockets,
  * asserting on the fake upstream's call counts.
  */
-import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { imageUrlExpiringAt, taskBody, type Behavior } from './helpers/fake-upstream.js'
+import { imageUrlExpiringAt, taskBody, type Behavior } from '../src/demo/simulated-upstream.js'
 import { send, waitFor, type HttpResult } from './helpers/net.js'
 import { burstThroughGate, sample, startGatedUpstream, startGateway, type Gateway } from './helpers/gateway.js'
+import { ManualClock } from './helpers/manual-clock.js'
 
 const JSON_UTF8 = 'application/json; charset=utf-8'
 const nowS = () => Math.floor(Date.now() / 1000)
@@ -18,7 +18,7 @@ const maxAge = (res: HttpResult): number => Number(/^private, max-age=(\d+)$/.ex
 
 const count = (results: HttpResult[], xcache: string) => results.filter((r) => r.headers['x-cache'] === xcache).length
 
-t.test('§4 200: the upstream body byte for byte, as application/json; charset=utf-8, with x-cache, etag and cache-control', async (t) => {
+t.test('docs/http-api.md §2 200: the upstream body byte for byte, as application/json; charset=utf-8, with x-cache, etag and cache-control', async (t) => {
   const gw = await startGateway(t)
   const odd = '{ "id" : "T1",\n  "status":"IN_PROGRESS", "prompt": "猪 🐷", "progress":"42%" }'
   gw.upstream.enqueue({ kind: 'raw', body: odd, headers: { 'content-type': 'text/plain' } })
@@ -31,7 +31,7 @@ t.test('§4 200: the upstream body byte for byte, as application/json; charset=u
   t.match(res.headers['etag'], /^"[^"]+"$/)
 })
 
-t.test('§5.1 a terminal task is cached: the storing response already says private, max-age=N (N ≤ CACHE_TTL_SECONDS), then HIT', async (t) => {
+t.test('docs/caching.md §1, §2 a terminal task is cached: the storing response already says private, max-age=N (N ≤ CACHE_TTL_SECONDS), then HIT', async (t) => {
   const gw = await startGateway(t, { CACHE_TTL_SECONDS: '60' })
   for (const status of ['SUCCESS', 'FAILURE', 'CANCEL']) {
     const id = `T-${status}`
@@ -49,16 +49,19 @@ t.test('§5.1 a terminal task is cached: the storing response already says priva
   t.equal(gw.upstream.calls, 3, 'one upstream call per task')
 })
 
-t.test('§5.2 a terminal entry lives CACHE_TTL_SECONDS, then upstream is asked again', async (t) => {
-  const gw = await startGateway(t, { CACHE_TTL_SECONDS: '1', STALE_IF_ERROR_SECONDS: '0' })
+t.test('docs/caching.md §2 a terminal entry lives CACHE_TTL_SECONDS, then upstream is asked again', async (t) => {
+  const clock = new ManualClock()
+  const gw = await startGateway(t, { CACHE_TTL_SECONDS: '1', STALE_IF_ERROR_SECONDS: '0' }, { clock })
   t.equal((await gw.fetchTask('T1')).headers['cache-control'], 'private, max-age=1')
   t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'HIT')
-  await sleep(1100)
+  clock.advance(999)
+  t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'HIT', '1 ms before the end of its life')
+  clock.advance(2)
   t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'MISS')
   t.equal(gw.upstream.calls, 2)
 })
 
-t.test('§5.2 a task dies before its imageUrl expires: ex − CACHE_URL_EXPIRY_MARGIN_SECONDS caps max-age', async (t) => {
+t.test('docs/caching.md §2 a task dies before its imageUrl expires: ex − CACHE_URL_EXPIRY_MARGIN_SECONDS caps max-age', async (t) => {
   const gw = await startGateway(t, { CACHE_TTL_SECONDS: '3600', CACHE_URL_EXPIRY_MARGIN_SECONDS: '300' })
   const ex = nowS() + 300 + 40
   gw.upstream.setHandler(() => task('T1', 'SUCCESS', { imageUrl: imageUrlExpiringAt(ex) }))
@@ -71,7 +74,7 @@ t.test('§5.2 a task dies before its imageUrl expires: ex − CACHE_URL_EXPIRY_M
   t.equal(gw.upstream.calls, 1)
 })
 
-t.test('§5.2 a terminal task whose imageUrl is already inside the margin is not cached at all', async (t) => {
+t.test('docs/caching.md §2 a terminal task whose imageUrl is already inside the margin is not cached at all', async (t) => {
   const gw = await startGateway(t, { CACHE_URL_EXPIRY_MARGIN_SECONDS: '300', POLL_CACHE_MS: '5000' })
   gw.upstream.setHandler(() => task('T1', 'SUCCESS', { imageUrl: imageUrlExpiringAt(nowS() + 200) }))
   for (let i = 0; i < 3; i++) {
@@ -82,7 +85,7 @@ t.test('§5.2 a terminal task whose imageUrl is already inside the margin is not
   t.equal(gw.upstream.calls, 3)
 })
 
-t.test('§5.3 a live state is reused for POLL_CACHE_MS by every poller (x-cache HIT, cache-control no-cache)', async (t) => {
+t.test('docs/caching.md §3 a live state is reused for POLL_CACHE_MS by every poller (x-cache HIT, cache-control no-cache)', async (t) => {
   const gw = await startGateway(t, { POLL_CACHE_MS: '3000' })
   for (const status of ['NOT_START', 'SUBMITTED', 'MODAL', 'IN_PROGRESS', '']) {
     const id = `L${status}`
@@ -98,16 +101,19 @@ t.test('§5.3 a live state is reused for POLL_CACHE_MS by every poller (x-cache 
   t.equal(gw.upstream.calls, 5)
 })
 
-t.test('§5.3 after POLL_CACHE_MS a live task is asked again', async (t) => {
-  const gw = await startGateway(t, { POLL_CACHE_MS: '200' })
+t.test('docs/caching.md §3 after POLL_CACHE_MS a live task is asked again', async (t) => {
+  const clock = new ManualClock()
+  const gw = await startGateway(t, { POLL_CACHE_MS: '200' }, { clock })
   gw.upstream.setHandler(() => task('T1', 'IN_PROGRESS'))
   await gw.fetchTask('T1')
-  await sleep(300)
+  clock.advance(199)
+  t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'HIT', 'within POLL_CACHE_MS')
+  clock.advance(1)
   t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'MISS')
   t.equal(gw.upstream.calls, 2)
 })
 
-t.test('§5.3 POLL_CACHE_MS=0: a live task is never reused', async (t) => {
+t.test('docs/caching.md §3 POLL_CACHE_MS=0: a live task is never reused', async (t) => {
   const gw = await startGateway(t, { POLL_CACHE_MS: '0' })
   gw.upstream.setHandler(() => task('T1', 'IN_PROGRESS'))
   const results = [await gw.fetchTask('T1'), await gw.fetchTask('T1'), await gw.fetchTask('T1')]
@@ -115,7 +121,7 @@ t.test('§5.3 POLL_CACHE_MS=0: a live task is never reused', async (t) => {
   t.equal(gw.upstream.calls, 3)
 })
 
-t.test('§5.1 a body whose id is another task\'s is passed through but never cached (not even for POLL_CACHE_MS)', async (t) => {
+t.test('docs/caching.md §1 a body whose id is another task\'s is passed through but never cached (not even for POLL_CACHE_MS)', async (t) => {
   const gw = await startGateway(t, { POLL_CACHE_MS: '5000', STALE_IF_ERROR_SECONDS: '60' })
   for (const status of ['IN_PROGRESS', 'SUCCESS']) {
     gw.upstream.reset()
@@ -137,7 +143,7 @@ t.test('§5.1 a body whose id is another task\'s is passed through but never cac
   t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'MISS', 'a body without an id is not cached either')
 })
 
-t.test('§5.4 single-flight: 50 concurrent requests for one id → 1 upstream call, 1 MISS + 49 COALESCED', async (t) => {
+t.test('docs/caching.md §4 single-flight: 50 concurrent requests for one id → 1 upstream call, 1 MISS + 49 COALESCED', async (t) => {
   const gate = await startGatedUpstream(t, { body: JSON.stringify(taskBody('T1', 'SUCCESS')) })
   const gw = await startGateway(t, {}, { upstreamUrl: gate.url })
   const results = await burstThroughGate(gw, gate, '/mj/task/T1/fetch', 50)
@@ -150,7 +156,7 @@ t.test('§5.4 single-flight: 50 concurrent requests for one id → 1 upstream ca
   t.equal(gate.calls, 1)
 })
 
-t.test('§5.4 single-flight holds for answers that are not cached: a live task with POLL_CACHE_MS=0, a foreign body, a 404, an error', async (t) => {
+t.test('docs/caching.md §4 single-flight holds for answers that are not cached: a live task with POLL_CACHE_MS=0, a foreign body, a 404, an error', async (t) => {
   const gate = await startGatedUpstream(t, { body: '' })
   const gw = await startGateway(t, { POLL_CACHE_MS: '0', STALE_IF_ERROR_SECONDS: '0', UPSTREAM_RETRIES: '0' }, { upstreamUrl: gate.url })
   const cases: [string, { status?: number; body: string }, number][] = [
@@ -172,7 +178,7 @@ t.test('§5.4 single-flight holds for answers that are not cached: a live task w
   }
 })
 
-t.test('§5.5 errors are never cached', async (t) => {
+t.test('docs/caching.md §5 errors are never cached', async (t) => {
   const gw = await startGateway(t, { UPSTREAM_RETRIES: '0', STALE_IF_ERROR_SECONDS: '0' })
   const errors: Behavior[] = [
     { kind: 'json', status: 500, body: {} },
@@ -194,15 +200,15 @@ t.test('§5.5 errors are never cached', async (t) => {
 })
 
 /** a gateway that has seen T1 live once; POLL_CACHE_MS=0 so every later request goes upstream */
-async function afterLive200(t: Test, env: Record<string, string> = {}): Promise<{ gw: Gateway; live: HttpResult }> {
-  const gw = await startGateway(t, { POLL_CACHE_MS: '0', STALE_IF_ERROR_SECONDS: '60', UPSTREAM_TIMEOUT_MS: '300', ...env })
+async function afterLive200(t: Test, env: Record<string, string> = {}, clock?: ManualClock): Promise<{ gw: Gateway; live: HttpResult }> {
+  const gw = await startGateway(t, { POLL_CACHE_MS: '0', STALE_IF_ERROR_SECONDS: '60', UPSTREAM_TIMEOUT_MS: '300', ...env }, { clock })
   gw.upstream.enqueue(task('T1', 'IN_PROGRESS'))
   const live = await gw.fetchTask('T1')
   t.same([live.status, live.headers['x-cache']], [200, 'MISS'])
   return { gw, live }
 }
 
-t.test('§5.5 STALE: after a live 200, an upstream failure (5xx, timeout, unreachable, bad body) is stood in for', async (t) => {
+t.test('docs/caching.md §5 STALE: after a live 200, an upstream failure (5xx, timeout, unreachable, bad body) is stood in for', async (t) => {
   const { gw, live } = await afterLive200(t)
   const failures: [string, Behavior][] = [
     ['500', { kind: 'json', status: 500, body: {} }],
@@ -224,7 +230,7 @@ t.test('§5.5 STALE: after a live 200, an upstream failure (5xx, timeout, unreac
   }
 })
 
-t.test('§5.5 STALE: requests coalesced onto the failed call get STALE too', async (t) => {
+t.test('docs/caching.md §5 STALE: requests coalesced onto the failed call get STALE too', async (t) => {
   const gate = await startGatedUpstream(t, { body: JSON.stringify(taskBody('T1', 'IN_PROGRESS')) })
   gate.hold = false
   const gw = await startGateway(t, { POLL_CACHE_MS: '0', STALE_IF_ERROR_SECONDS: '60', UPSTREAM_RETRIES: '0' }, { upstreamUrl: gate.url })
@@ -236,7 +242,7 @@ t.test('§5.5 STALE: requests coalesced onto the failed call get STALE too', asy
   t.ok(results.every((r) => r.status === 200 && r.headers['cache-control'] === 'no-cache' && r.body === live.body))
 })
 
-t.test('§5.5 upstream answers (4xx, 401/403, null) are never stood in for', async (t) => {
+t.test('docs/caching.md §5 upstream answers (4xx, 401/403, null) are never stood in for', async (t) => {
   const { gw } = await afterLive200(t)
   const answers: [Behavior, number, string | undefined][] = [
     [{ kind: 'json', status: 404, body: { error: 'gone' } }, 404, undefined],
@@ -255,7 +261,7 @@ t.test('§5.5 upstream answers (4xx, 401/403, null) are never stood in for', asy
   t.match((await gw.fetchTask('T1')).json(), { code: 'MJGW_TASK_NOT_FOUND' })
 })
 
-t.test('§5.5 STALE_IF_ERROR_SECONDS=0: nothing stands in', async (t) => {
+t.test('docs/caching.md §5 STALE_IF_ERROR_SECONDS=0: nothing stands in', async (t) => {
   const { gw } = await afterLive200(t, { STALE_IF_ERROR_SECONDS: '0' })
   gw.upstream.setHandler(() => ({ kind: 'json', status: 500, body: {} }))
   const res = await gw.fetchTask('T1')
@@ -263,15 +269,18 @@ t.test('§5.5 STALE_IF_ERROR_SECONDS=0: nothing stands in', async (t) => {
   t.match(res.json(), { code: 'MJGW_UPSTREAM_ERROR' })
 })
 
-t.test('§5.5 a last-known response older than STALE_IF_ERROR_SECONDS does not stand in', async (t) => {
-  const { gw } = await afterLive200(t, { STALE_IF_ERROR_SECONDS: '1' })
+t.test('docs/caching.md §5 a last-known response older than STALE_IF_ERROR_SECONDS does not stand in', async (t) => {
+  const clock = new ManualClock()
+  const { gw } = await afterLive200(t, { STALE_IF_ERROR_SECONDS: '1' }, clock)
   gw.upstream.setHandler(() => ({ kind: 'json', status: 500, body: {} }))
   t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'STALE', 'young enough')
-  await sleep(1100)
+  clock.advance(999)
+  t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'STALE', 'still young enough 1 ms before the end')
+  clock.advance(2)
   t.equal((await gw.fetchTask('T1')).status, 502, 'too old')
 })
 
-t.test('§5.6 CACHE_MAX_BYTES bounds the cache; the least recently used goes first (and is counted)', async (t) => {
+t.test('docs/caching.md §6 CACHE_MAX_BYTES bounds the cache; the least recently used goes first (and is counted)', async (t) => {
   const size = Buffer.byteLength(JSON.stringify(taskBody('A', 'SUCCESS')))
   const gw = await startGateway(t, { CACHE_MAX_BYTES: String(size * 3 + 10), STALE_IF_ERROR_SECONDS: '0' })
   const hit = async (id: string) => (await gw.fetchTask(id)).headers['x-cache']
@@ -293,7 +302,7 @@ t.test('§5.6 CACHE_MAX_BYTES bounds the cache; the least recently used goes fir
   t.equal(await hit('A'), 'MISS')
 })
 
-t.test('§4 an etag on every 200; If-None-Match with it → 304 without a body (MISS, HIT, COALESCED, STALE)', async (t) => {
+t.test('docs/headers.md §3 an etag on every 200; If-None-Match with it → 304 without a body (MISS, HIT, COALESCED, STALE)', async (t) => {
   const gw = await startGateway(t, { POLL_CACHE_MS: '0', STALE_IF_ERROR_SECONDS: '60' })
   gw.upstream.setHandler(() => task('L1', 'IN_PROGRESS'))
   const first = await gw.fetchTask('L1')
@@ -330,7 +339,7 @@ t.test('§4 an etag on every 200; If-None-Match with it → 304 without a body (
   t.equal(hit.headers['etag'], stored.headers['etag'])
 })
 
-t.test('§4 the etag changes when the body does', async (t) => {
+t.test('docs/headers.md §3 the etag changes when the body does', async (t) => {
   const gw = await startGateway(t, { POLL_CACHE_MS: '0' })
   gw.upstream.enqueue(task('T1', 'IN_PROGRESS', { progress: '10%' }), task('T1', 'IN_PROGRESS', { progress: '20%' }))
   const a = await gw.fetchTask('T1')
@@ -339,7 +348,7 @@ t.test('§4 the etag changes when the body does', async (t) => {
   t.not(b.headers['etag'], a.headers['etag'])
 })
 
-t.test('§5.4 a client that goes away while coalesced breaks nothing for the others', async (t) => {
+t.test('docs/caching.md §4 a client that goes away while coalesced breaks nothing for the others', async (t) => {
   const gate = await startGatedUpstream(t, { body: JSON.stringify(taskBody('T1', 'SUCCESS')) })
   const gw = await startGateway(t, {}, { upstreamUrl: gate.url })
   const controllers = [new AbortController(), new AbortController()]
@@ -355,7 +364,7 @@ t.test('§5.4 a client that goes away while coalesced breaks nothing for the oth
   t.equal(gate.calls, 1)
 })
 
-t.test('§4 HEAD answers like GET without a body', async (t) => {
+t.test('docs/http-api.md §1 HEAD answers like GET without a body', async (t) => {
   const gw = await startGateway(t)
   const first = await send('HEAD', `${gw.url}/mj/task/T1/fetch`)
   t.same([first.status, first.body, first.headers['x-cache']], [200, '', 'MISS'])

@@ -1,16 +1,16 @@
 /**
- * GET /mj/task/:id/fetch: the id rule (CONTRACT §4) and every row of the error table (§6),
+ * GET /mj/task/:id/fetch: the id rule (docs/http-api.md §1) and every row of the error tables (docs/errors.md §2, §3),
  * through real sockets with the fake upstream behind the gateway.
  */
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 import { UPSTREAM_KEY, rawGet, startGateway } from './helpers/gateway.js'
 
 const ERROR_KEYS = ['code', 'error', 'message', 'statusCode']
 
-t.test('§4 an id failing ^[A-Za-z0-9_-]{1,64}$ is answered 400 and never reaches upstream', async (t) => {
+t.test('docs/http-api.md §2 an id failing ^[A-Za-z0-9_-]{1,64}$ is answered 400 and never reaches upstream', async (t) => {
   const gw = await startGateway(t)
   const bad = [
     'a'.repeat(65),
@@ -57,7 +57,7 @@ t.test('§4 an id failing ^[A-Za-z0-9_-]{1,64}$ is answered 400 and never reache
   t.equal(gw.upstream.calls, good.length)
 })
 
-t.test('§6 upstream answers 400, 404, 429 or another 4xx but 401/403: the same status, the upstream body passed through', async (t) => {
+t.test('docs/errors.md §3 upstream answers 400, 404, 429 or another 4xx but 401/403: the same status, the upstream body passed through', async (t) => {
   const gw = await startGateway(t)
   const cases = [
     { status: 400, body: '{"code":400,"description":"bad id"}', type: 'application/json' },
@@ -85,7 +85,7 @@ t.test('§6 upstream answers 400, 404, 429 or another 4xx but 401/403: the same 
   }
 })
 
-t.test('§6 a 4xx answer without a content-type goes out as JSON (the upstream speaks JSON)', async (t) => {
+t.test('docs/errors.md §3 a 4xx answer without a content-type goes out as JSON (the upstream speaks JSON)', async (t) => {
   const bare = createServer((_req, res) => {
     res.writeHead(404)
     res.end('{"code":404}')
@@ -102,7 +102,7 @@ t.test('§6 a 4xx answer without a content-type goes out as JSON (the upstream s
   t.equal(res.headers['content-type'], 'application/json; charset=utf-8')
 })
 
-t.test('§6 upstream 200 with an empty body or null → 404 MJGW_TASK_NOT_FOUND', async (t) => {
+t.test('docs/errors.md §3 upstream 200 with an empty body or null → 404 MJGW_TASK_NOT_FOUND', async (t) => {
   const gw = await startGateway(t)
   for (const body of ['', 'null', ' null\n']) {
     gw.upstream.enqueue({ kind: 'raw', body })
@@ -113,7 +113,7 @@ t.test('§6 upstream 200 with an empty body or null → 404 MJGW_TASK_NOT_FOUND'
   t.equal(gw.upstream.calls, 3)
 })
 
-t.test('§6 upstream 401 or 403 (the gateway key is bad) → 502 MJGW_UPSTREAM_AUTH, not retried', async (t) => {
+t.test('docs/errors.md §3 upstream 401 or 403 (the gateway key is bad) → 502 MJGW_UPSTREAM_AUTH, not retried', async (t) => {
   const gw = await startGateway(t)
   for (const status of [401, 403]) {
     gw.upstream.reset()
@@ -126,7 +126,7 @@ t.test('§6 upstream 401 or 403 (the gateway key is bad) → 502 MJGW_UPSTREAM_A
   }
 })
 
-t.test('§6 upstream 5xx → 502 MJGW_UPSTREAM_ERROR', async (t) => {
+t.test('docs/errors.md §3 upstream 5xx → 502 MJGW_UPSTREAM_ERROR', async (t) => {
   const gw = await startGateway(t, { UPSTREAM_RETRIES: '0' })
   for (const status of [500, 501, 502, 503, 504, 599]) {
     gw.upstream.enqueue({ kind: 'raw', status, body: `{"error":"${status}","key":"${UPSTREAM_KEY}"}` })
@@ -137,7 +137,7 @@ t.test('§6 upstream 5xx → 502 MJGW_UPSTREAM_ERROR', async (t) => {
   }
 })
 
-t.test('§6 upstream 200 that is not a JSON object → 502 MJGW_UPSTREAM_BAD_RESPONSE', async (t) => {
+t.test('docs/errors.md §3 upstream 200 that is not a JSON object → 502 MJGW_UPSTREAM_BAD_RESPONSE', async (t) => {
   const gw = await startGateway(t)
   const bodies = ['<html>502 Bad Gateway</html>', '{"id":"T1","status":', '[]', '[{"id":"T1","status":"SUCCESS"}]', '"T1"', '42', 'true', '\u0000\u0001\u0002']
   for (const body of bodies) {
@@ -149,7 +149,7 @@ t.test('§6 upstream 200 that is not a JSON object → 502 MJGW_UPSTREAM_BAD_RES
   t.equal(gw.upstream.calls, bodies.length, 'a bad body is not retried')
 })
 
-t.test('§6 upstream 3xx (not followed) → 502 MJGW_UPSTREAM_BAD_RESPONSE', async (t) => {
+t.test('docs/errors.md §3 upstream 3xx (not followed) → 502 MJGW_UPSTREAM_BAD_RESPONSE', async (t) => {
   const gw = await startGateway(t)
   gw.upstream.enqueue({ kind: 'raw', status: 302, body: '', headers: { location: 'http://elsewhere.invalid/' } })
   const res = await gw.fetchTask('T1')
@@ -158,7 +158,7 @@ t.test('§6 upstream 3xx (not followed) → 502 MJGW_UPSTREAM_BAD_RESPONSE', asy
   t.equal(gw.upstream.calls, 1)
 })
 
-t.test('§5.1 only a 200 is a task: another 2xx (201, 206) is a bad response, never cached', async (t) => {
+t.test('docs/caching.md §1 only a 200 is a task: another 2xx (201, 206) is a bad response, never cached', async (t) => {
   const gw = await startGateway(t)
   for (const status of [201, 206]) {
     gw.upstream.enqueue({ kind: 'json', status, body: taskBody('T1', 'SUCCESS') })
@@ -169,7 +169,7 @@ t.test('§5.1 only a 200 is a task: another 2xx (201, 206) is a bad response, ne
   t.equal(gw.upstream.calls, 2, 'nothing was cached')
 })
 
-t.test('§6 an empty upstream content-type on a 4xx goes out as JSON', async (t) => {
+t.test('docs/errors.md §3 an empty upstream content-type on a 4xx goes out as JSON', async (t) => {
   const gw = await startGateway(t)
   gw.upstream.enqueue({ kind: 'raw', status: 404, body: '{"code":404}', headers: { 'content-type': '' } })
   const res = await gw.fetchTask('T1')
@@ -177,7 +177,7 @@ t.test('§6 an empty upstream content-type on a 4xx goes out as JSON', async (t)
   t.equal(res.headers['content-type'], 'application/json; charset=utf-8')
 })
 
-t.test('§6 unreachable (reset before any answer) → 502 MJGW_UPSTREAM_UNREACHABLE; over the budget → 504 MJGW_UPSTREAM_TIMEOUT', async (t) => {
+t.test('docs/errors.md §3 unreachable (reset before any answer) → 502 MJGW_UPSTREAM_UNREACHABLE; over the budget → 504 MJGW_UPSTREAM_TIMEOUT', async (t) => {
   const gw = await startGateway(t, { UPSTREAM_TIMEOUT_MS: '300', UPSTREAM_RETRIES: '0' })
   gw.upstream.enqueue({ kind: 'reset' }, { kind: 'hang' })
   const reset = await gw.fetchTask('T1')
@@ -188,7 +188,7 @@ t.test('§6 unreachable (reset before any answer) → 502 MJGW_UPSTREAM_UNREACHA
   t.match(hang.json(), { statusCode: 504, code: 'MJGW_UPSTREAM_TIMEOUT', error: 'Gateway Timeout', message: 'upstream did not answer within 300 ms' })
 })
 
-t.test('§6 every error is JSON in Fastify shape; a route that does not exist is 404', async (t) => {
+t.test('docs/errors.md §1 every error is JSON in Fastify shape; a route that does not exist is 404', async (t) => {
   const gw = await startGateway(t)
   for (const path of ['/mj/task/list', '/mj/task/T1', '/mj/task/T1/fetch/extra', '/nope', '/mj/submit/imagine']) {
     const res = await rawGet(gw.port, path)
@@ -203,7 +203,7 @@ t.test('§6 every error is JSON in Fastify shape; a route that does not exist is
   t.equal(gw.upstream.calls, 0)
 })
 
-t.test('§6 a hostile upstream never crashes the gateway, which keeps serving afterwards', async (t) => {
+t.test('docs/errors.md §3 a hostile upstream never crashes the gateway, which keeps serving afterwards', async (t) => {
   const gw = await startGateway(t, { UPSTREAM_TIMEOUT_MS: '400', UPSTREAM_RETRIES: '1', UPSTREAM_MAX_BODY_BYTES: '100000' })
   gw.upstream.setHandler((req, i) => {
     const hostile = [

@@ -4,7 +4,7 @@ import { GatewayMetrics } from '../src/metrics/gateway-metrics.js'
 import { TaskListService } from '../src/tasks/list-service.js'
 import type { TerminalStore } from '../src/tasks/list-service.js'
 import { UpstreamClient } from '../src/upstream/client.js'
-import { startFakeUpstream } from './helpers/fake-upstream.js'
+import { startSimulatedUpstream } from '../src/demo/simulated-upstream.js'
 
 const rules = { ttlSeconds: 3600, urlExpiryMarginSeconds: 300, pollCacheMs: 1000 }
 const body = (id: string, status: string): string => `{"id":"${id}","status":"${status}","imageUrl":""}`
@@ -21,8 +21,8 @@ class MapTier implements TerminalStore {
   }
 }
 
-t.test('§4 with a shared tier: ids cached there count as cached (hit_shared), are kept locally, and terminal upstream results are shared', async (t) => {
-  const up = await startFakeUpstream({ handler: () => ({ kind: 'raw', body: `[${body('U1', 'SUCCESS')},${body('L1', 'IN_PROGRESS')}]` }) })
+t.test('docs/caching.md §9 with a shared tier: ids cached there count as cached (hit_shared), are kept locally, and terminal upstream results are shared', async (t) => {
+  const up = await startSimulatedUpstream({ handler: () => ({ kind: 'raw', body: `[${body('U1', 'SUCCESS')},${body('L1', 'IN_PROGRESS')}]` }) })
   t.teardown(() => up.close())
   const cache = new TaskCache({ maxBytes: 1 << 20, staleIfErrorMs: 0 })
   const metrics = new GatewayMetrics({ cache: { entries: () => cache.entries, bytes: () => cache.bytes }, redis: true })

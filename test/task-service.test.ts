@@ -1,14 +1,15 @@
 /**
  * The miss path with a second (shared) tier behind the in-process cache, through the SharedTier seam
- * (the Redis implementation is tested on its own): CONTRACT §4 "HIT: served from cache (either tier)", §7 hit_shared.
+ * (the Redis implementation is tested on its own): docs/headers.md §2 (a HIT from either tier), docs/metrics.md §3 (hit_shared).
  */
 import t, { type Test } from 'tap'
 import { TaskCache } from '../src/cache/task-cache.js'
 import { loadConfig } from '../src/config.js'
 import { GatewayMetrics } from '../src/metrics/gateway-metrics.js'
-import { TaskService, cacheControlFor, type Share, type SharedBegin, type SharedTier } from '../src/tasks/fetch-service.js'
+import { cacheControlFor } from '../src/cache/cache-control.js'
+import { TaskService, type Share, type SharedBegin, type SharedTier } from '../src/tasks/fetch-service.js'
 import { UpstreamClient } from '../src/upstream/client.js'
-import { startFakeUpstream, taskBody } from './helpers/fake-upstream.js'
+import { startSimulatedUpstream, taskBody } from '../src/demo/simulated-upstream.js'
 import { UPSTREAM_KEY, sample } from './helpers/gateway.js'
 
 class MemoryTier implements SharedTier {
@@ -26,7 +27,7 @@ class MemoryTier implements SharedTier {
 }
 
 async function setup(t: Test) {
-  const upstream = await startFakeUpstream()
+  const upstream = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => upstream.close())
   const config = loadConfig({ UPSTREAM_API_KEY: UPSTREAM_KEY, UPSTREAM_BASE_URL: upstream.url, CACHE_TTL_SECONDS: '600', REDIS_URL: 'redis://127.0.0.1:1' })
   const cache = new TaskCache({ maxBytes: 1_000_000, staleIfErrorMs: 0 })
@@ -38,7 +39,7 @@ async function setup(t: Test) {
   return { upstream, cache, metrics, shared, service }
 }
 
-t.test('§4 §7 a hit in the shared tier is a HIT (counted as hit_shared only), needs no upstream call, and fills the process tier', async (t) => {
+t.test('docs/headers.md §2, docs/metrics.md §3 a hit in the shared tier is a HIT (counted as hit_shared only), needs no upstream call, and fills the process tier', async (t) => {
   const { upstream, cache, metrics, shared, service } = await setup(t)
   const body = Buffer.from(JSON.stringify(taskBody('S1', 'SUCCESS')))
   shared.set('S1', body, 90_500)
@@ -53,7 +54,7 @@ t.test('§4 §7 a hit in the shared tier is a HIT (counted as hit_shared only), 
   t.equal(sample(m, 'mj_gateway_redis_up'), 0, 'redis_up exists (0 until the tier says otherwise)')
 })
 
-t.test('§5 a shared miss goes upstream; terminal tasks are shared with their TTL, live ones for POLL_CACHE_MS', async (t) => {
+t.test('docs/caching.md §7 a shared miss goes upstream; terminal tasks are shared with their TTL, live ones for POLL_CACHE_MS', async (t) => {
   const { upstream, shared, service } = await setup(t)
   upstream.enqueue({ kind: 'json', body: taskBody('T1', 'SUCCESS') }, { kind: 'json', body: taskBody('L1', 'IN_PROGRESS') })
   t.match(await service.fetch('T1'), { kind: 'task', cache: 'MISS' })

@@ -8,7 +8,7 @@ const AUTH = { authorization: `Bearer ${TOKEN}` }
 const ENV = { CLIENT_KEYS: `web:${TOKEN}`, TASK_OWNERSHIP: 'off', RATE_LIMIT_PER_MINUTE: '0' }
 const SUBMITTED = { code: 1, description: 'Submit success', result: '1730621826053001' }
 
-const submitsSeen = (reqs: RecordedRequest[]): Buffer[] => reqs.filter((r) => r.url.startsWith('/mj/submit/')).map((r) => r.body)
+const submitsSeen = (reqs: readonly RecordedRequest[]): Buffer[] => reqs.filter((r) => r.url.startsWith('/mj/submit/')).map((r) => r.body)
 
 t.test('docs/tenancy.md bodies: a submit body reaches upstream byte for byte, only top-level notifyHook members removed', async (t) => {
   const gw = await startGateway(t, ENV)

@@ -1,6 +1,6 @@
 /**
  * The upstream client through the gateway: key injection, credential stripping, retries, the one time
- * budget, the body cap and TLS trust (CONTRACT §3, §4, §6).
+ * budget, the body cap and TLS trust (docs/configuration.md §3, docs/headers.md §10, docs/errors.md §3).
  */
 import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -14,7 +14,7 @@ import t from 'tap'
 import { loadConfig } from '../src/config.js'
 import { GatewayMetrics } from '../src/metrics/gateway-metrics.js'
 import { UpstreamClient } from '../src/upstream/client.js'
-import { startFakeUpstream, taskBody } from './helpers/fake-upstream.js'
+import { startSimulatedUpstream, taskBody } from '../src/demo/simulated-upstream.js'
 import { UPSTREAM_KEY, sample, startGateway } from './helpers/gateway.js'
 
 const CLIENT_CREDENTIALS = {
@@ -24,7 +24,7 @@ const CLIENT_CREDENTIALS = {
   'proxy-authorization': 'Basic cHJveHk6U0VDUkVU'
 }
 
-t.test('§4 bearer: upstream gets exactly one credential, Authorization: Bearer {key}; client credentials and cookies are not forwarded', async (t) => {
+t.test('docs/headers.md §10 bearer: upstream gets exactly one credential, Authorization: Bearer {key}; client credentials and cookies are not forwarded', async (t) => {
   const gw = await startGateway(t)
   const res = await gw.fetchTask('T1', CLIENT_CREDENTIALS)
   t.equal(res.status, 200)
@@ -39,7 +39,7 @@ t.test('§4 bearer: upstream gets exactly one credential, Authorization: Bearer 
   t.equal(gw.upstream.requests[0]?.method, 'GET')
 })
 
-t.test('§3 UPSTREAM_AUTH_STYLE=mj-api-secret: upstream gets mj-api-secret: {key} and no Authorization', async (t) => {
+t.test('docs/headers.md §10 UPSTREAM_AUTH_STYLE=mj-api-secret: upstream gets mj-api-secret: {key} and no Authorization', async (t) => {
   const gw = await startGateway(t, { UPSTREAM_AUTH_STYLE: 'mj-api-secret' })
   t.equal((await gw.fetchTask('T1', CLIENT_CREDENTIALS)).status, 200)
   const h = gw.upstream.requests[0]?.headers ?? {}
@@ -49,7 +49,7 @@ t.test('§3 UPSTREAM_AUTH_STYLE=mj-api-secret: upstream gets mj-api-secret: {key
   t.notMatch(JSON.stringify(h), /SECRET-[123]/)
 })
 
-t.test('§3 UPSTREAM_RETRIES: 502/503/504 are retried (503, 503, 200 → 3 calls and a 200)', async (t) => {
+t.test('docs/configuration.md §3 UPSTREAM_RETRIES: 502/503/504 are retried (503, 503, 200 → 3 calls and a 200)', async (t) => {
   const gw = await startGateway(t)
   gw.upstream.enqueue({ kind: 'json', status: 503, body: { error: 'busy' } }, { kind: 'json', status: 503, body: { error: 'busy' } })
   const res = await gw.fetchTask('T1')
@@ -63,14 +63,14 @@ t.test('§3 UPSTREAM_RETRIES: 502/503/504 are retried (503, 503, 200 → 3 calls
   t.equal(gw.upstream.calls, 3, '502 and 504 too')
 })
 
-t.test('§3 connection errors are retried (reset, reset, 200 → 3 calls and a 200)', async (t) => {
+t.test('docs/errors.md §3 connection errors are retried (reset, reset, 200 → 3 calls and a 200)', async (t) => {
   const gw = await startGateway(t)
   gw.upstream.enqueue({ kind: 'reset' }, { kind: 'reset-mid-body' })
   t.equal((await gw.fetchTask('T1')).status, 200)
   t.equal(gw.upstream.calls, 3)
 })
 
-t.test('§6 upstream 500 is not retried: 1 call → 502 MJGW_UPSTREAM_ERROR', async (t) => {
+t.test('docs/errors.md §3 upstream 500 is not retried: 1 call → 502 MJGW_UPSTREAM_ERROR', async (t) => {
   const gw = await startGateway(t)
   gw.upstream.enqueue({ kind: 'json', status: 500, body: { error: 'boom' } })
   const res = await gw.fetchTask('T1')
@@ -79,7 +79,7 @@ t.test('§6 upstream 500 is not retried: 1 call → 502 MJGW_UPSTREAM_ERROR', as
   t.equal(gw.upstream.calls, 1)
 })
 
-t.test('§6 upstream 404 is not retried: 1 call, passed through', async (t) => {
+t.test('docs/errors.md §3 upstream 404 is not retried: 1 call, passed through', async (t) => {
   const gw = await startGateway(t)
   gw.upstream.enqueue({ kind: 'json', status: 404, body: { code: 404, description: 'no such task' } })
   const res = await gw.fetchTask('T1')
@@ -88,7 +88,7 @@ t.test('§6 upstream 404 is not retried: 1 call, passed through', async (t) => {
   t.equal(gw.upstream.calls, 1)
 })
 
-t.test('§6 retries spent: 503 ×3 → 3 calls → 502 MJGW_UPSTREAM_ERROR', async (t) => {
+t.test('docs/errors.md §3 retries spent: 503 ×3 → 3 calls → 502 MJGW_UPSTREAM_ERROR', async (t) => {
   const gw = await startGateway(t)
   gw.upstream.setHandler(() => ({ kind: 'json', status: 503, body: { error: 'busy' } }))
   const res = await gw.fetchTask('T1')
@@ -97,7 +97,7 @@ t.test('§6 retries spent: 503 ×3 → 3 calls → 502 MJGW_UPSTREAM_ERROR', asy
   t.equal(gw.upstream.calls, 3, 'UPSTREAM_RETRIES=2 by default: 1 + 2')
 })
 
-t.test('§3 UPSTREAM_RETRIES=0: one try only', async (t) => {
+t.test('docs/configuration.md §3 UPSTREAM_RETRIES=0: one try only', async (t) => {
   const gw = await startGateway(t, { UPSTREAM_RETRIES: '0' })
   gw.upstream.setHandler(() => ({ kind: 'json', status: 503, body: { error: 'busy' } }))
   t.equal((await gw.fetchTask('T1')).status, 502)
@@ -108,7 +108,7 @@ t.test('§3 UPSTREAM_RETRIES=0: one try only', async (t) => {
   t.equal(gw.upstream.calls, 1)
 })
 
-t.test('§6 upstream over the time budget → 504 MJGW_UPSTREAM_TIMEOUT (a hang, and a body that drips too slowly)', async (t) => {
+t.test('docs/errors.md §3 upstream over the time budget → 504 MJGW_UPSTREAM_TIMEOUT (a hang, and a body that drips too slowly)', async (t) => {
   const gw = await startGateway(t, { UPSTREAM_TIMEOUT_MS: '300' })
   gw.upstream.enqueue({ kind: 'hang' })
   const started = Date.now()
@@ -125,7 +125,7 @@ t.test('§6 upstream over the time budget → 504 MJGW_UPSTREAM_TIMEOUT (a hang,
   t.equal(gw.upstream.calls, 1)
 })
 
-t.test('§3 UPSTREAM_TIMEOUT_MS is one budget covering the retries', async (t) => {
+t.test('docs/configuration.md §3 UPSTREAM_TIMEOUT_MS is one budget covering the retries', async (t) => {
   // A slow 503 spends most of the budget; the retry gets only what is left, not a budget of its own.
   const gw = await startGateway(t, { UPSTREAM_TIMEOUT_MS: '2000' })
   gw.upstream.enqueue({ kind: 'json', status: 503, body: {}, delayMs: 1500 }, { kind: 'hang' })
@@ -137,7 +137,7 @@ t.test('§3 UPSTREAM_TIMEOUT_MS is one budget covering the retries', async (t) =
   t.ok(elapsed >= 1900 && elapsed < 3000, `the whole fetch took ${elapsed} ms (a fresh budget per try would take ≥ 3500)`)
 })
 
-t.test('§3 UPSTREAM_MAX_BODY_BYTES: a 12 MB body is refused with 502 MJGW_UPSTREAM_BAD_RESPONSE (content-length and chunked)', async (t) => {
+t.test('docs/configuration.md §3 UPSTREAM_MAX_BODY_BYTES: a 12 MB body is refused with 502 MJGW_UPSTREAM_BAD_RESPONSE (content-length and chunked)', async (t) => {
   const gw = await startGateway(t)
   for (const chunked of [false, true]) {
     gw.upstream.reset()
@@ -150,7 +150,7 @@ t.test('§3 UPSTREAM_MAX_BODY_BYTES: a 12 MB body is refused with 502 MJGW_UPSTR
   t.equal((await gw.fetchTask('T2')).status, 200, 'the gateway keeps serving')
 })
 
-t.test('§3 UPSTREAM_MAX_BODY_BYTES is inclusive: exactly the limit passes, one byte more does not', async (t) => {
+t.test('docs/configuration.md §3 UPSTREAM_MAX_BODY_BYTES is inclusive: exactly the limit passes, one byte more does not', async (t) => {
   const gw = await startGateway(t, { UPSTREAM_MAX_BODY_BYTES: '5000' })
   gw.upstream.enqueue({ kind: 'huge', bytes: 5000, chunked: true }, { kind: 'huge', bytes: 5001 })
   const ok = await gw.fetchTask('T1')
@@ -159,7 +159,7 @@ t.test('§3 UPSTREAM_MAX_BODY_BYTES is inclusive: exactly the limit passes, one 
   t.match((await gw.fetchTask('T2')).json(), { code: 'MJGW_UPSTREAM_BAD_RESPONSE' })
 })
 
-t.test('§6 connection refused → 502 MJGW_UPSTREAM_UNREACHABLE', async (t) => {
+t.test('docs/errors.md §3 connection refused → 502 MJGW_UPSTREAM_UNREACHABLE', async (t) => {
   const closed = createNetServer()
   await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
   const port = (closed.address() as AddressInfo).port
@@ -171,7 +171,7 @@ t.test('§6 connection refused → 502 MJGW_UPSTREAM_UNREACHABLE', async (t) => 
   t.notMatch(res.body, UPSTREAM_KEY)
 })
 
-t.test('§6 reset mid-body, every try → 502 MJGW_UPSTREAM_UNREACHABLE', async (t) => {
+t.test('docs/errors.md §3 reset mid-body, every try → 502 MJGW_UPSTREAM_UNREACHABLE', async (t) => {
   const gw = await startGateway(t)
   gw.upstream.setHandler(() => ({ kind: 'reset-mid-body' }))
   const res = await gw.fetchTask('T1')
@@ -180,7 +180,7 @@ t.test('§6 reset mid-body, every try → 502 MJGW_UPSTREAM_UNREACHABLE', async 
   t.equal(gw.upstream.calls, 3, 'a connection error is retried')
 })
 
-t.test('§3 UPSTREAM_CA_FILE: a self-signed https upstream is unreachable until its certificate is trusted', async (t) => {
+t.test('docs/configuration.md §3 UPSTREAM_CA_FILE: a self-signed https upstream is unreachable until its certificate is trusted', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mjgw-tls-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const keyFile = join(dir, 'key.pem')
@@ -217,7 +217,7 @@ t.test('§3 UPSTREAM_CA_FILE: a self-signed https upstream is unreachable until 
 })
 
 t.test('UpstreamClient: a non-idempotent POST is tried once, carries its body, and the key always wins over extra headers', async (t) => {
-  const up = await startFakeUpstream()
+  const up = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => up.close())
   const config = loadConfig({ UPSTREAM_API_KEY: UPSTREAM_KEY, UPSTREAM_BASE_URL: up.url })
   const metrics = new GatewayMetrics({ cache: { entries: () => 0, bytes: () => 0 }, redis: false })
@@ -245,7 +245,7 @@ t.test('UpstreamClient: a non-idempotent POST is tried once, carries its body, a
 })
 
 t.test('UpstreamClient: no backoff sleeps past the deadline; the last failure is reported instead', async (t) => {
-  const up = await startFakeUpstream()
+  const up = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => up.close())
   const config = loadConfig({ UPSTREAM_API_KEY: UPSTREAM_KEY, UPSTREAM_BASE_URL: up.url, UPSTREAM_TIMEOUT_MS: '300' })
   const metrics = new GatewayMetrics({ cache: { entries: () => 0, bytes: () => 0 }, redis: false })
@@ -277,7 +277,7 @@ t.test('UpstreamClient: a repeated content-type or retry-after header is read as
   t.same({ status: res.status, contentType: res.contentType, retryAfter: res.retryAfter }, { status: 429, contentType: 'application/json', retryAfter: '3' })
 })
 
-t.test('§4 with client tokens configured, the accepted client credential is not forwarded either', async (t) => {
+t.test('docs/headers.md §10 with client tokens configured, the accepted client credential is not forwarded either', async (t) => {
   for (const [style, clientHeader] of [
     ['bearer', { 'mj-api-secret': 'client-token-SECRET-9' }],
     ['mj-api-secret', { authorization: 'Bearer client-token-SECRET-9' }],

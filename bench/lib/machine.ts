@@ -46,7 +46,7 @@ export function machineFacts(): MachineFacts {
     commit: gitCommit(),
     node: process.version,
     versions: Object.fromEntries(
-      ['fastify', 'undici', 'lru-cache', 'prom-client', 'pino', 'autocannon', '@fastify/http-proxy', '@fastify/rate-limit'].map((p) => [p, packageVersion(p)])
+      ['fastify', 'undici', 'lru-cache', 'prom-client', 'pino', 'autocannon', '@fastify/http-proxy'].map((p) => [p, packageVersion(p)])
     ),
     os: `${osType()} ${release()}`,
     cpu: c[0]?.model.trim() ?? 'unknown',

@@ -1,6 +1,8 @@
 /** What a run measures and for how long: `--quick` (CI smoke, under a minute), the full run, or `--soak` alone. */
-export type ScenarioId = 'hit' | 'miss' | 'storm' | 'memory' | 'soak'
+export type ScenarioId = 'hit' | 'miss' | 'storm' | 'memory' | 'soak' | 'redis-stall'
 export const SCENARIOS: readonly ScenarioId[] = ['hit', 'miss', 'storm', 'memory', 'soak']
+/** run only when asked for (--only=redis-stall): it needs redis-server installed */
+export const EXTRA_SCENARIOS: readonly ScenarioId[] = ['redis-stall']
 
 export interface Settings {
   mode: 'full' | 'quick' | 'soak'
@@ -46,7 +48,8 @@ export function parseArgs(argv: readonly string[]): Settings {
   let scenarios: ScenarioId[] = soakOnly ? ['soak'] : [...SCENARIOS]
   if (only !== undefined) {
     scenarios = only.split(',').map((s) => s.trim()) as ScenarioId[]
-    for (const s of scenarios) if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s} (${SCENARIOS.join(', ')})`)
+    const known = [...SCENARIOS, ...EXTRA_SCENARIOS]
+    for (const s of scenarios) if (!known.includes(s)) throw new Error(`--only: unknown scenario ${s} (${known.join(', ')})`)
   }
   const num = (k: string, def: number, min: number, max: number): number => {
     const raw = values.get(k)
@@ -80,7 +83,8 @@ export const HELP = `npm run bench [-- options]
   (no option)         all five scenarios (hit, miss, storm, memory, a 30 s soak); writes bench/results/latest.json
   --quick             the same in under a minute, short and noisy (CI smoke); writes bench/results/quick.json
   --soak              only the fault soak, 2 minutes (--soak-seconds=N, at most ${SOAK_MAX_SECONDS})
-  --only=hit,miss     only these scenarios (hit, miss, storm, memory, soak)
+  --only=hit,miss     only these scenarios (hit, miss, storm, memory, soak; and redis-stall, run only when named:
+                      hit-path throughput with Redis stopped mid-traffic (SIGSTOP) against Redis up; needs redis-server)
   --rounds=N --seconds=S   measured rounds per candidate and seconds per round
   --profile           also write the gateway's CPU profile of the hit path to bench/results/
   --out=FILE          write the JSON results there instead

@@ -12,6 +12,7 @@ import type { Settings } from '../lib/settings.js'
 import { pinningNote } from '../lib/cpus.js'
 
 const WARN = { LOG_LEVEL: 'warn' }
+const LANE_OFF = 'gateway HIT_LANE=off'
 
 export async function hitPath(s: Settings, resultsDir: URL): Promise<ScenarioReport> {
   const stop: Array<{ stop(): Promise<void> }> = []
@@ -25,10 +26,11 @@ export async function hitPath(s: Settings, resultsDir: URL): Promise<ScenarioRep
     const gwProfile = profileArgs('gateway')
     const ceilingProfile = profileArgs('ceiling')
     // start them side by side: process start-up is most of a quick run
-    const [gw, infoGw, noMetrics, ceiling, base, baseInfo] = await Promise.all([
+    const [gw, infoGw, noMetrics, laneOff, ceiling, base, baseInfo] = await Promise.all([
       startGateway('gateway', upstream, WARN, gwProfile === undefined ? {} : { execArgv: gwProfile }),
       s.profile ? undefined : startGateway('gateway-info', upstream, {}),
       s.profile ? undefined : startGateway('gateway-nometrics', upstream, WARN, { httpMetrics: false }),
+      s.profile ? undefined : startGateway('gateway-lane-off', upstream, { ...WARN, HIT_LANE: 'off' }),
       Child.start('ceiling', 'ceiling', ceilingProfile === undefined ? {} : { execArgv: ceilingProfile }),
       s.baseline === undefined ? undefined : startGateway('gateway-baseline', upstream, WARN, { root: s.baseline }),
       s.baseline === undefined || s.profile ? undefined : startGateway('gateway-baseline-info', upstream, { LOG_LEVEL: 'info' }, { root: s.baseline })
@@ -36,6 +38,7 @@ export async function hitPath(s: Settings, resultsDir: URL): Promise<ScenarioRep
     const gateways: Array<[string, Child]> = [['gateway', gw]]
     if (infoGw !== undefined) gateways.push(['gateway LOG_LEVEL=info', infoGw])
     if (noMetrics !== undefined) gateways.push(['gateway, metrics hook off', noMetrics])
+    if (laneOff !== undefined) gateways.push([LANE_OFF, laneOff])
     if (base !== undefined) gateways.push(['baseline gateway', base])
     if (baseInfo !== undefined) gateways.push(['baseline gateway LOG_LEVEL=info', baseInfo])
     for (const [, g] of gateways) stop.push(g)
@@ -105,6 +108,11 @@ export async function hitPath(s: Settings, resultsDir: URL): Promise<ScenarioRep
       const cost = 1 - (ratio('gateway') as number) / (ratio('gateway, metrics hook off') as number)
       // two candidates that differ by a few plain-number increments: the figure is within this VM's run-to-run noise
       checks.push({ name: 'cost of the http metrics hook, rps', value: fmt.pct(cost), goal: 'for information (noise ±5 %)', met: undefined })
+    }
+    const laneOffRatio = ratio(LANE_OFF)
+    if (gwRatio !== undefined && laneOffRatio !== undefined) {
+      // the same build with every request through Fastify: what the hit lane is worth
+      checks.push({ name: 'the hit lane\'s worth: gateway ÷ gateway HIT_LANE=off, rps', value: fmt.ratio(gwRatio / laneOffRatio), goal: '> 1× (for information)', met: undefined })
     }
     const ngRatio = nginx === undefined ? undefined : ratio(candidates[candidates.length - 1]?.name ?? '')
     if (ngRatio !== undefined) {

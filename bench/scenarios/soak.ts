@@ -1,6 +1,6 @@
 /**
  * 5. Fault soak: mixed hits, misses and live polls through the gateway (default configuration) while the
- * upstream answers 10 % 5xx, hangs 5 % and resets 2 %. Counts crashes, statuses outside the contract, RSS growth.
+ * upstream answers 10 % 5xx, hangs 5 % and resets 2 %. Counts crashes, statuses outside docs/errors.md, RSS growth.
  */
 import type autocannon from 'autocannon'
 import { startGateway, startUpstream, cycling } from '../lib/candidates.js'
@@ -12,7 +12,7 @@ import type { MemoryFacts } from '../servers/ipc.js'
 import type { Faults } from '../servers/upstream.js'
 
 const FAULTS: Faults = { error5xx: 0.1, hang: 0.05, reset: 0.02 }
-/** CONTRACT §4 and §6: every status GET /mj/task/:id/fetch may answer */
+/** docs/http-api.md §2 and docs/errors.md §2: every status GET /mj/task/:id/fetch may answer */
 const CONTRACT_STATUSES = new Set(['200', '304', '400', '401', '404', '429', '502', '504'])
 const HIT_TASKS = 1000
 const SHARE = { hit: 0.5, live: 0.3 } // the rest: misses (unknown ids, never cacheable)

@@ -5,7 +5,7 @@
  */
 import Fastify from 'fastify'
 import { etagOf, JSON_CONTENT_TYPE } from '../../src/cache/task-cache.js'
-import { SECURITY_HEADERS } from '../../src/plugins/hardening.js'
+import { SECURITY_HEADERS } from '../../src/http/security-headers.js'
 import { serveIpc } from './ipc.js'
 
 export interface LoadArg {

@@ -38,6 +38,7 @@ const HANG_LIMIT_MS = 60_000
 const arg = childArg<UpstreamArg>()
 const sim = await startSimulatedUpstream({
   apiKey: arg.apiKey,
+  recordRequests: false,
   ...(arg.stepMs === undefined ? {} : { stepMs: arg.stepMs }),
   ...(arg.latencyMs === undefined ? {} : { latencyMs: arg.latencyMs }),
   ...(arg.latencyJitterMs === undefined ? {} : { latencyJitterMs: arg.latencyJitterMs })

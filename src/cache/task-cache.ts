@@ -33,10 +33,17 @@ class StoredEntry implements Entry, BodyHolder {
 
 const EMPTY = Buffer.alloc(0)
 
+/** Milliseconds since the epoch; tests pass one they move by hand instead of sleeping. */
+export interface Clock {
+  now(): number
+}
+
 export interface TaskCacheOptions {
   maxBytes: number
   staleIfErrorMs: number
   onEvict?: () => void
+  /** the time freshness and expiry are judged by; default Date.now (and lru-cache's own performance.now) */
+  clock?: Clock
 }
 
 /**
@@ -48,11 +55,17 @@ export class TaskCache {
   private readonly bodies = new BodySlabs()
   private readonly flights = new Map<string, Promise<unknown>>()
   private readonly staleIfErrorMs: number
+  /** the current time by the cache's clock: every caller judging freshness asks here */
+  readonly now: () => number
 
   constructor(opts: TaskCacheOptions) {
     this.staleIfErrorMs = opts.staleIfErrorMs
     const onEvict = opts.onEvict
+    const clock = opts.clock
+    this.now = clock === undefined ? Date.now : () => clock.now()
     this.lru = new LRUCache<string, StoredEntry>({
+      // a hand-moved clock is read on every check: lru-cache's 1 ms reuse of the last reading would hide a move
+      ...(clock === undefined ? {} : { perf: clock, ttlResolution: 0 }),
       maxSize: opts.maxBytes,
       sizeCalculation: (e) => e.body.length || 1,
       ttl: 1,
@@ -94,6 +107,13 @@ export class TaskCache {
     return entry
   }
 
+  /** every fresh terminal entry with its life left (copied bodies: the slabs may move them), most recent first */
+  *terminal(now: number): Generator<{ id: string; body: Buffer; ttlMs: number }> {
+    for (const [id, e] of this.lru.entries()) {
+      if (e.terminal && now < e.freshUntil) yield { id, body: Buffer.from(e.body), ttlMs: e.freshUntil - now }
+    }
+  }
+
   delete(key: string): void {
     this.lru.delete(key)
   }
@@ -101,7 +121,7 @@ export class TaskCache {
   /**
    * Single-flight: concurrent callers with one key share one call of `load`.
    * lru-cache's own fetch() coalesces too, but it cannot hand waiters a result it must not store
-   * (another task's body, an upstream 404), and CONTRACT §5.4 coalesces those as well.
+   * (another task's body, an upstream 404), and docs/caching.md §4 coalesces those as well.
    */
   flight<T>(key: string, load: () => Promise<T>): { promise: Promise<T>; leader: boolean } {
     const running = this.flights.get(key) as Promise<T> | undefined

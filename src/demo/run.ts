@@ -12,7 +12,9 @@ const DEMO_CLIENT_KEYS = 'demo:demo-client-token'
 
 const authStyle = process.env.UPSTREAM_AUTH_STYLE === 'mj-api-secret' ? 'mj-api-secret' : 'bearer'
 // tasks submitted through the demo always succeed, so the upscale line after them works; the FAILURE example is made below
-const sim = await startSimulatedUpstream({ apiKey: DEMO_UPSTREAM_KEY, authStyle, failureRatio: 0 })
+// 200 ms per upstream answer, like a real relay: pollers that arrive together visibly share one call (COALESCED)
+const DEMO_UPSTREAM_LATENCY_MS = 200
+const sim = await startSimulatedUpstream({ apiKey: DEMO_UPSTREAM_KEY, authStyle, failureRatio: 0, recordRequests: false, latencyMs: DEMO_UPSTREAM_LATENCY_MS })
 
 let config: Config
 try {
@@ -82,7 +84,10 @@ const lines = [
   '',
   '# a task submitted at start-up that SUCCEEDS ~5 s later: poll it (x-cache MISS, HIT within POLL_CACHE_MS, then the cached terminal)',
   `curl -i ${fetchUrl(live)}${auth}`,
-  `for i in $(seq 1 8); do curl -s -D - ${fetchUrl(live)}${auth} | grep -Eio '^x-cache: [A-Z]+|"status":"[A-Z_]*"|"progress":"[0-9]*%"' | tr '\\n' ' '; echo; sleep 1; done`,
+  // every 0.25 s, well inside POLL_CACHE_MS (1 s): a MISS, then HITs from the poll cache, until SUCCESS is cached for good
+  `for i in $(seq 1 28); do curl -s -D - ${fetchUrl(live)}${auth} | grep -Eio '^x-cache: [A-Z]+|"status":"[A-Z_]*"|"progress":"[0-9]*%"' | tr '\\n' ' '; echo; sleep 0.25; done`,
+  '# three pollers at once on a live task: one MISS, the others COALESCED onto its upstream call (or all HIT within POLL_CACHE_MS)',
+  `for n in 1 2 3; do curl -s -o /dev/null -D - ${fetchUrl(stuck)}${auth} | grep -i '^x-cache' & done; wait`,
   '',
   '# a task that will end in FAILURE, and one that stays IN_PROGRESS forever',
   `curl -i ${fetchUrl(failing)}${auth}`,
@@ -104,7 +109,7 @@ if (submitOn) {
   lines.push(
     '# submit a new task through the gateway, then poll its id until it is finished and served from the cache (x-cache: HIT)',
     `ID=$(curl -s -X POST ${base}/mj/submit/imagine${auth} -H 'content-type: application/json' -d '{"prompt":"a lighthouse at dusk --v 6.1"}' | sed -E 's/.*"result":"([^"]+)".*/\\1/'); echo "task $ID"`,
-    `for i in $(seq 1 8); do curl -s -D - ${base}/mj/task/$ID/fetch${auth} | grep -Eio '^x-cache: [A-Z]+|"status":"[A-Z_]*"|"progress":"[0-9]*%"' | tr '\\n' ' '; echo; sleep 1; done`,
+    `for i in $(seq 1 28); do curl -s -D - ${base}/mj/task/$ID/fetch${auth} | grep -Eio '^x-cache: [A-Z]+|"status":"[A-Z_]*"|"progress":"[0-9]*%"' | tr '\\n' ' '; echo; sleep 0.25; done`,
     '',
     '# once it SUCCEEDED: upscale image 1 (submit/action with a button customId), and read its seed',
     `CUSTOM=$(curl -s ${base}/mj/task/$ID/fetch${auth} | grep -o 'MJ::JOB::upsample::1::[^"]*'); curl -s -X POST ${base}/mj/submit/action${auth} -H 'content-type: application/json' -d "{\\"taskId\\":\\"$ID\\",\\"customId\\":\\"$CUSTOM\\"}"; echo`,

@@ -1,14 +1,26 @@
 /**
- * A realistic fake of the Midjourney task API (midjourney-proxy as relayed by QuickRouter),
- * on node:http only. Used by `npm run demo`, by tests and by the benchmark.
+ * The one fake of the Midjourney task API (midjourney-proxy as relayed by QuickRouter), on node:http only.
+ * Used by `npm run demo`, by the benchmark and by every test that needs an upstream.
  *
- * Tasks move through NOT_START → SUBMITTED → IN_PROGRESS ("0%".."99%") → SUCCESS | FAILURE
- * by the time elapsed since submission, one `stepMs` per stage. Bodies are shaped exactly like
- * the upstream's documented example (QuickRouter fills unset numbers with 0 and strings with "").
+ * Realistic by default: tasks move through NOT_START → SUBMITTED → IN_PROGRESS ("0%".."99%") → SUCCESS | FAILURE
+ * by the time elapsed since submission, one `stepMs` per stage; submits answer {code: 1, result: id}; list,
+ * list-by-condition and image-seed answer from the same tasks. Bodies are shaped like the upstream's documented
+ * example (QuickRouter fills unset numbers with 0 and strings with "").
+ *
+ * Scriptable per test: every request is counted (per route too) and recorded with its complete body; the oldest
+ * enqueued one-shot Behavior answers it if any, else the handler, else (handler absent or answering undefined)
+ * the simulation. Behaviors: a JSON or raw answer with any status (optionally delayed), hang, reset, reset in
+ * mid-body, a huge or dripping body, an echo of the request, or the simulation's own answer.
+ *
+ *   const up = await startSimulatedUpstream()
+ *   up.enqueue({ kind: 'json', status: 503, body: { error: 'busy' } })   // first call only
+ *   up.setHandler((req) => ({ kind: 'json', body: taskBody(idFromUrl(req.url) ?? 'x', 'SUCCESS') }))
+ *
+ * New routes (image bytes, pushes) go into `routeKey` and `simulate`, and are scriptable like the rest.
  */
-import { createHmac } from 'node:crypto'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createHash, createHmac } from 'node:crypto'
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
 
 export interface SimulatedUpstreamOptions {
   /** listen address; default 127.0.0.1 */
@@ -35,6 +47,12 @@ export interface SimulatedUpstreamOptions {
   latencyJitterMs?: number
   /** request bodies larger than this are answered 413; default 25 MiB */
   maxBodyBytes?: number
+  /** a fetch of an id never submitted answers a SUCCESS task with that id (taskBody) instead of null; default false */
+  inventUnknownTasks?: boolean
+  /** answers every request the queue does not; undefined from it means the simulation answers */
+  handler?: Handler
+  /** keep every request in `requests` (tests); false keeps only counts and the last one (demo, benchmark); default true */
+  recordRequests?: boolean
 }
 
 export interface SimulatedUpstreamStats {
@@ -43,23 +61,79 @@ export interface SimulatedUpstreamStats {
   byRoute: Record<string, number>
 }
 
-export interface SimulatedRequest {
+export interface RecordedRequest {
   readonly method: string
+  /** path and query, as sent */
+  readonly url: string
+  /** the url without its query */
   readonly path: string
-  readonly headers: Readonly<Record<string, string | string[] | undefined>>
+  /** the stats key, e.g. 'GET /mj/task/:id/fetch' */
+  readonly route: string
+  readonly headers: IncomingHttpHeaders
+  /** the complete body (up to maxBodyBytes) */
+  readonly body: Buffer
 }
+
+/** @deprecated the same as RecordedRequest */
+export type SimulatedRequest = RecordedRequest
+
+export type Behavior =
+  /** JSON.stringify(body) (an `undefined` body sends an empty body); default status 200 */
+  | { kind: 'json'; status?: number; body: unknown; headers?: Record<string, string>; delayMs?: number }
+  /** exactly these bytes (garbage included); default status 200, default content-type application/json */
+  | { kind: 'raw'; status?: number; body: string | Buffer; headers?: Record<string, string>; delayMs?: number }
+  /** the request as received, as JSON {method, url, headers, body} (body as UTF-8 text); default status 200 */
+  | { kind: 'echo'; status?: number; delayMs?: number }
+  /** what the simulation answers (after the configured latency) */
+  | { kind: 'simulate' }
+  /** read the request, never answer (until close()) */
+  | { kind: 'hang' }
+  /** destroy the socket (TCP RST) without answering */
+  | { kind: 'reset' }
+  /** send headers with a content-length larger than what is sent, then part of the body, then close the socket */
+  | { kind: 'reset-mid-body'; status?: number; partial?: string }
+  /**
+   * a JSON object body (a task object plus a `padding` string) of exactly `bytes` bytes when `bytes`
+   * is at least the size of the bare task object (about 2 KB; else that bare object), streamed in
+   * 64 KiB writes with backpressure; with `chunked` there is no content-length
+   */
+  | { kind: 'huge'; bytes: number; status?: number; chunked?: boolean }
+  /**
+   * the body dripped `chunkBytes` bytes (default 1) every `chunkDelayMs`, the first piece right after
+   * the headers; the headers carry the full content-length, default status 200
+   */
+  | { kind: 'slow-body'; body: string; chunkDelayMs: number; chunkBytes?: number; status?: number }
+
+/** `callIndex` is the 0-based index of the request among all since start (or the last reset()), queued ones included */
+export type Handler = (req: RecordedRequest, callIndex: number) => Behavior | undefined
 
 export interface SimulatedUpstream {
   /** http://host:port (origin, no trailing slash) */
   readonly url: string
   readonly port: number
+  /** counts since start or the last reset() */
   readonly stats: SimulatedUpstreamStats
-  /** the most recent request as received (headers included), to prove what a gateway forwards */
-  readonly lastRequest: SimulatedRequest | undefined
+  /** the most recent request as received (headers and body included), to prove what a gateway forwards */
+  readonly lastRequest: RecordedRequest | undefined
+  /** total requests received since start or the last reset(), counted on arrival */
+  readonly calls: number
+  /** every complete request, in order (with recordRequests, the default) */
+  readonly requests: readonly RecordedRequest[]
+  /** recorded requests whose url (path + query) starts with the prefix */
+  callsTo(pathPrefix: string): number
+  /** the handler for every request not served from the queue (undefined: the simulation answers) */
+  setHandler(h: Handler | undefined): void
+  /** one-shot behaviours, used first-in first-out before the handler */
+  enqueue(...b: Behavior[]): void
+  /** clears counters, recorded requests and the queue; the handler goes back to the one given at start. Tasks stay. */
+  reset(): void
+  /** from now on every simulated answer needs this key (per `authStyle`); undefined accepts any request */
+  requireKey(apiKey: string | undefined, authStyle?: 'bearer' | 'mj-api-secret'): void
   /** creates an IMAGINE task submitted now; returns its id. `never` stays IN_PROGRESS forever */
   createTask(opts?: { prompt?: string; outcome?: 'SUCCESS' | 'FAILURE' | 'never'; bodyPadBytes?: number }): string
   /** creates an IMAGINE task that is already terminal; returns its id */
   finishedTask(opts?: { outcome?: 'SUCCESS' | 'FAILURE'; bodyPadBytes?: number }): string
+  /** ends hanging and in-progress responses, destroys every socket, clears timers; idempotent */
   close(): Promise<void>
 }
 
@@ -213,13 +287,22 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
   const latencyMs = opts.latencyMs ?? 0
   const jitterMs = opts.latencyJitterMs ?? 0
   const maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY
-  const authStyle = opts.authStyle ?? 'bearer'
-  const apiKey = opts.apiKey
+  let authStyle = opts.authStyle ?? 'bearer'
+  let apiKey = opts.apiKey
+  const inventUnknown = opts.inventUnknownTasks ?? false
+  const startHandler = opts.handler
+  const recordRequests = opts.recordRequests ?? true
 
   const tasks = new Map<string, TaskRecord>()
   const stats: SimulatedUpstreamStats = { requests: 0, byRoute: {} }
   const timers = new Set<NodeJS.Timeout>()
-  let lastRequest: SimulatedRequest | undefined
+  const sockets = new Set<Socket>()
+  let lastRequest: RecordedRequest | undefined
+  let handler = startHandler
+  let queue: Behavior[] = []
+  let requests: RecordedRequest[] = []
+  let calls = 0
+  let closing: Promise<void> | undefined
   let sequence = 0
 
   const randInt = (below: number): number => Math.min(below - 1, Math.floor(random() * below))
@@ -359,37 +442,27 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
     result: t.id
   })
 
-  const authorized = (req: IncomingMessage): boolean => {
+  const authorized = (headers: IncomingHttpHeaders): boolean => {
     if (apiKey === undefined) return true
-    if (authStyle === 'mj-api-secret') return req.headers['mj-api-secret'] === apiKey
-    const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')
+    if (authStyle === 'mj-api-secret') return headers['mj-api-secret'] === apiKey
+    const m = /^Bearer\s+(.+)$/i.exec(headers.authorization ?? '')
     return m?.[1] === apiKey
   }
 
-  const readBody = (req: IncomingMessage): Promise<Record<string, unknown>> =>
-    new Promise((resolve, reject) => {
-      const chunks: Buffer[] = []
-      let size = 0
-      req.on('data', (chunk: Buffer) => {
-        size += chunk.length
-        // past the cap, keep draining (so the client can read the answer) but keep nothing
-        if (size <= maxBodyBytes) chunks.push(chunk)
-      })
-      req.on('error', reject)
-      req.on('end', () => {
-        if (size > maxBodyBytes) return reject(new BadRequest(413, failBody(4, 'request body too large')))
-        const text = Buffer.concat(chunks).toString('utf8')
-        if (text.trim() === '') return resolve({})
-        let parsed: unknown
-        try {
-          parsed = JSON.parse(text)
-        } catch {
-          return reject(new BadRequest(400, failBody(4, 'invalid JSON body')))
-        }
-        if (!isObject(parsed)) return reject(new BadRequest(400, failBody(4, 'body must be a JSON object')))
-        resolve(parsed)
-      })
-    })
+  /** a POST body as the upstream reads it: empty is {}, anything but a JSON object is a 400 */
+  const jsonBody = (rec: RecordedRequest, tooLarge: boolean): Record<string, unknown> => {
+    if (tooLarge) throw new BadRequest(413, failBody(4, 'request body too large'))
+    const text = rec.body.toString('utf8')
+    if (text.trim() === '') return {}
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      throw new BadRequest(400, failBody(4, 'invalid JSON body'))
+    }
+    if (!isObject(parsed)) throw new BadRequest(400, failBody(4, 'body must be a JSON object'))
+    return parsed
+  }
 
   const submit = (kind: string, body: Record<string, unknown>): [number, unknown] => {
     const prompt = typeof body.prompt === 'string' ? body.prompt : ''
@@ -416,13 +489,17 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
     return [200, submitted(addTask({ action, prompt }))]
   }
 
-  const handle = async (req: IncomingMessage, path: string, route: string): Promise<[number, unknown]> => {
-    if (!authorized(req)) return [401, { code: 401, description: 'invalid api key' }]
+  /** the simulation's answer: status and payload */
+  const simulate = (rec: RecordedRequest, tooLarge: boolean): [number, unknown] => {
+    if (!authorized(rec.headers)) return [401, { code: 401, description: 'invalid api key' }]
     const now = clock()
+    const { path, route } = rec
     switch (route) {
       case 'GET /mj/task/:id/fetch': {
-        const task = tasks.get(decodeSegment(path))
-        return [200, task ? new RawJson(taskJson(task, now)) : null]
+        const id = decodeSegment(path)
+        const task = tasks.get(id)
+        if (task === undefined) return [200, inventUnknown ? taskBody(id, 'SUCCESS') : null]
+        return [200, new RawJson(taskJson(task, now))]
       }
       case 'GET /mj/task/:id/image-seed': {
         const task = tasks.get(decodeSegment(path))
@@ -432,7 +509,7 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
       case 'GET /mj/task/list':
         return [200, new RawJson(`[${[...tasks.values()].map((t) => taskJson(t, now)).join(',')}]`)]
       case 'POST /mj/task/list-by-condition': {
-        const body = await readBody(req)
+        const body = jsonBody(rec, tooLarge)
         const wanted = new Set(Array.isArray(body.ids) ? body.ids.filter((x): x is string => typeof x === 'string') : [])
         const found = [...tasks.values()].filter((t) => wanted.has(t.id))
         return [200, new RawJson(`[${found.map((t) => taskJson(t, now)).join(',')}]`)]
@@ -441,44 +518,172 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
         return [404, { timestamp: new Date(now).toISOString(), status: 404, error: 'Not Found', path }]
       default:
         // every remaining route is POST /mj/submit/<kind>
-        return submit(route.slice('POST /mj/submit/'.length), await readBody(req))
+        return submit(route.slice('POST /mj/submit/'.length), jsonBody(rec, tooLarge))
     }
   }
 
-  const send = (res: ServerResponse, status: number, payload: unknown): void => {
-    const body = payload instanceof RawJson ? payload.json : JSON.stringify(payload)
-    const write = (): void => {
-      if (res.destroyed) return
-      res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) })
-      res.end(body)
-    }
-    const delay = jitterMs > 0 ? Math.max(0, latencyMs + (random() * 2 - 1) * jitterMs) : latencyMs
-    if (delay <= 0) return write()
+  /** a timer that close() clears; `fn` is skipped when the response is already gone */
+  const later = (ms: number, res: ServerResponse, fn: () => void): void => {
     const timer = setTimeout(() => {
       timers.delete(timer)
-      write()
-    }, delay)
+      if (!res.destroyed && closing === undefined) fn()
+    }, Math.max(0, ms))
     timers.add(timer)
   }
 
+  /** writes a complete answer, after delayMs when given */
+  const answer = (res: ServerResponse, status: number, headers: OutgoingHttpHeaders, body: Buffer, delayMs: number): void => {
+    const write = (): void => {
+      res.writeHead(status, { 'content-length': body.length, ...headers })
+      res.end(body)
+    }
+    if (delayMs > 0) later(delayMs, res, write)
+    else write()
+  }
+
+  const sendSimulated = (res: ServerResponse, rec: RecordedRequest, tooLarge: boolean): void => {
+    let status: number
+    let payload: unknown
+    try {
+      ;[status, payload] = simulate(rec, tooLarge)
+    } catch (err) {
+      // BadRequest is the only error the simulation throws
+      ;[status, payload] = [(err as BadRequest).status, (err as BadRequest).body]
+    }
+    const body = Buffer.from(payload instanceof RawJson ? payload.json : JSON.stringify(payload), 'utf8')
+    const delay = jitterMs > 0 ? Math.max(0, latencyMs + (random() * 2 - 1) * jitterMs) : latencyMs
+    answer(res, status, { 'content-type': JSON_TYPE }, body, delay)
+  }
+
+  const serve = (rec: RecordedRequest, tooLarge: boolean, b: Behavior, req: IncomingMessage, res: ServerResponse): void => {
+    switch (b.kind) {
+      case 'simulate':
+        return sendSimulated(res, rec, tooLarge)
+      case 'json':
+      case 'raw': {
+        let body: Buffer
+        if (b.kind === 'json') {
+          const text = JSON.stringify(b.body) as string | undefined
+          body = Buffer.from(text ?? '', 'utf8')
+        } else {
+          body = typeof b.body === 'string' ? Buffer.from(b.body, 'utf8') : b.body
+        }
+        const headers = withHeaders({ 'content-type': JSON_TYPE, 'content-length': body.length }, b.headers)
+        return answer(res, b.status ?? 200, headers, body, b.delayMs ?? 0)
+      }
+      case 'echo': {
+        const echo = { method: rec.method, url: rec.url, headers: rec.headers, body: rec.body.toString('utf8') }
+        return answer(res, b.status ?? 200, { 'content-type': JSON_TYPE }, Buffer.from(JSON.stringify(echo), 'utf8'), b.delayMs ?? 0)
+      }
+      case 'hang':
+        return
+      case 'reset':
+        req.socket.resetAndDestroy()
+        return
+      case 'reset-mid-body': {
+        const partial = Buffer.from(
+          b.partial ?? `{"id":${JSON.stringify(idFromUrl(rec.url) ?? 'x')},"action":"IMAGINE","status":"SUCC`,
+          'utf8'
+        )
+        res.writeHead(b.status ?? 200, { 'content-type': JSON_TYPE, 'content-length': partial.length + 4096 })
+        res.write(partial, () => {
+          // the bytes are with the kernel; close (FIN, not RST, so the client surely reads them first)
+          later(25, res, () => req.socket.destroy())
+        })
+        return
+      }
+      case 'huge': {
+        const id = idFromUrl(rec.url) ?? 'huge'
+        const bare = JSON.stringify({ ...taskBody(id, 'SUCCESS'), padding: '' })
+        // bare ends with `"padding":""}`: split it before the closing `"}`
+        const head = Buffer.from(bare.slice(0, -2), 'utf8')
+        const tail = Buffer.from('"}', 'utf8')
+        let remaining = Math.max(0, Math.floor(b.bytes) - head.length - tail.length)
+        const total = head.length + remaining + tail.length
+        const headers: OutgoingHttpHeaders = { 'content-type': JSON_TYPE }
+        if (!b.chunked) headers['content-length'] = total
+        res.writeHead(b.status ?? 200, headers)
+        res.write(head)
+        const block = Buffer.alloc(64 * 1024, 'x')
+        const pump = (): void => {
+          while (remaining > 0) {
+            const n = Math.min(remaining, block.length)
+            remaining -= n
+            if (!res.write(n === block.length ? block : block.subarray(0, n))) {
+              res.once('drain', pump)
+              return
+            }
+          }
+          if (!res.destroyed) res.end(tail)
+        }
+        pump()
+        return
+      }
+      case 'slow-body': {
+        const body = Buffer.from(b.body, 'utf8')
+        const step = Math.max(1, Math.floor(b.chunkBytes ?? 1))
+        res.writeHead(b.status ?? 200, { 'content-type': JSON_TYPE, 'content-length': body.length })
+        let offset = 0
+        const drip = (): void => {
+          const piece = body.subarray(offset, offset + step)
+          offset += piece.length
+          if (offset >= body.length) {
+            res.end(piece)
+            return
+          }
+          res.write(piece)
+          later(b.chunkDelayMs, res, drip)
+        }
+        if (body.length === 0) res.end()
+        else drip()
+        return
+      }
+    }
+  }
+
   const server = createServer((req, res) => {
+    req.on('error', () => {})
+    res.on('error', () => {})
     // a server-side request always has both
     const method = req.method as string
-    const path = (req.url as string).split('?')[0] as string
+    const url = req.url as string
+    const path = url.split('?')[0] as string
     const route = routeKey(method, path)
+    // counted on arrival (a call made is a call, even if its body never arrives); recorded once complete
+    const callIndex = calls++
     stats.requests++
     stats.byRoute[route] = (stats.byRoute[route] ?? 0) + 1
-    lastRequest = { method, path, headers: { ...req.headers } }
-    handle(req, path, route).then(
-      ([status, payload]) => send(res, status, payload),
-      (err: unknown) => {
-        if (err instanceof BadRequest) send(res, err.status, err.body)
-        else send(res, 500, failBody(9, 'internal error'))
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      // past the cap, keep draining (so the client can read the answer) but keep nothing
+      if (size <= maxBodyBytes) chunks.push(chunk)
+    })
+    // close() destroys every socket, so no request completes once closing has begun
+    req.on('end', () => {
+      const rec: RecordedRequest = { method, url, path, route, headers: req.headers, body: Buffer.concat(chunks) }
+      lastRequest = rec
+      if (recordRequests) requests.push(rec)
+      let b: Behavior | undefined
+      try {
+        b = queue.shift() ?? handler?.(rec, callIndex)
+      } catch (err) {
+        // a throwing handler fails its test with a readable answer instead of a hang
+        const message = err instanceof Error ? err.message : String(err)
+        b = { kind: 'json', status: 500, body: { error: 'simulated upstream handler threw', message } }
       }
-    )
+      serve(rec, size > maxBodyBytes, b ?? SIMULATE, req, res)
+    })
   })
+  // never let the server's own timers end a hanging request; only close() does
+  server.requestTimeout = 0
+  server.headersTimeout = 0
   server.keepAliveTimeout = 60_000
-  server.headersTimeout = 65_000
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+  })
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
@@ -497,6 +702,33 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
     get lastRequest() {
       return lastRequest
     },
+    get calls() {
+      return calls
+    },
+    get requests() {
+      return requests
+    },
+    callsTo(pathPrefix) {
+      return requests.filter((r) => r.url.startsWith(pathPrefix)).length
+    },
+    setHandler(h) {
+      handler = h
+    },
+    enqueue(...b) {
+      queue.push(...b)
+    },
+    reset() {
+      calls = 0
+      requests = []
+      queue = []
+      handler = startHandler
+      stats.requests = 0
+      stats.byRoute = {}
+    },
+    requireKey(key, style) {
+      apiKey = key
+      authStyle = style ?? 'bearer'
+    },
     createTask(o = {}) {
       return addTask({ action: 'IMAGINE', prompt: o.prompt ?? 'a lighthouse on a cliff at dusk --v 6.1', outcome: o.outcome, bodyPadBytes: o.bodyPadBytes }).id
     },
@@ -507,14 +739,25 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
       return addTask({ action: 'IMAGINE', prompt: 'pig --v 6.1', outcome, bodyPadBytes: o.bodyPadBytes, submitTime }).id
     },
     close() {
-      for (const timer of timers) clearTimeout(timer)
-      timers.clear()
-      return new Promise<void>((resolve) => {
+      closing ??= new Promise<void>((resolve) => {
+        for (const timer of timers) clearTimeout(timer)
+        timers.clear()
         server.close(() => resolve())
         server.closeAllConnections()
+        for (const socket of sockets) socket.destroy()
+        sockets.clear()
       })
+      return closing
     }
   }
+}
+
+const SIMULATE: Behavior = { kind: 'simulate' }
+
+function withHeaders(base: OutgoingHttpHeaders, extra: Record<string, string> | undefined): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = { ...base }
+  for (const [k, v] of Object.entries(extra ?? {})) out[k.toLowerCase()] = v
+  return out
 }
 
 /** the `:id` segment of /mj/task/:id/... ; an undecodable id is simply unknown */
@@ -524,5 +767,92 @@ function decodeSegment(path: string): string {
     return decodeURIComponent(raw)
   } catch {
     return raw
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixed task bodies for tests that script answers by hand
+
+/** lowercase hex of a Unix time in seconds, at least 8 digits (Discord's `ex=` / `is=` format) */
+function hexSeconds(unixSeconds: number): string {
+  return Math.max(0, Math.floor(unixSeconds)).toString(16).padStart(8, '0')
+}
+
+function sha256Hex(s: string): string {
+  return createHash('sha256').update(s).digest('hex')
+}
+
+/** a stable uuid-shaped job hash derived from a task id (as Midjourney's button customIds carry) */
+function jobHash(id: string): string {
+  const h = sha256Hex(`job:${id}`)
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`
+}
+
+function discordImageUrl(hash: string, unixSeconds: number): string {
+  const ex = hexSeconds(unixSeconds)
+  const is = hexSeconds(unixSeconds - 86_400)
+  const hm = sha256Hex(`${hash}:${ex}`)
+  return (
+    'https://cdn.discordapp.com/attachments/1300842274347028520/1302547211321741343/' +
+    `fake_user_pig_${hash}.png?ex=${ex}&is=${is}&hm=${hm}&`
+  )
+}
+
+/** a Discord-style signed CDN URL whose `ex=` parameter is `unixSeconds` in hex */
+export function imageUrlExpiringAt(unixSeconds: number): string {
+  return discordImageUrl(jobHash(String(unixSeconds)), unixSeconds)
+}
+
+const TERMINAL = new Set(['SUCCESS', 'FAILURE', 'CANCEL'])
+
+/**
+ * A task object shaped like the upstream's example. Deterministic for a given (id, status) except
+ * that a SUCCESS imageUrl expires (ex=) 24 h after the current second. Terminal statuses carry
+ * progress '100%' (SUCCESS) or '0%' and a finishTime; FAILURE has a failReason and an empty
+ * imageUrl; non-terminal statuses have progress '42%', finishTime 0 and an empty imageUrl.
+ * `overrides` are shallow-merged last.
+ */
+export function taskBody(id: string, status: string, overrides?: Record<string, unknown>): Record<string, unknown> {
+  const hash = jobHash(id)
+  const terminal = TERMINAL.has(status)
+  const prompt = 'pig --v 6.1'
+  const submitTime = 1_730_621_826_053
+  return {
+    id,
+    action: 'IMAGINE',
+    customId: '',
+    botType: '',
+    prompt,
+    promptEn: prompt,
+    description: 'Submit success',
+    state: '',
+    submitTime,
+    startTime: status === 'NOT_START' || status === 'SUBMITTED' || status === '' ? 0 : submitTime + 1_971,
+    finishTime: terminal ? submitTime + 29_764 : 0,
+    imageUrl: status === 'SUCCESS' ? discordImageUrl(hash, Math.floor(Date.now() / 1000) + 86_400) : '',
+    status,
+    progress: status === 'SUCCESS' ? '100%' : terminal ? '0%' : '42%',
+    failReason: status === 'FAILURE' ? 'Banned prompt detected' : '',
+    buttons: status === 'SUCCESS' ? gridButtons(hash) : [],
+    maskBase64: '',
+    properties: { finalPrompt: prompt, finalZhPrompt: '' },
+    ...overrides
+  }
+}
+
+/** the (URI-decoded) id of a `/mj/task/:id/fetch` path or URL (query ignored), else undefined */
+export function idFromUrl(url: string): string | undefined {
+  let path: string
+  try {
+    path = new URL(url, 'http://fake.invalid').pathname
+  } catch {
+    return undefined
+  }
+  const m = /^\/mj\/task\/([^/]+)\/fetch$/.exec(path)
+  if (!m?.[1]) return undefined
+  try {
+    return decodeURIComponent(m[1])
+  } catch {
+    return m[1]
   }
 }

@@ -1,13 +1,17 @@
 import { STATUS_CODES } from 'node:http'
 import createError from '@fastify/error'
 import type { FastifyError, FastifyInstance } from 'fastify'
+import { TASK_ID_PATTERN } from '../tasks/task-id.js'
 
-export const BadTaskIdError = createError('MJGW_BAD_TASK_ID', 'task id must match ^[A-Za-z0-9_-]{1,64}$', 400)
+// what the client asked wrongly
+export const BadTaskIdError = createError('MJGW_BAD_TASK_ID', `task id must match ${TASK_ID_PATTERN}`, 400)
 export const UnauthorizedError = createError('MJGW_UNAUTHORIZED', 'missing or invalid client token', 401)
 export const RateLimitedError = createError('MJGW_RATE_LIMITED', 'rate limit exceeded, retry in %s', 429)
 export const BadRequestError = createError('MJGW_BAD_REQUEST', '%s', 400)
 export const UriTooLongError = createError('MJGW_URI_TOO_LONG', 'request URL longer than %s bytes', 414)
 export const HeadersTooLargeError = createError('MJGW_HEADERS_TOO_LARGE', 'more than %s request headers', 431)
+
+// what the gateway or its upstream could not do
 export const OverloadedError = createError('MJGW_OVERLOADED', 'gateway overloaded, retry later', 503)
 export const QuotaExceededError = createError('MJGW_QUOTA_EXCEEDED', 'daily submit quota of %s reached, retry after 00:00 UTC', 429)
 export const TaskNotFoundError = createError('MJGW_TASK_NOT_FOUND', 'task %s not found upstream', 404)

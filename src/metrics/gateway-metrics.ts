@@ -1,7 +1,12 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { VERSION } from '../process/build-info.js'
 
 export type LookupResult = 'hit' | 'miss' | 'coalesced' | 'stale' | 'hit_shared'
 export type UpstreamOutcome = 'ok' | 'http_4xx' | 'http_5xx' | 'timeout' | 'error'
+
+/** why a value read from Redis was refused (src/redis/shared-tier.ts) */
+export const REDIS_REJECT_REASONS = ['foreign', 'not_terminal', 'not_live', 'bad', 'expired'] as const
+export type RedisRejectReason = (typeof REDIS_REJECT_REASONS)[number]
 
 const LOOKUP_RESULTS: readonly LookupResult[] = ['hit', 'miss', 'coalesced', 'stale']
 const UPSTREAM_OUTCOMES: readonly UpstreamOutcome[] = ['ok', 'http_4xx', 'http_5xx', 'timeout', 'error']
@@ -50,7 +55,11 @@ interface ExportedValue {
   metricName: string
 }
 
-/** prom-client's Histogram, its values read from HttpSeries when scraped rather than observed one by one. */
+/**
+ * prom-client's Histogram, its values read from HttpSeries when scraped rather than observed one by one. It overrides
+ * getForPromString, an internal the registry renders through: prom-client is pinned to an exact version for it, and
+ * test/prom-client-seam.test.ts fails if an upgrade changes that.
+ */
 class SeriesHistogram extends Histogram<HttpLabel> {
   private readonly metricName: string
   private readonly metricHelp: string
@@ -86,7 +95,7 @@ export interface CacheGauges {
   bytes(): number
 }
 
-/** Every instrument of CONTRACT §7, on a registry of its own (tests build several apps in one process). */
+/** Every instrument of docs/metrics.md, on a registry of its own (tests build several apps in one process). */
 export class GatewayMetrics {
   readonly registry = new Registry()
   readonly httpRequests: Counter<HttpLabel>
@@ -97,6 +106,8 @@ export class GatewayMetrics {
   readonly upstreamDuration: Histogram<'outcome'>
   readonly upstreamInflight: Gauge
   readonly redisUp: Gauge | undefined
+  /** values read from Redis and refused (a miss); only with REDIS_URL */
+  readonly redisRejected: Counter<'reason'> | undefined
   /** cache lookups counted on the request path, handed to prom-client when scraped */
   private readonly lookups: Record<LookupResult, number> = { hit: 0, miss: 0, coalesced: 0, stale: 0, hit_shared: 0 }
   /** route → its series, one per method and status */
@@ -108,7 +119,7 @@ export class GatewayMetrics {
   /** `client\0route\0status` → requests answered, handed to prom-client when scraped (the hit lane counts here too) */
   private readonly clientCounts = new Map<string, { labels: Record<'client' | 'route' | 'status_code', string>; n: number; counted: number }>()
 
-  constructor(opts: { cache: CacheGauges; redis: boolean }) {
+  constructor(opts: { cache: CacheGauges; redis: boolean; logLinesDropped?: () => number }) {
     const registers = [this.registry]
     const results: LookupResult[] = opts.redis ? [...LOOKUP_RESULTS, 'hit_shared'] : [...LOOKUP_RESULTS]
     collectDefaultMetrics({ register: this.registry })
@@ -119,8 +130,9 @@ export class GatewayMetrics {
       labelNames: ['method', 'route', 'status_code'],
       registers,
       collect() {
+        // every series made so far, at zero too (routes' series are made when the route is: README "Metrics")
         for (const s of allSeries()) {
-          if (s.count > s.counted) this.inc(s.labels, s.count - s.counted)
+          this.inc(s.labels, s.count - s.counted)
           s.counted = s.count
         }
       }
@@ -189,9 +201,36 @@ export class GatewayMetrics {
       help: 'Upstream attempts under way',
       registers
     })
+    const logLinesDropped = opts.logLinesDropped ?? ((): number => 0)
+    let droppedCounted = 0
+    new Counter({
+      name: 'mj_gateway_log_lines_dropped_total',
+      help: 'Log lines dropped because stdout was closed or its reader fell behind (logging never blocks serving)',
+      registers,
+      collect() {
+        const dropped = logLinesDropped()
+        this.inc(dropped - droppedCounted)
+        droppedCounted = dropped
+      }
+    })
     this.redisUp = opts.redis
       ? new Gauge({ name: 'mj_gateway_redis_up', help: '1 while the shared Redis tier answers', registers })
       : undefined
+    new Gauge({
+      name: 'mj_gateway_build_info',
+      help: 'Always 1: the running gateway version and Node.js version as labels',
+      labelNames: ['version', 'node_version'],
+      registers
+    }).set({ version: VERSION, node_version: process.version }, 1)
+    this.redisRejected = opts.redis
+      ? new Counter({
+          name: 'mj_gateway_redis_values_rejected_total',
+          help: 'Values read from Redis that failed the local caching rules (treated as misses), by reason',
+          labelNames: ['reason'],
+          registers
+        })
+      : undefined
+    for (const reason of REDIS_REJECT_REASONS) this.redisRejected?.inc({ reason }, 0)
 
     const clientCounts = this.clientCounts
     new Counter({

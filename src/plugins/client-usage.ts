@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { ClientKeyTable } from '../clients/client-keys.js'
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
-import { clientOf } from './client-auth.js'
+import { clientOf } from '../clients/identity.js'
 
 export interface ClientUsageOptions {
   table: ClientKeyTable

@@ -1,33 +1,29 @@
 import fp from 'fastify-plugin'
-import cors from '@fastify/cors'
 import type { FastifyInstance } from 'fastify'
+import type { CorsPolicy } from '../http/cors.js'
+import { replyHeaders, type HeaderList } from '../http/header-list.js'
 
 export interface CorsPluginOptions {
-  /** exact origins (scheme://host[:port]); never '*' (config refuses it) */
-  origins: readonly string[]
+  policy: CorsPolicy
 }
 
-/** Headers a browser frontend sends to the gateway and may read back from it. */
-const ALLOWED_HEADERS = ['authorization', 'mj-api-secret', 'content-type', 'if-none-match']
-export const CORS_EXPOSED_HEADERS: readonly string[] = ['etag', 'x-cache', 'x-cache-hits', 'retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset']
-
 /**
- * CORS_ORIGINS: an allowed origin is echoed back (with `vary: origin`); any other origin gets no CORS
- * header at all, and its preflight is not answered. Tokens travel in headers, not cookies, so no credentials mode.
- * Registered before auth: a preflight carries no token and is answered in onRequest, before the auth check.
+ * CORS_ORIGINS on every route of the scope (src/http/cors.ts says which headers; the hit lane sends the same). Its
+ * hook runs first in the scope: a preflight carries no token and is answered here, before the rate limit and auth.
  */
-async function corsPlugin(app: FastifyInstance, { origins }: CorsPluginOptions): Promise<void> {
-  const allowed = new Set(origins)
-  await app.register(cors, {
-    origin: (origin, callback) => callback(null, origin !== undefined && allowed.has(origin)),
-    methods: ['GET', 'HEAD', 'POST'],
-    allowedHeaders: ALLOWED_HEADERS,
-    exposedHeaders: [...CORS_EXPOSED_HEADERS],
-    credentials: false,
-    maxAge: 600,
-    // a malformed preflight falls through to the routes (404 or 401 in the contract's shape), not a text/plain 400
-    strictPreflight: false
+async function corsPlugin(app: FastifyInstance, { policy }: CorsPluginOptions): Promise<void> {
+  app.addHook('onRequest', (request, reply, done) => {
+    const headers: HeaderList = []
+    const origin = request.headers.origin
+    policy.responseHeaders(origin, headers)
+    const preflight = request.method === 'OPTIONS' && policy.preflightHeaders(origin, headers)
+    replyHeaders(reply, headers)
+    if (!preflight) return done()
+    // Safari waits for a body on a 204 without content-length: 0
+    void reply.code(204).header('content-length', '0').send()
   })
+  // Routes OPTIONS to this scope, so its hook sees preflights; one from an origin not allowed ends here.
+  app.options('*', (_request, reply) => reply.callNotFound())
 }
 
 export default fp(corsPlugin, { name: 'mj-cors', fastify: '5.x' })

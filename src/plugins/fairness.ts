@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { ClientKeyTable } from '../clients/client-keys.js'
 import type { ClientInflight, SubmitBytes } from '../clients/client-inflight.js'
 import { OverloadedError, RateLimitedError } from '../http/errors.js'
-import { clientOf } from './client-auth.js'
+import { clientOf } from '../clients/identity.js'
 
 export interface FairnessOptions {
   table: ClientKeyTable

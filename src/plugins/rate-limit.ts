@@ -1,29 +1,34 @@
 import fp from 'fastify-plugin'
-import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
-import type { ClientKeyTable } from '../clients/client-keys.js'
 import { RateLimitedError } from '../http/errors.js'
+import { replyHeaders } from '../http/header-list.js'
 import { rateLimitKey, type RateLimitCounter } from '../rate-limit/counter.js'
-import { clientOf } from './client-auth.js'
+import type { ClientKeyTable } from '../clients/client-keys.js'
+import { clientOf } from '../clients/identity.js'
 
 export interface RateLimitPluginOptions {
   table: ClientKeyTable
-  /** RATE_LIMIT_PER_MINUTE's counter: its store is this process's memory, or with REDIS_URL the shared one */
+  /** RATE_LIMIT_PER_MINUTE's counter (src/rate-limit/counter.ts), the one the hit lane counts in too */
   counter: RateLimitCounter
 }
 
 /**
- * RATE_LIMIT_PER_MINUTE per client: the token's name when a valid token came with the request, else the IP
- * (which TRUST_PROXY decides). The limit runs in onRequest, before the auth check, so requests refused
- * for a bad token still count against their IP and a token-guessing client runs into 429.
+ * RATE_LIMIT_PER_MINUTE on every route of the scope. It runs in onRequest, before the auth check (preParsing), so
+ * requests refused for a bad token still count against their IP and a token-guessing client runs into 429.
  */
 async function rateLimitPlugin(app: FastifyInstance, { table, counter }: RateLimitPluginOptions): Promise<void> {
-  await app.register(rateLimit, {
-    max: counter.max,
-    timeWindow: counter.windowMs,
-    keyGenerator: (request) => rateLimitKey(clientOf(request, table), request.ip),
-    errorResponseBuilder: (_request, context) => new RateLimitedError(context.after),
-    store: counter.storeCtor()
+  app.addHook('onRequest', (request, reply, done) => {
+    counter.admit(
+      request.raw,
+      () => rateLimitKey(clientOf(request, table), request.ip),
+      (admission) => {
+        if (admission === null) return done()
+        replyHeaders(reply, admission.headers)
+        if (!admission.over) return done()
+        reply.header('retry-after', admission.resetSeconds)
+        done(new RateLimitedError(`${admission.resetSeconds} s`))
+      }
+    )
   })
 }
 

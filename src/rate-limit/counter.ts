@@ -1,20 +1,20 @@
-import { createRequire } from 'node:module'
-import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
+import type { IncomingMessage } from 'node:http'
 import type { ClientIdentity } from '../clients/client-keys.js'
+import type { HeaderList } from '../http/header-list.js'
 
-export type IncrCallback = (error: Error | null, result?: { current: number; ttl: number }) => void
-type RouteOptions = Parameters<FastifyRateLimitStore['child']>[0]
-
-/** The shape of @fastify/rate-limit's own stores (their incr takes the window and the max too). */
-export interface Store {
-  incr(key: string, cb: IncrCallback, timeWindow?: number, max?: number): void
-  child(routeOptions: RouteOptions): Store
+/** One key's count in the current window, and the milliseconds left of that window. */
+export interface Count {
+  current: number
+  ttl: number
 }
-type LocalStoreCtor = new (continueExceeding: boolean, exponentialBackoff: boolean, cache?: number) => Store
 
-// The plugin's own in-memory LRU store, not reimplemented here.
-const require = createRequire(import.meta.url)
-export const LocalStore = require('@fastify/rate-limit/store/LocalStore.js') as LocalStoreCtor
+export type CountCallback = (error: Error | null, count?: Count) => void
+
+/** Where counts live: this process's memory (memory-store.ts) or Redis (redis-store.ts). */
+export interface Store {
+  /** adds one to `key`'s count in its fixed window of `windowMs`; may call back at once or later */
+  incr(key: string, cb: CountCallback, windowMs: number): void
+}
 
 export const RATE_LIMIT_WINDOW_MS = 60_000
 
@@ -23,9 +23,21 @@ export function rateLimitKey(client: ClientIdentity, ip: string | undefined): st
   return client.name === undefined ? `ip:${ip}` : `client:${client.name}`
 }
 
+/** The verdict on one request: its x-ratelimit-* headers, and whether it is over the limit (429). */
+export interface Admission {
+  readonly over: boolean
+  /** seconds until the window resets: x-ratelimit-reset, and retry-after when over */
+  readonly resetSeconds: number
+  readonly headers: Readonly<HeaderList>
+}
+
+const ADMISSION = Symbol('mjgw.rateLimitAdmission')
+type Counted = IncomingMessage & { [ADMISSION]?: Admission | null }
+
 /**
- * RATE_LIMIT_PER_MINUTE's one store, counted in by @fastify/rate-limit (every /mj route) and by the hit lane
- * (src/http/hit-lane.ts) alike, so a request counts once whichever of the two answers it.
+ * RATE_LIMIT_PER_MINUTE: one fixed window per key, counted in one store by the hit lane and the /mj routes alike.
+ * A request is counted once, whichever asks first: the lane counts before it looks at the cache, and a request it
+ * then leaves to Fastify gets the same verdict there (so a 429 or a miss is not counted twice).
  */
 export class RateLimitCounter {
   constructor(
@@ -34,22 +46,34 @@ export class RateLimitCounter {
     readonly windowMs = RATE_LIMIT_WINDOW_MS
   ) {}
 
-  /** counts one request of `key`; the callback may run at once (memory) or later (Redis) */
-  count(key: string, cb: IncrCallback): void {
-    this.store.incr(key, cb, this.windowMs, this.max)
+  /**
+   * The request's admission, counted on first ask; `null` when the store failed, and then the request is served
+   * unlimited (a store in trouble degrades the limit, never the service). The callback may run at once or later.
+   */
+  admit(req: IncomingMessage, key: () => string, cb: (admission: Admission | null) => void): void {
+    const seen = (req as Counted)[ADMISSION]
+    if (seen !== undefined) return cb(seen)
+    this.store.incr(
+      key(),
+      (err, count) => {
+        const admission = err === null && count !== undefined ? this.judge(count) : null
+        ;(req as Counted)[ADMISSION] = admission
+        cb(admission)
+      },
+      this.windowMs
+    )
   }
 
-  /** @fastify/rate-limit's `store` option: a class whose every instance counts in this counter's store */
-  storeCtor(): FastifyRateLimitStoreCtor {
-    const store = this.store
-    return class SharedCounterStore implements FastifyRateLimitStore {
-      incr(key: string, cb: IncrCallback, timeWindow?: number, max?: number): void {
-        store.incr(key, cb, timeWindow, max)
-      }
-
-      child(routeOptions: RouteOptions): FastifyRateLimitStore {
-        return store.child(routeOptions)
-      }
-    }
+  private judge(count: Count): Admission {
+    const resetSeconds = Math.ceil(count.ttl / 1000)
+    const headers: HeaderList = [
+      'x-ratelimit-limit',
+      this.max,
+      'x-ratelimit-remaining',
+      Math.max(0, this.max - count.current),
+      'x-ratelimit-reset',
+      resetSeconds
+    ]
+    return { over: count.current > this.max, resetSeconds, headers }
   }
 }

@@ -1,62 +1,153 @@
-import { createRequire } from 'node:module'
-import type {
-  FastifyRateLimitOptions,
-  FastifyRateLimitStore,
-  FastifyRateLimitStoreCtor,
-  RateLimitOptions
-} from '@fastify/rate-limit'
-import type { Redis } from 'ioredis'
+import type { Result } from 'ioredis'
 import type { RedisConnection } from '../redis/connection.js'
-import { LocalStore, type IncrCallback, type Store } from './counter.js'
+import type { CountCallback, Store } from './counter.js'
 
-type RouteOptions = Parameters<FastifyRateLimitStore['child']>[0]
-type RedisStoreCtor = new (continueExceeding: boolean, exponentialBackoff: boolean, redis: Redis, key?: string) => Store
+/** Counts are reported to Redis at least this often (and sooner, see SyncedRateLimitStore). */
+export const RATE_LIMIT_SYNC_MS = 100
+/** at most this many clients' counts in one Redis call */
+const SYNC_BATCH = 500
 
-// The plugin's own two stores: its Redis Lua script and its in-memory LRU, not reimplemented here.
-const require = createRequire(import.meta.url)
-const RedisStore = require('@fastify/rate-limit/store/RedisStore.js') as RedisStoreCtor
+// KEYS: one counter per client and window; ARGV: the increments in KEYS' order, then the keys' lifetime (ms).
+const SYNC = `
+local px = ARGV[#KEYS + 1]
+local out = {}
+for i = 1, #KEYS do
+  out[i] = redis.call('INCRBY', KEYS[i], ARGV[i])
+  redis.call('PEXPIRE', KEYS[i], px)
+end
+return out
+`
 
-/**
- * Counts in Redis, shared by every replica; while Redis is down or slow, counts in this replica's memory,
- * so a Redis outage neither fails requests nor lifts the limit (it becomes per replica until Redis is back).
- */
-class FallbackStore implements FastifyRateLimitStore {
-  constructor(
-    private readonly shared: Store,
-    private readonly local: Store,
-    private readonly redis: RedisConnection
-  ) {}
-
-  incr(key: string, cb: IncrCallback, timeWindow?: number, max?: number): void {
-    if (!this.redis.up) return this.local.incr(key, cb, timeWindow, max)
-    const counted = new Promise<{ current: number; ttl: number } | undefined>((resolve, reject) =>
-      this.shared.incr(key, (err, result) => (err === null ? resolve(result) : reject(err)), timeWindow, max)
-    )
-    this.redis.within(counted).then(
-      (result) => cb(null, result),
-      (err: unknown) => {
-        this.redis.warn('rate-limit', err)
-        this.local.incr(key, cb, timeWindow, max)
-      }
-    )
-  }
-
-  child(routeOptions: RouteOptions): FastifyRateLimitStore {
-    return new FallbackStore(this.shared.child(routeOptions), this.local.child(routeOptions), this.redis)
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    mjgwRateSync(numKeys: number, ...keysThenArgs: (string | number)[]): Result<number[], Context>
   }
 }
 
-/** The `store` option for @fastify/rate-limit: limits shared through Redis under `mjgw:{namespace}:rl:`. */
-export function sharedRateLimitStore(redis: RedisConnection, namespace: string): FastifyRateLimitStoreCtor {
-  return class SharedRateLimitStore extends FallbackStore {
-    constructor(opts: FastifyRateLimitOptions & Pick<RateLimitOptions, 'continueExceeding' | 'exponentialBackoff'>) {
-      const continueExceeding = opts.continueExceeding === true
-      const exponentialBackoff = opts.exponentialBackoff === true
-      super(
-        new RedisStore(continueExceeding, exponentialBackoff, redis.client, `mjgw:${namespace}:rl:`),
-        new LocalStore(continueExceeding, exponentialBackoff),
-        redis
-      )
+interface Count {
+  /** the window (its start, ms) this count belongs to */
+  readonly window: number
+  /** every replica's requests in the window, as Redis last said (never lowered: a Redis that lost it is not believed) */
+  shared: number
+  /** this replica's requests not yet reported */
+  pending: number
+  /** this replica's requests being reported right now */
+  reporting: number
+}
+
+export interface SyncedStoreOptions {
+  /** the upstream key's fingerprint: gateways with different keys count apart */
+  namespace: string
+  /** RATE_LIMIT_PER_MINUTE */
+  max: number
+  windowMs: number
+  /** tests set the clock */
+  now?: () => number
+  syncMs?: number
+}
+
+/**
+ * RATE_LIMIT_PER_MINUTE shared by every replica through Redis, without a Redis round trip on any request: each
+ * replica decides from its own count (what Redis last said for all replicas plus its own requests since) and
+ * reports its requests in the background, at least every RATE_LIMIT_SYNC_MS, at once when it sees a client for
+ * the first time in a window, and as soon as a client has used 5 % of the limit since the last report. The answer
+ * to each report is the count over all replicas. Windows are fixed minutes of the wall clock, the same on every
+ * replica.
+ *
+ * Tolerance (README): across N replicas, a client can get through at most (N − 1) × (5 % of the limit + what it
+ * sends one replica during one report) more than the limit in a window; on one replica the limit is exact.
+ * While Redis is down or hangs (the connection's breaker), each replica goes on counting from what it knows and
+ * reports its counts when Redis is back: a client over its limit stays over it, and a Redis that restarts empty
+ * does not lower a count a replica has seen.
+ */
+export class SyncedRateLimitStore implements Store {
+  private counts = new Map<string, Count>()
+  private window = -1
+  private readonly prefix: string
+  private readonly early: number
+  private readonly now: () => number
+  private readonly timer: NodeJS.Timeout
+  private soon = false
+
+  constructor(
+    private readonly redis: RedisConnection,
+    private readonly opts: SyncedStoreOptions
+  ) {
+    this.prefix = `mjgw:${opts.namespace}:rl:`
+    this.early = Math.max(1, Math.ceil(opts.max / 20))
+    this.now = opts.now ?? Date.now
+    redis.client.defineCommand('mjgwRateSync', { lua: SYNC })
+    this.timer = setInterval(() => void this.sync(), opts.syncMs ?? RATE_LIMIT_SYNC_MS)
+    this.timer.unref()
+  }
+
+  incr(key: string, cb: CountCallback): void {
+    const now = this.now()
+    const { windowMs } = this.opts
+    const window = now - (now % windowMs)
+    if (window !== this.window) {
+      // a new minute: last minute's counts (reported or not) decide nothing any more
+      this.window = window
+      this.counts = new Map()
+    }
+    let c = this.counts.get(key)
+    if (c === undefined) {
+      c = { window, shared: 0, pending: 0, reporting: 0 }
+      this.counts.set(key, c)
+      // a client new to this replica (or to this replica since a restart) may be over its limit elsewhere
+      this.syncSoon()
+    }
+    c.pending++
+    if (c.pending >= this.early) this.syncSoon()
+    cb(null, { current: c.shared + c.reporting + c.pending, ttl: window + windowMs - now })
+  }
+
+  private syncSoon(): void {
+    if (this.soon) return
+    this.soon = true
+    setImmediate(() => {
+      this.soon = false
+      void this.sync()
+    })
+  }
+
+  /**
+   * Reports the pending counts, one Redis call per SYNC_BATCH clients; never throws. Reports may overlap (an
+   * increment is an increment): a replica never waits for one report before sending the next.
+   */
+  async sync(): Promise<void> {
+    if (this.redis.closed) {
+      clearInterval(this.timer)
+      return
+    }
+    if (!this.redis.up) return
+    const batch: [string, Count, number][] = []
+    for (const [key, c] of this.counts) {
+      if (c.pending === 0) continue
+      batch.push([key, c, c.pending])
+      c.reporting += c.pending
+      c.pending = 0
+    }
+    const px = 2 * this.opts.windowMs
+    for (let i = 0; i < batch.length; i += SYNC_BATCH) {
+      const part = batch.slice(i, i + SYNC_BATCH)
+      const keys = part.map(([key, c]) => `${this.prefix}${c.window}:${key}`)
+      let totals: number[]
+      try {
+        totals = await this.redis.within(this.redis.client.mjgwRateSync(keys.length, ...keys, ...part.map(([, , n]) => n), px))
+      } catch (err) {
+        this.redis.warn('rate-limit', err, 'redis: rate-limit counts not reported; counting on from what this replica knows')
+        // reported again next time (a report that did land but timed out counts twice: the strict side)
+        for (const [, c, n] of batch.slice(i)) {
+          c.reporting -= n
+          c.pending += n
+        }
+        return
+      }
+      part.forEach(([, c, n], j) => {
+        c.reporting -= n
+        c.shared = Math.max(totals[j] as number, c.shared + n)
+      })
     }
   }
 }

@@ -4,9 +4,11 @@ import type { Result } from 'ioredis'
 import type { Share, SharedBegin, SharedTier } from '../tasks/fetch-service.js'
 import type { TerminalStore } from '../tasks/list-service.js'
 import type { RedisConnection } from './connection.js'
+import { classify, type CacheRules } from '../cache/policy.js'
+import type { RedisRejectReason } from '../metrics/gateway-metrics.js'
 
 /*
- * Keys, all under `mjgw:{upstream key fingerprint}:` (CONTRACT §5.7), values the upstream bytes as sent:
+ * Keys, all under `mjgw:{upstream key fingerprint}:` (docs/caching.md §7), values the upstream bytes as sent:
  *   task:{id}  a terminal task, PX = its in-memory TTL
  *   poll:{id}  a live task, PX = POLL_CACHE_MS (only when > 0)
  *   lock:{id}  the cross-replica single-flight lock: a token, PX = the holder's whole upstream budget
@@ -80,7 +82,28 @@ export interface RedisSharedTierOptions {
   lockTtlMs: number
   /** how long a replica waits for another's upstream call before it calls upstream itself */
   lockWaitMs: number
+  /** the local caching rules: what Redis holds is judged by them as strictly as an upstream answer */
+  rules: CacheRules
+  /** a value read from Redis refused (a miss): mj_gateway_redis_values_rejected_total{reason} */
+  onRejected?: (reason: RedisRejectReason) => void
+  /** the memory tier's fresh terminal tasks, written back when Redis returns after an outage */
+  memory?: () => Iterable<CachedTask>
+  /** the clock the memory tier judges freshness by */
+  now?: () => number
 }
+
+
+export interface CachedTask {
+  id: string
+  body: Buffer
+  ttlMs: number
+}
+
+/** how a value read from Redis may be kept in memory, or why it is refused */
+type Judged = { ok: true; keep: { terminal: boolean; ttlMs: number } | undefined } | { ok: false; reason: RedisRejectReason }
+
+/** write-back batch: SETs per round trip */
+const WRITE_BACK_BATCH = 100
 
 // Waiting replicas look again after 5, 10, 20, 40, then every 50 ms.
 const FIRST_POLL_MS = 5
@@ -90,13 +113,68 @@ const MAX_POLL_MS = 50
 export class RedisSharedTier implements SharedTier, TerminalStore {
   private readonly prefix: string
 
+  private readonly now: () => number
+  private wasUp = false
+
   constructor(
     private readonly redis: RedisConnection,
     private readonly opts: RedisSharedTierOptions
   ) {
     this.prefix = `mjgw:${opts.namespace}:`
+    this.now = opts.now ?? Date.now
     redis.client.defineCommand('mjgwBegin', { numberOfKeys: 4, lua: BEGIN })
     redis.client.defineCommand('mjgwFinish', { numberOfKeys: 4, lua: FINISH })
+    redis.onState((up) => {
+      // back after an outage (or a restart that emptied it): what this replica served from memory meanwhile is
+      // shared again, or the other replicas would miss it until it expires here
+      if (up && !this.wasUp) void this.writeBack()
+      this.wasUp = up
+    })
+  }
+
+  /**
+   * A value read from Redis, judged as an upstream answer is (docs/caching.md §1): the id must be the one asked for, a
+   * task entry must be terminal and a poll entry live, and its life here is capped by the local rules
+   * (CACHE_TTL_SECONDS, the imageUrl expiry, POLL_CACHE_MS) whatever TTL Redis had. A 'D' hand-off is what
+   * upstream answered a peer for this request, passed on but never kept, as that answer would have been.
+   */
+  private judge(id: string, body: Buffer, tag: 'T' | 'L' | 'D', redisTtlMs: number): Judged {
+    const v = classify(body, id, this.now(), this.opts.rules)
+    let judged: Judged
+    if (v.kind === 'bad' || v.kind === 'not_found') judged = { ok: false, reason: 'bad' }
+    else if (tag === 'D') judged = { ok: true, keep: undefined }
+    else if (v.kind === 'foreign') judged = { ok: false, reason: 'foreign' }
+    else if (tag === 'T' && v.kind !== 'terminal') judged = { ok: false, reason: 'not_terminal' }
+    else if (tag === 'L' && v.kind !== 'live') judged = { ok: false, reason: 'not_live' }
+    else if (v.ttlMs === 0 && tag === 'T') judged = { ok: false, reason: 'expired' }
+    else judged = { ok: true, keep: { terminal: tag === 'T', ttlMs: Math.min(redisTtlMs, v.ttlMs) } }
+    if (!judged.ok) this.opts.onRejected?.(judged.reason)
+    return judged
+  }
+
+  /** writes the memory tier's fresh terminal tasks to Redis (never over a newer value another replica wrote) */
+  private async writeBack(): Promise<void> {
+    const memory = this.opts.memory
+    if (memory === undefined) return
+    let batch = this.redis.client.pipeline()
+    let queued = 0
+    let written = 0
+    try {
+      for (const task of memory()) {
+        if (!this.redis.up) return
+        batch.set(this.keys(task.id)[0], task.body, 'PX', task.ttlMs, 'NX')
+        if (++queued < WRITE_BACK_BATCH) continue
+        await this.redis.within(batch.exec())
+        written += queued
+        queued = 0
+        batch = this.redis.client.pipeline()
+      }
+      if (queued > 0) await this.redis.within(batch.exec())
+      written += queued
+    } catch (err) {
+      this.redis.warn('write', err)
+    }
+    if (written > 0) this.redis.info({ tasks: written }, 'redis: cached tasks written back after an outage')
   }
 
   private keys(id: string): [string, string, string, string] {
@@ -121,13 +199,16 @@ export class RedisSharedTier implements SharedTier, TerminalStore {
       }
       const [tag, body, ttlMs] = reply
       const from = waitingOn === '' ? 'tier' : 'peer'
-      switch (tag.toString()) {
+      const kind = tag.toString()
+      switch (kind) {
         case 'T':
-          return { kind: 'hit', body: body as Buffer, keep: { terminal: true, ttlMs: ttlMs as number }, from }
         case 'L':
-          return { kind: 'hit', body: body as Buffer, keep: { terminal: false, ttlMs: ttlMs as number }, from }
-        case 'D':
-          return { kind: 'hit', body: body as Buffer, keep: undefined, from: 'peer' }
+        case 'D': {
+          const judged = this.judge(id, body as Buffer, kind, ttlMs ?? 0)
+          // refused: a miss, asked upstream without the lock (whose answer then replaces the value)
+          if (!judged.ok) return { kind: 'go', token: undefined }
+          return { kind: 'hit', body: body as Buffer, keep: judged.keep, from: kind === 'D' ? 'peer' : from }
+        }
         case 'A':
           return { kind: 'go', token }
         case 'W':
@@ -156,10 +237,13 @@ export class RedisSharedTier implements SharedTier, TerminalStore {
 
   /** A terminal task any replica stored (list-by-condition); trouble (Redis down included: no offline queue) is a miss. */
   async get(id: string): Promise<{ body: Buffer; ttlMs: number } | undefined> {
+    if (!this.redis.up) return undefined
     const key = this.keys(id)[0]
     try {
       const [body, ttlMs] = await this.redis.within(Promise.all([this.redis.client.getBuffer(key), this.redis.client.pttl(key)]))
-      return body === null || ttlMs <= 0 ? undefined : { body, ttlMs }
+      if (body === null || ttlMs <= 0) return undefined
+      const judged = this.judge(id, body, 'T', ttlMs)
+      return judged.ok && judged.keep !== undefined ? { body, ttlMs: judged.keep.ttlMs } : undefined
     } catch (err) {
       this.redis.warn('read', err)
       return undefined
@@ -167,6 +251,7 @@ export class RedisSharedTier implements SharedTier, TerminalStore {
   }
 
   set(id: string, body: Buffer, ttlMs: number): void {
+    if (!this.redis.up) return
     this.redis.client.set(this.keys(id)[0], body, 'PX', ttlMs).catch((err: unknown) => this.redis.warn('write', err))
   }
 }

@@ -1,21 +1,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { TaskCache } from '../cache/task-cache.js'
 import { JSON_CONTENT_TYPE } from '../cache/task-cache.js'
+import { hitCacheControl } from '../cache/cache-control.js'
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
 import type { TaskService } from '../tasks/fetch-service.js'
+import { FETCH_ROUTE, taskIdParams } from '../tasks/task-id.js'
+import { sendAnswer } from './send-answer.js'
 import type { Ownership } from '../clients/ownership.js'
 import type { ClientKeyTable } from '../clients/client-keys.js'
-import { clientOf } from '../plugins/client-auth.js'
-
-export const FETCH_ROUTE = '/mj/task/:id/fetch'
-
-export const TASK_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$'
-
-export const taskIdParams = {
-  type: 'object',
-  properties: { id: { type: 'string', pattern: TASK_ID_PATTERN } },
-  required: ['id']
-} as const
+import { clientOf } from '../clients/identity.js'
 
 interface Deps {
   cache: TaskCache
@@ -40,27 +33,29 @@ function send(request: FetchRequest, reply: FastifyReply, body: Buffer, etag: st
   return reply.header('content-type', JSON_CONTENT_TYPE).send(body)
 }
 
+/**
+ * GET /mj/task/{id}/fetch on the Fastify path. A fresh hit is normally answered by the hit lane (src/http/hit-lane.ts)
+ * before it gets here; this answers it the same way when the lane declines or is off.
+ */
 export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics, ownership, clients }: Deps): Promise<void> {
   const miss = async (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const served = await service.fetch(request.params.id, clientOf(request, clients).name)
     if (served.kind === 'task') return send(request, reply, served.body, served.etag, served.cacheControl, served.cache)
-    reply.code(served.status).header('content-type', served.contentType || JSON_CONTENT_TYPE)
-    if (served.retryAfter !== undefined) reply.header('retry-after', served.retryAfter)
-    return reply.send(served.body)
+    return sendAnswer(reply, served.answer)
   }
 
   // Not async: a hit answers synchronously, without a promise per request; only a miss returns one.
   const serve = (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> | undefined => {
-    const now = Date.now()
+    const now = cache.now()
     const hit = cache.fresh(request.params.id, now)
     if (hit === undefined) return miss(request, reply)
     metrics.lookup('hit')
-    const cacheControl = hit.terminal ? `private, max-age=${Math.floor((hit.freshUntil - now) / 1000)}` : 'no-cache'
-    send(request, reply, hit.body, hit.etag, cacheControl, 'HIT')
+    send(request, reply, hit.body, hit.etag, hitCacheControl(hit, now), 'HIT')
     return undefined
   }
 
-  // CONTRACT §9: another client's task is an unknown id, decided before the cache or upstream is looked at
+  // CONTRACT §9: another client's task is an unknown id, decided before the cache or upstream is looked at; the
+  // hit lane's serve() calls the same Ownership.canRead()
   app.get(FETCH_ROUTE, { schema: { params: taskIdParams } }, (request: FetchRequest, reply) => {
     const allowed = ownership.assertReadable(clientOf(request, clients), request.params.id, FETCH_ROUTE)
     if (allowed === undefined) return serve(request, reply)

@@ -3,11 +3,9 @@ import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
 import type { UpstreamClient } from '../upstream/client.js'
 import { classify, type CacheRules } from '../cache/policy.js'
 import { etagOf, type TaskCache } from '../cache/task-cache.js'
-import {
-  TaskNotFoundError,
-  UpstreamAuthError,
-  UpstreamBadResponseError
-} from '../http/errors.js'
+import { cacheControlFor } from '../cache/cache-control.js'
+import { TaskNotFoundError, UpstreamBadResponseError } from '../http/errors.js'
+import { takeAnswer, type Answer } from '../upstream/answer.js'
 
 export type CacheStatus = 'HIT' | 'MISS' | 'COALESCED' | 'STALE'
 
@@ -34,16 +32,12 @@ export interface SharedTier {
 /** What a task fetch answers with: a 200 task body, or an upstream 4xx answer passed through. */
 export type Served =
   | { kind: 'task'; body: Buffer; etag: string; cacheControl: string; cache: CacheStatus }
-  | { kind: 'answer'; status: number; body: Buffer; contentType: string | undefined; retryAfter: string | undefined }
+  | { kind: 'answer'; answer: Answer }
 
 /** One flight's result, shared by the leader and every request coalesced onto it. */
 type Loaded =
   | { kind: 'task'; body: Buffer; etag: string; maxAgeSeconds: number | undefined; source: 'upstream' | 'shared' | 'peer' | 'stale' }
-  | { kind: 'answer'; status: number; body: Buffer; contentType: string | undefined; retryAfter: string | undefined }
-
-export function cacheControlFor(maxAgeSeconds: number | undefined): string {
-  return maxAgeSeconds === undefined ? 'no-cache' : `private, max-age=${maxAgeSeconds}`
-}
+  | { kind: 'answer'; answer: Answer }
 
 /** The miss path of GET /mj/task/:id/fetch: shared tier, upstream, policy, store, stale stand-in. */
 export class TaskService {
@@ -109,7 +103,7 @@ export class TaskService {
     const source = hit.from === 'peer' ? 'peer' : 'shared'
     const keep = hit.keep
     if (keep === undefined) return { kind: 'task', body: hit.body, etag, maxAgeSeconds: undefined, source }
-    this.cache.store(id, hit.body, etag, keep.terminal, keep.ttlMs, Date.now())
+    this.cache.store(id, hit.body, etag, keep.terminal, keep.ttlMs, this.cache.now())
     const maxAgeSeconds = keep.terminal ? Math.floor(keep.ttlMs / 1000) : undefined
     return { kind: 'task', body: hit.body, etag, maxAgeSeconds, source }
   }
@@ -121,11 +115,12 @@ export class TaskService {
     } catch (err) {
       return this.standIn(id, err)
     }
-    if (res.status === 401 || res.status === 403) throw new UpstreamAuthError(res.status)
-    if (res.status >= 400) return { kind: 'answer', ...res }
-    if (res.status !== 200) return this.standIn(id, new UpstreamBadResponseError(`unexpected HTTP ${res.status}`))
+    // a task is a 200: any other success is as unusable as a redirect
+    const taken = takeAnswer(res, (status) => status === 200)
+    if (taken.kind === 'pass') return { kind: 'answer', answer: taken.answer }
+    if (taken.kind === 'unusable') return this.standIn(id, taken.error)
 
-    const now = Date.now()
+    const now = this.cache.now()
     const verdict = classify(res.body, id, now, this.rules)
     const etag = etagOf(res.body)
     switch (verdict.kind) {
@@ -155,11 +150,11 @@ export class TaskService {
   }
 
   /**
-   * CONTRACT §5.5: a last-known 200 stands in for an upstream *failure* (every caller passes one: 5xx, timeout,
+   * docs/caching.md §5: a last-known 200 stands in for an upstream *failure* (every caller passes one: 5xx, timeout,
    * unreachable, bad body); upstream *answers* (4xx, 401/403, unknown id) never come here.
    */
   private standIn(id: string, err: unknown): Loaded {
-    const last = this.cache.lastKnown(id, Date.now())
+    const last = this.cache.lastKnown(id, this.cache.now())
     if (last === undefined) throw err
     return { kind: 'task', body: last.body, etag: last.etag, maxAgeSeconds: undefined, source: 'stale' }
   }

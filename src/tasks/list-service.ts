@@ -3,7 +3,8 @@ import type { UpstreamClient } from '../upstream/client.js'
 import { arrayElementSources } from '../upstream/json-array.js'
 import { classify, type CacheRules } from '../cache/policy.js'
 import { etagOf, type TaskCache } from '../cache/task-cache.js'
-import { UpstreamAuthError, UpstreamBadResponseError } from '../http/errors.js'
+import { UpstreamBadResponseError } from '../http/errors.js'
+import { takeAnswer, type Answer } from '../upstream/answer.js'
 
 export const LIST_PATH = '/mj/task/list-by-condition'
 
@@ -16,7 +17,7 @@ export interface TerminalStore {
 /** The answer to a list-by-condition: a JSON array of tasks, or an upstream 4xx answer passed through. */
 export type Listed =
   | { kind: 'list'; body: Buffer; hits: number }
-  | { kind: 'answer'; status: number; body: Buffer; contentType: string | undefined; retryAfter: string | undefined }
+  | { kind: 'answer'; answer: Answer }
 
 /**
  * POST /mj/task/list-by-condition: ids whose terminal state is cached are answered from the cache,
@@ -36,7 +37,7 @@ export class TaskListService {
   async list(ids: readonly string[]): Promise<Listed> {
     const wanted = [...new Set(ids)]
     const bodies = new Map<string, Buffer>()
-    const now = Date.now()
+    const now = this.cache.now()
     let missing: string[] = []
     for (const id of wanted) {
       const e = this.cache.fresh(id, now)
@@ -64,7 +65,7 @@ export class TaskListService {
 
   private async fromShared(shared: TerminalStore, ids: string[], bodies: Map<string, Buffer>): Promise<string[]> {
     const found = await Promise.all(ids.map((id) => shared.get(id).catch(() => undefined)))
-    const now = Date.now()
+    const now = this.cache.now()
     const missing: string[] = []
     ids.forEach((id, i) => {
       const hit = found[i]
@@ -88,9 +89,9 @@ export class TaskListService {
       // a query, not a submit: safe to retry
       idempotent: true
     })
-    if (res.status === 401 || res.status === 403) throw new UpstreamAuthError(res.status)
-    if (res.status >= 400) return { kind: 'answer', ...res }
-    if (res.status >= 300) throw new UpstreamBadResponseError(`unexpected HTTP ${res.status}`)
+    const taken = takeAnswer(res)
+    if (taken.kind === 'pass') return { kind: 'answer', answer: taken.answer }
+    if (taken.kind === 'unusable') throw taken.error
 
     const text = res.body.toString('utf8').trim()
     // midjourney-proxy answers an empty match with []; an empty body or null means the same
@@ -105,7 +106,7 @@ export class TaskListService {
 
     const asked = new Set(ids)
     const sources = arrayElementSources(text)
-    const now = Date.now()
+    const now = this.cache.now()
     parsed.forEach((task: unknown, i) => {
       if (task === null || typeof task !== 'object') return
       const id = (task as Record<string, unknown>)['id']

@@ -1,6 +1,6 @@
 import { rootCertificates } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Pool, errors as undiciErrors, type Dispatcher } from 'undici'
+import { Pool, errors as undiciErrors } from 'undici'
 import type { Config } from '../config.js'
 import type { GatewayMetrics, UpstreamOutcome } from '../metrics/gateway-metrics.js'
 import { FairShare } from './fair-share.js'
@@ -10,6 +10,7 @@ import {
   UpstreamTimeoutError,
   UpstreamUnreachableError
 } from '../http/errors.js'
+import { KeyHealth } from './key-health.js'
 
 export interface UpstreamResponse {
   status: number
@@ -25,15 +26,12 @@ export interface UpstreamRequest {
   /** GETs are retried; a submit is not (it spends money and is not idempotent). */
   idempotent: boolean
   /** whom the call is made for: no client holds more than half of the upstream connections (CONTRACT §9) */
-  client?: string
+  client?: string | undefined
 }
 
 const RETRY_STATUSES = new Set([502, 503, 504])
 const POOL_CONNECTIONS = 64
-const BACKOFF_BASE_MS = 100
-const BACKOFF_CAP_MS = 1000
 
-class BodyTooLarge extends Error {}
 class CarriesKey extends Error {}
 
 /**
@@ -44,15 +42,26 @@ export function keySpellings(key: string): Buffer[] {
   const json = JSON.stringify(key).slice(1, -1)
   return [...new Set([key, json, json.replaceAll('/', '\\/')])].map((s) => Buffer.from(s))
 }
+const BACKOFF_BASE_MS = 100
+const BACKOFF_CAP_MS = 1000
+/**
+ * undici's own header/body timers run this far past the budget: only the gateway's timer ends an attempt on time.
+ * (undici's coarse timers fire up to one 499 ms tick early, so at the budget itself they could win the race and a
+ * hang would be reported as a connection error, 502 UNREACHABLE, instead of 504 TIMEOUT.)
+ */
+const UNDICI_TIMER_SLACK_MS = 5000
 
 /**
  * undici Pool with keep-alive, the key injected per UPSTREAM_AUTH_STYLE, one time budget over all tries,
  * and full-jitter retries. Hand-written rather than undici's RetryAgent because that one neither bounds all
- * tries by one deadline nor lets each attempt be counted in metrics, and both are in the contract.
+ * tries by one deadline nor lets each attempt be counted in metrics, and both are documented
+ * (docs/configuration.md §3, docs/metrics.md §4).
  */
 export class UpstreamClient {
   private readonly pool: Pool
   private readonly authHeader: [string, string]
+  /** whether the upstream refuses the key lately (/readyz) */
+  readonly keyHealth = new KeyHealth()
   private readonly keyNeedles: readonly Buffer[]
   private readonly share = new FairShare(POOL_CONNECTIONS)
 
@@ -66,10 +75,13 @@ export class UpstreamClient {
     this.pool = new Pool(cfg.baseUrl, {
       connections: POOL_CONNECTIONS,
       keepAliveTimeout: 30_000,
-      headersTimeout: cfg.timeoutMs,
-      bodyTimeout: cfg.timeoutMs,
+      headersTimeout: cfg.timeoutMs + UNDICI_TIMER_SLACK_MS,
+      bodyTimeout: cfg.timeoutMs + UNDICI_TIMER_SLACK_MS,
+      // UPSTREAM_MAX_BODY_BYTES: undici stops reading past it (content-length or chunked) and fails the body
+      maxResponseSize: cfg.maxBodyBytes,
       connect: {
-        timeout: Math.min(cfg.timeoutMs, 10_000),
+        // a connect that hangs for the whole budget is a timeout too; only a longer budget gets a connect timeout of its own
+        timeout: cfg.timeoutMs <= 10_000 ? cfg.timeoutMs + UNDICI_TIMER_SLACK_MS : 10_000,
         rejectUnauthorized: true,
         ...(cfg.ca === undefined ? {} : { ca: [...rootCertificates, cfg.ca] })
       }
@@ -143,7 +155,8 @@ export class UpstreamClient {
         body: req.body ?? null,
         signal: controller.signal
       })
-      const body = await this.readBody(res)
+      this.keyHealth.saw(res.statusCode)
+      const body = Buffer.from(await res.body.arrayBuffer())
       // CONTRACT §9: no body that reaches a client (every route's answers come through here) shows the key
       if (this.keyNeedles.some((k) => body.includes(k))) throw new CarriesKey()
       outcome = res.statusCode >= 500 ? 'http_5xx' : res.statusCode >= 400 ? 'http_4xx' : 'ok'
@@ -154,10 +167,11 @@ export class UpstreamClient {
         retryAfter: headerValue(res.headers['retry-after'])
       }
     } catch (err) {
-      if (timedOut) {
+      // whatever failed once the attempt's budget is spent (a connect timeout of the same length included) is a timeout
+      if (timedOut || performance.now() - started >= budgetMs) {
         outcome = 'timeout'
         result = { failure: new UpstreamTimeoutError(this.cfg.timeoutMs), retry: false }
-      } else if (err instanceof BodyTooLarge) {
+      } else if (err instanceof undiciErrors.ResponseExceededMaxSizeError) {
         result = { failure: new UpstreamBadResponseError(`body larger than ${this.cfg.maxBodyBytes} bytes`), retry: false }
       } else if (err instanceof CarriesKey) {
         result = { failure: new UpstreamBadResponseError('the answer contains the gateway credential'), retry: false }
@@ -169,29 +183,6 @@ export class UpstreamClient {
     this.metrics.upstreamInflight.dec()
     this.metrics.upstreamAttempt(outcome, (performance.now() - started) / 1000)
     return result
-  }
-
-  private async readBody(res: Dispatcher.ResponseData): Promise<Buffer> {
-    const max = this.cfg.maxBodyBytes
-    const declared = Number(res.headers['content-length'])
-    if (declared > max) {
-      // An unread undici body emits RequestAbortedError when destroyed: without a listener that is an
-      // uncaught exception, and one oversized upstream answer would take the whole process down.
-      res.body.on('error', () => undefined)
-      res.body.destroy()
-      throw new BodyTooLarge()
-    }
-    const chunks: Buffer[] = []
-    let size = 0
-    for await (const chunk of res.body) {
-      size += (chunk as Buffer).length
-      if (size > max) {
-        res.body.destroy()
-        throw new BodyTooLarge()
-      }
-      chunks.push(chunk as Buffer)
-    }
-    return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)
   }
 
   async close(): Promise<void> {

@@ -2,8 +2,8 @@ const WHITESPACE = new Set([' ', '\t', '\n', '\r'])
 
 /**
  * The source text of each element of a JSON array, as the upstream wrote it.
- * A task taken from a list answer is cached and later served by /fetch, whose contract is "the upstream
- * body, byte for byte": re-serializing a parsed element would change escapes (a Go relay writes `&` as
+ * A task taken from a list answer is cached and later served by /fetch, whose rule is "the upstream
+ * body, byte for byte" (docs/caching.md §1): re-serializing a parsed element would change escapes (a Go relay writes `&` as
  * `\u0026`) and number forms. No JSON library hands out element source text, hence this scanner.
  *
  * `text` must already have passed JSON.parse as an array; on anything else the result is meaningless.

@@ -41,9 +41,12 @@ export async function startGateway(t: Teardown, env: Record<string, string> = {}
       cb()
     }
   })
-  const config = loadConfig({ UPSTREAM_BASE_URL: sim.url, UPSTREAM_API_KEY: UPSTREAM_KEY, LOG_LEVEL: 'info', DATA_DIR: env['DATA_DIR'] ?? tempDataDir(t),
-    // ownership (CONTRACT §9) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
-    TASK_OWNERSHIP: env['TASK_OWNERSHIP'] ?? 'off', ...env })
+  const config = loadConfig({ UPSTREAM_BASE_URL: sim.url, UPSTREAM_API_KEY: UPSTREAM_KEY, LOG_LEVEL: 'info', ...(process.env.HIT_LANE ? { HIT_LANE: process.env.HIT_LANE } : {}),
+    DATA_DIR: env['DATA_DIR'] ?? tempDataDir(t),
+    // ownership (docs/tenancy.md) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
+    TASK_OWNERSHIP: env['TASK_OWNERSHIP'] ?? 'off',
+    ...env
+  })
   const app = await buildApp(config, { logStream, ...opts.overrides })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => {

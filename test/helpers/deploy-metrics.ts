@@ -1,7 +1,7 @@
 /**
  * Which metrics the operator-facing deploy files (Grafana dashboard, Prometheus alert rules) use.
  *
- * test/deploy-files.test.ts checks those names against CONTRACT.md §7 and prom-client's defaults.
+ * test/deploy-files.test.ts checks those names against docs/metrics.md and prom-client's defaults.
  * A test against a running gateway can assert that its /metrics exports every name
  * metricNamesUsedByDeployFiles() returns. It must start the gateway with REDIS_URL set, or leave out
  * REDIS_ONLY_METRIC_NAMES.
@@ -14,7 +14,7 @@ export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const DASHBOARD_FILE = fileURLToPath(new URL('../../config/grafana/mj-gateway.json', import.meta.url))
 export const ALERTS_FILE = fileURLToPath(new URL('../../config/prometheus/alerts.yml', import.meta.url))
 
-/** CONTRACT.md §7: the gateway's own metrics (base names; histograms without _bucket/_sum/_count) */
+/** docs/metrics.md: the gateway's own metrics (base names; histograms without _bucket/_sum/_count) */
 export const CONTRACT_METRIC_NAMES: readonly string[] = [
   'mj_gateway_http_requests_total',
   'mj_gateway_http_request_duration_seconds',
@@ -35,7 +35,7 @@ export const CONTRACT_METRIC_NAMES: readonly string[] = [
 /** exported with samples only once a client has submitted something, or with ownership on (CONTRACT §9) */
 export const TENANCY_ONLY_METRIC_NAMES: readonly string[] = ['mj_gateway_client_submits_total', 'mj_gateway_ownership_denied_total']
 
-/** exported only when the gateway runs with REDIS_URL (CONTRACT.md §7) */
+/** exported only when the gateway runs with REDIS_URL (docs/metrics.md §5) */
 export const REDIS_ONLY_METRIC_NAMES: readonly string[] = ['mj_gateway_redis_up']
 
 /** names the deploy files are allowed to use that the gateway does not export itself */

@@ -9,7 +9,8 @@ import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
-import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js'
+import type { Clock } from '../../src/cache/task-cache.js'
+import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/demo/simulated-upstream.js'
 import { get, waitFor, type HttpResult } from './net.js'
 
 export const UPSTREAM_KEY = 'sk-upstream-SECRET-9d2f6b1e7c'
@@ -20,7 +21,7 @@ export interface Gateway {
   /** http://127.0.0.1:PORT */
   url: string
   port: number
-  upstream: FakeUpstream
+  upstream: SimulatedUpstream
   /** every pino line written so far */
   logs(): string
   /** GET /mj/task/{id}/fetch (id as given, not encoded) */
@@ -32,10 +33,12 @@ export interface Gateway {
 export interface GatewayOptions {
   /** an upstream to put behind the gateway instead of a fresh fake one (closed by whoever started it) */
   upstreamUrl?: string
+  /** the memory cache's clock (a ManualClock lets a test reach an expiry without sleeping) */
+  clock?: Clock
 }
 
 export async function startGateway(t: Test, env: Record<string, string> = {}, opts: GatewayOptions = {}): Promise<Gateway> {
-  const upstream = await startFakeUpstream()
+  const upstream = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => upstream.close())
   const config = loadConfig({
     UPSTREAM_API_KEY: UPSTREAM_KEY,
@@ -43,8 +46,9 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, op
     LOG_LEVEL: 'silent',
     // each gateway its own embedded store (owner records), removed afterwards
     DATA_DIR: env['DATA_DIR'] ?? tempDataDir(t),
-    // ownership (CONTRACT §9) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
+    // ownership (docs/tenancy.md) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
     TASK_OWNERSHIP: env['TASK_OWNERSHIP'] ?? 'off',
+    ...(process.env.HIT_LANE ? { HIT_LANE: process.env.HIT_LANE } : {}),
     ...env
   })
   let logText = ''
@@ -54,7 +58,7 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, op
       cb()
     }
   })
-  const app = await buildApp(config, { logStream })
+  const app = await buildApp(config, { logStream, clock: opts.clock })
   t.teardown(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.server.address() as AddressInfo).port

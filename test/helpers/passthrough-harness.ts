@@ -46,7 +46,7 @@ export async function startGateway(t: Teardown, upstream: string, env: Record<st
     RATE_LIMIT_PER_MINUTE: '0',
     LOG_LEVEL: 'info',
     DATA_DIR: env['DATA_DIR'] ?? tempDataDir(t),
-    // ownership (CONTRACT §9) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
+    // ownership (docs/tenancy.md) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
     TASK_OWNERSHIP: env['TASK_OWNERSHIP'] ?? 'off',
     ...env
   })

@@ -15,6 +15,10 @@ export interface RedisServer {
   kill(): Promise<void>
   /** starts it again on the same port, empty */
   start(): Promise<void>
+  /** SIGSTOP: a Redis that hangs (socket open, no answers) */
+  pause(): void
+  /** SIGCONT after pause() */
+  resume(): void
 }
 
 interface Teardown {
@@ -95,6 +99,8 @@ export async function startRedisServer(t: Teardown, opts: { password?: string } 
       return admin
     },
     kill,
-    start
+    start,
+    pause: () => child?.kill('SIGSTOP'),
+    resume: () => child?.kill('SIGCONT')
   }
 }

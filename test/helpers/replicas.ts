@@ -32,7 +32,7 @@ export async function startReplica(t: Teardown, env: Record<string, string>): Pr
     }
   })
   const app = await buildApp(loadConfig({ LOG_LEVEL: 'info', DATA_DIR: env['DATA_DIR'] ?? tempDataDir(t),
-    // ownership (CONTRACT §9) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
+    // ownership (docs/tenancy.md) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
     TASK_OWNERSHIP: env['TASK_OWNERSHIP'] ?? 'off', ...env }), { logStream })
   t.teardown(() => app.close())
   const url = await app.listen({ port: 0, host: '127.0.0.1' })

@@ -1,0 +1,20 @@
+import type { FastifyReply } from 'fastify'
+import type { UpstreamClient, UpstreamRequest } from '../upstream/client.js'
+import { takeAnswer, type Answer } from '../upstream/answer.js'
+import { sendAnswer } from './send-answer.js'
+
+/**
+ * A pass-through call: the upstream's success or 4xx goes to the client as it came; anything else is a gateway error.
+ * `onSuccess` runs before a success is sent (a submit records its task's owner there).
+ */
+export async function forward(
+  upstream: UpstreamClient,
+  reply: FastifyReply,
+  req: UpstreamRequest,
+  onSuccess?: (answer: Answer) => Promise<void>
+): Promise<FastifyReply> {
+  const taken = takeAnswer(await upstream.request(req))
+  if (taken.kind === 'unusable') throw taken.error
+  if (taken.kind === 'ok') await onSuccess?.(taken.answer)
+  return sendAnswer(reply, taken.answer)
+}

@@ -1,0 +1,100 @@
+import type { FastifyInstance } from 'fastify'
+import type { Config } from '../config.js'
+import type { UpstreamClient } from '../upstream/client.js'
+import type { Ownership } from '../clients/ownership.js'
+import { submittedTaskId } from '../clients/ownership.js'
+import type { ClientKeyTable } from '../clients/client-keys.js'
+import { clientOf } from '../clients/identity.js'
+import { SubmitQuota } from '../clients/submit-quota.js'
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
+import { QuotaExceededError } from '../http/errors.js'
+import { memberKey, scanJsonObjectAsync, withoutMembers, type Member } from '../http/json-members.js'
+import { NotAnObjectError, scanError } from './json-body.js'
+import { forward } from './forward.js'
+
+/** The allowlist (docs/http-api.md §4): nothing else under /mj/submit is routed, so nothing else reaches upstream. */
+export const SUBMIT_KINDS = [
+  'imagine',
+  'action',
+  'blend',
+  'describe',
+  'modal',
+  'shorten',
+  'change',
+  'simple-change',
+  'upload-discord-images'
+] as const
+
+/**
+ * A top-level key as a relay reads it: case-insensitively and after NFKC folding, because a Go relay matches JSON
+ * keys that way (`NOTIFYHOOK` and a Kelvin-sign `K` included).
+ */
+function foldedKey(body: Buffer, m: Member): string {
+  return memberKey(body, m).normalize('NFKC').toLowerCase()
+}
+
+/** The upstream would call any URL a client names in `notifyHook`: that member goes, every other byte stays. */
+export function withoutNotifyHook(body: Buffer, members: readonly Member[]): Buffer {
+  return withoutMembers(body, members, (m) => foldedKey(body, m) === 'notifyhook')
+}
+
+/** Every `taskId` a submit names at the top level (any spelling a relay would read as it), as strings. */
+export function namedTaskIds(body: Buffer, members: readonly Member[]): string[] {
+  const ids: string[] = []
+  for (const m of members) {
+    if (foldedKey(body, m) !== 'taskid') continue
+    const raw = body.toString('utf8', m.valueStart, m.end)
+    const value: unknown = JSON.parse(raw)
+    // a number is an id too (relays accept both); anything else names no task
+    if (typeof value === 'string') ids.push(value)
+    else if (typeof value === 'number') ids.push(raw)
+  }
+  return ids
+}
+
+interface Deps {
+  config: Config
+  upstream: UpstreamClient
+  ownership: Ownership
+  clients: ClientKeyTable
+  metrics: GatewayMetrics
+  /** SUBMIT_QUOTA_PER_DAY; undefined when off */
+  quota: SubmitQuota | undefined
+}
+
+/**
+ * POST /mj/submit/{kind}, in a scope of its own whose JSON bodies arrive as the raw bytes: checked and forwarded
+ * without being parsed into objects and serialised again (docs/tenancy.md: byte for byte but a removed
+ * `notifyHook`, memory near one copy of the body, nesting deeper than 64 refused with 400), once (no retry).
+ */
+export async function submitRoutes(app: FastifyInstance, { config, upstream, ownership, clients, metrics, quota }: Deps): Promise<void> {
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: config.submitMaxBodyBytes }, (_request, body, done) => {
+    done(null, body)
+  })
+  for (const kind of SUBMIT_KINDS) {
+    const path = `/mj/submit/${kind}`
+    app.post<{ Body: Buffer | string | undefined }>(path, { bodyLimit: config.submitMaxBodyBytes }, async (request, reply) => {
+      const raw = request.body
+      // text/plain (Fastify's other parser) or no body at all: not an object
+      if (!Buffer.isBuffer(raw)) throw new NotAnObjectError()
+      const scanned = await scanJsonObjectAsync(raw)
+      if (!scanned.ok) throw scanError(scanned.kind, scanned.reason)
+      const client = clientOf(request, clients)
+      // an action on another client's task is refused like one on an unknown task, before anything is spent
+      for (const id of namedTaskIds(raw, scanned.members)) await ownership.assertReadable(client, id, path)
+      if (quota !== undefined && !(await quota.admit(client))) {
+        reply.header('retry-after', String(SubmitQuota.secondsToNextDay()))
+        throw new QuotaExceededError(config.fairness.submitQuotaPerDay)
+      }
+      const body = config.allowNotifyHook ? raw : withoutNotifyHook(raw, scanned.members)
+      metrics.clientSubmits.inc({ client: client.label, action: kind })
+      // a submit spends money and is not idempotent: one try only
+      return forward(upstream, reply, { method: 'POST', path, body, idempotent: false, client: client.name }, async (answer) => {
+        const id = submittedTaskId(answer.body)
+        // recorded before the answer leaves, so the client's first poll already finds it
+        if (id !== undefined) await ownership.record(client, id)
+      })
+    })
+  }
+}
