@@ -57,3 +57,21 @@ t.test('docs/tenancy.md SUBMIT_QUOTA_PER_DAY counts in Redis across replicas, pe
   t.equal(a.sim.stats.byRoute['POST /mj/submit/imagine'], submits, 'over the quota: upstream not asked')
   t.equal((await b.gw.post('/mj/submit/imagine', { prompt: 'x' }, as('b'))).status, 200, 'another client has its own quota')
 })
+
+t.test('docs/tenancy.md SUBMIT_QUOTA_PER_DAY in the embedded store survives a restart; a quota store that fails lets submits through', async (t) => {
+  const { tempDataDir } = await import('./helpers/data-dir.js')
+  const dataDir = tempDataDir(t)
+  const first = await startTenancy(t, { SUBMIT_QUOTA_PER_DAY: '1', DATA_DIR: dataDir })
+  await first.submit(as('a'))
+  t.equal((await first.gw.post('/mj/submit/imagine', { prompt: 'x' }, as('a'))).status, 429)
+  await first.gw.app.close()
+  const second = await startTenancy(t, { SUBMIT_QUOTA_PER_DAY: '1', DATA_DIR: dataDir }, first.sim.url)
+  const again = await second.gw.post('/mj/submit/imagine', { prompt: 'x' }, as('a'))
+  t.match(again.json, { code: 'MJGW_QUOTA_EXCEEDED' }, 'still over after a restart')
+  t.equal((await second.gw.post('/mj/submit/imagine', { prompt: 'x' }, bearer(jwtFor('alice')))).status, 200, 'each JWT user has a quota of its own')
+
+  const broken = await startTenancy(t, { SUBMIT_QUOTA_PER_DAY: '1', REDIS_URL: 'redis://127.0.0.1:1', TASK_OWNERSHIP: 'off' })
+  t.equal((await broken.gw.post('/mj/submit/imagine', { prompt: 'x' }, as('a'))).status, 200)
+  t.equal((await broken.gw.post('/mj/submit/imagine', { prompt: 'x' }, as('a'))).status, 200, 'a quota outage stops no team')
+  t.ok((sample((await broken.gw.call('GET', '/metrics')).text, 'mj_gateway_tenancy_store_errors_total', { store: 'redis' }) ?? 0) >= 2, 'counted')
+})

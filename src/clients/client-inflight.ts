@@ -54,8 +54,4 @@ export class SubmitBytes {
   release(n: number): void {
     this.held -= n
   }
-
-  get inUse(): number {
-    return this.held
-  }
 }

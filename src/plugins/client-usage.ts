@@ -12,7 +12,8 @@ export interface ClientUsageOptions {
 /** mj_gateway_client_requests_total for every answer in the /mj scope (the hit lane counts its own answers). */
 async function clientUsagePlugin(app: FastifyInstance, { table, metrics }: ClientUsageOptions): Promise<void> {
   app.addHook('onResponse', (request, reply, done) => {
-    metrics.clientRequest(clientOf(request, table).label, request.routeOptions.url ?? 'unmatched', reply.statusCode)
+    // hooks of this scope run for its routes only (unknown paths are answered outside it): a route pattern is there
+    metrics.clientRequest(clientOf(request, table).label, request.routeOptions.url as string, reply.statusCode)
     done()
   })
 }
