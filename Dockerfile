@@ -38,6 +38,8 @@ ENV DATA_DIR=/app/data
 RUN mkdir -p /app/data && chown node:node /app/data
 VOLUME /app/data
 # The files stay owned by root: the gateway cannot rewrite its own code.
+# DATA_DIR (./data): the image archive and other embedded stores; mount a volume here to keep them
+RUN mkdir -p /app/data && chown node:node /app/data
 USER node
 EXPOSE 8080
 # Liveness only (/readyz is for load balancers). Node itself, because slim images have no curl.

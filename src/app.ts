@@ -4,7 +4,7 @@ import { stdoutLog, type LogStream } from './logging/log-stream.js'
 import type { Config } from './config.js'
 import { installErrorHandler } from './http/errors.js'
 import { GatewayMetrics } from './metrics/gateway-metrics.js'
-import { TaskCache, type Clock } from './cache/task-cache.js'
+import { etagOf, TaskCache, type Clock } from './cache/task-cache.js'
 import { TaskService } from './tasks/fetch-service.js'
 import { UpstreamClient } from './upstream/client.js'
 import { ClientKeyTable } from './clients/client-keys.js'
@@ -26,12 +26,15 @@ import { healthRoutes } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { taskFetchRoutes } from './routes/task-fetch.js'
 import { passthroughRoutes } from './routes/passthrough.js'
-import { SEED_ROUTE } from './routes/image-seed.js'
-import { FETCH_ROUTE } from './tasks/task-id.js'
+import { unroutedRoutes } from './routes/unrouted.js'
+import { withModePrefixes } from './routes/mode-prefixes.js'
+import { MAX_HEADER_BYTES } from './http/request-checks.js'
 import { LIST_PATH, TaskListService } from './tasks/list-service.js'
+import { IMAGE_SEED_ROUTE } from './routes/passthrough-table.js'
+import { FETCH_ROUTE } from './tasks/task-id.js'
 import { HitLane } from './http/hit-lane.js'
 import { GatewayServer, defaultTimeouts, serverSettings, type Timeouts } from './http/server.js'
-import { CorsPolicy } from './http/cors.js'
+import { CorsPolicy } from './http/cors-policy.js'
 import { AccessLog, requestIds } from './logging/access-log.js'
 import { clientIp, trustFunction } from './http/client-address.js'
 import { Ownership, type OwnerRecords } from './clients/ownership.js'
@@ -41,6 +44,10 @@ import { RedisOwnerRecords } from './redis/owner-records.js'
 import clientUsagePlugin from './plugins/client-usage.js'
 import fairnessPlugin from './plugins/fairness.js'
 import { ClientInflight, SubmitBytes } from './clients/client-inflight.js'
+import { createImageArchive } from './images/image-archive.js'
+import { IMAGE_FAILURES } from './images/cdn-fetch.js'
+import { ImageService } from './images/image-service.js'
+import { imageRoutes } from './routes/images.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -86,7 +93,7 @@ function rateLimitStore(config: Config, redis: RedisConnection | undefined): Sto
 }
 
 /** the routes whose denials are counted from the start (submits naming a taskId are counted under their own path) */
-const OWNERSHIP_ROUTES = [FETCH_ROUTE, SEED_ROUTE, LIST_PATH]
+const OWNERSHIP_ROUTES = [FETCH_ROUTE, IMAGE_SEED_ROUTE, LIST_PATH]
 
 /** Where owner records and submit counts live when nothing needs them. */
 const NO_RECORDS: OwnerRecords & QuotaStore = { owners: (ids) => ids.map(() => undefined), record: () => undefined, increment: () => 0 }
@@ -126,7 +133,9 @@ function tenancy(app: FastifyInstance, config: Config, metrics: GatewayMetrics, 
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
   const trust = trustFunction(config.trustProxy)
   const nextId = requestIds()
-  const settings = serverSettings({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts })
+  const cors = new CorsPolicy(config.corsOrigins)
+  const clientKeys = new ClientKeyTable(config)
+  const settings = serverSettings({ ...defaultTimeouts(config.upstream.timeoutMs), ...overrides.timeouts }, cors, (h) => clientKeys.identify(h).authorized)
   const server = new GatewayServer(settings)
   const ownStream = overrides.logStream === undefined ? stdoutLog() : undefined
   const logStream: pino.DestinationStream = overrides.logStream ?? (ownStream as LogStream)
@@ -135,24 +144,29 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     trustProxy: trust,
     genReqId: nextId,
     serverFactory: server.factory,
-    // Room for ids well past the pattern's 64, so the schema answers them (400) with the pattern in its message.
-    routerOptions: { maxParamLength: 1024 },
-    return503OnClosing: true,
+    // Room for any id a request head can hold, so the schema answers it (400) with the pattern in its message
+    // (an id the router found too long would go to the /mj/* catch-all instead: routes/unrouted.ts).
+    routerOptions: { maxParamLength: MAX_HEADER_BYTES },
+    // the hardening hook answers requests that arrive while closing (503 in the contract's shape)
+    return503OnClosing: false,
     // one access line per request (plugins/request-log.ts) instead of Fastify's two, and request.log built lazily
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: lazyChildLogger,
     ...settings
   })
   installErrorHandler(app)
+  // CORS first of all, at the root: every answer after it, refusals and 404s included, carries the headers
+  // (docs/compatibility.md), and a preflight is answered before any check
+  if (cors.enabled) await app.register(corsPlugin, { policy: cors })
   await app.register(hardeningPlugin)
 
-  const clientKeys = new ClientKeyTable(config)
   app.decorate('reloadClientKeys', () => reloadClientKeys(clientKeys, app.log))
 
   const metrics = new GatewayMetrics({
     cache: { entries: () => cache.entries, bytes: () => cache.bytes },
     redis: config.redisUrl !== '',
-    logLinesDropped: () => ownStream?.dropped ?? 0
+    logLinesDropped: () => ownStream?.dropped ?? 0,
+    images: { outcomes: IMAGE_FAILURES, storeBytes: () => images.store.bytes }
   })
   const cache: TaskCache = new TaskCache({
     maxBytes: config.cache.maxBytes,
@@ -179,19 +193,26 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const submitBytes = new SubmitBytes(config.fairness.submitInflightMaxBytes)
   const service = new TaskService(config.cache, cache, upstream, metrics, shared)
   const list = new TaskListService(config.cache, cache, upstream, metrics, shared)
+  // docs/images.md: finished tasks' images are archived as the gateway first sees them; IMAGE_REWRITE presents them
+  const images = createImageArchive(config, metrics, app.log.child({ module: 'images' }))
+  const rewriter = images.rewriter
+  service.sawTerminal = (body) => images.archiver.sawTask(body)
+  list.sawTerminal = service.sawTerminal
+  if (rewriter !== undefined) list.present = (body, now) => rewriter.present(body, etagOf(body), now).body
+  const imageService = new ImageService(images.store, images.archiver, service, metrics, config.upstream.timeoutMs)
   const httpMetrics = overrides.httpMetrics ?? true
   const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
-  const cors = new CorsPolicy(config.corsOrigins)
   // HIT_LANE: every request meets the hit lane (src/http/hit-lane.ts) first, and what it does not answer goes to Fastify
   const lane =
     config.hitLane === 'off'
       ? undefined
-      : new HitLane({ cache, metrics, httpMetrics, clients: clientKeys, rateLimit, cors, clientIp: (req) => clientIp(req, trust), accessLog, ownership, inflight }, server.fastify)
+      : new HitLane({ cache, metrics, httpMetrics, clients: clientKeys, rateLimit, cors, clientIp: (req) => clientIp(req, trust), accessLog, rewriter, ownership, inflight }, server.fastify)
   server.front(lane)
   app.decorate('hitLane', lane)
   app.addHook('onClose', async () => {
     await upstream.close()
+    await images.close()
     await redis?.close()
     closeStore()
     ownStream?.flush()
@@ -217,9 +238,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     keyState: () => upstream.keyHealth.state()
   })
   // Every /mj route lives in this one scope, so access control added here covers all of them and nothing else.
-  // Hook order inside: CORS (answers preflights), shedding, rate limit (onRequest), client token (preParsing).
+  // Hook order inside: shedding, rate limit (onRequest), client token (preParsing); CORS runs before them all (root).
   await app.register(async (mj) => {
-    if (cors.enabled) await mj.register(corsPlugin, { policy: cors })
     if (config.eventLoopMaxDelayMs > 0) {
       await mj.register(sheddingPlugin, { maxEventLoopDelayMs: config.eventLoopMaxDelayMs })
       if (lane !== undefined) lane.underPressure = () => mj.isUnderPressure()
@@ -228,8 +248,13 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     if (rateLimit !== undefined) await mj.register(rateLimitPlugin, { table: clientKeys, counter: rateLimit })
     await mj.register(clientUsagePlugin, { table: clientKeys, metrics })
     await mj.register(fairnessPlugin, { table: clientKeys, inflight, submitBytes })
-    await mj.register(taskFetchRoutes, { cache, service, metrics, ownership, clients: clientKeys })
-    await mj.register(passthroughRoutes, { config, upstream, list, ownership, clients: clientKeys, metrics, quota })
+    // the routes below, at /mj/... and again under /mj-fast, /mj-relax and /mj-turbo (routes/mode-prefixes.ts)
+    await withModePrefixes(mj, async (mj) => {
+      await mj.register(taskFetchRoutes, { cache, service, metrics, rewriter, ownership, clients: clientKeys })
+      await mj.register(imageRoutes, { images: imageService, signer: images.signer, clients: clientKeys })
+      await mj.register(passthroughRoutes, { config, upstream, list, ownership, clients: clientKeys, metrics, quota })
+      await mj.register(unroutedRoutes)
+    })
   })
   return app
 }

@@ -1,8 +1,9 @@
-import { createHash, createPublicKey, type KeyObject } from 'node:crypto'
+import { createHash, createHmac, createPublicKey, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
+import { parsePassthroughRoutes } from './routes/passthrough-table.js'
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -45,12 +46,21 @@ const EnvSchema = Type.Object({
   CLIENT_JWT_MAX_TTL_SECONDS: Int(86400, 1),
   TASK_OWNERSHIP: Type.Union([Type.Literal('auto'), Type.Literal('on'), Type.Literal('off')], { default: 'auto' }),
   OWNERLESS_TASKS: Type.Union([Type.Literal('hidden'), Type.Literal('visible')], { default: 'hidden' }),
-  DATA_DIR: Type.String({ default: './data', minLength: 1 }),
   OWNERSHIP_TTL_DAYS: Int(30, 1, 3650),
   CLIENT_MAX_INFLIGHT: Int(32, 1),
   SUBMIT_INFLIGHT_MAX_BYTES: Int(268435456, 1),
   SUBMIT_QUOTA_PER_DAY: Int(0, 0),
-  HIT_LANE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' })
+  HIT_LANE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
+  PASSTHROUGH_ROUTES: Type.String({ default: '' }),
+  DATA_DIR: Type.String({ default: './data', minLength: 1 }),
+  PUBLIC_URL: Type.String({ default: '' }),
+  IMAGE_HOSTS: Type.String({ default: 'cdn.discordapp.com,media.discordapp.net' }),
+  IMAGE_FETCH_CONCURRENCY: Int(4, 1, 256),
+  IMAGE_MAX_BYTES: Int(33554432, 1),
+  IMAGE_STORE_MAX_BYTES: Int(2147483648, 1),
+  IMAGE_SIGNING_KEY: Type.Optional(Type.String()),
+  IMAGE_SIGNED_URL_TTL_SECONDS: Int(604800, 60),
+  IMAGE_REWRITE: Type.Union([Type.Literal('off'), Type.Literal('on')], { default: 'off' })
 })
 type Env = Static<typeof EnvSchema>
 
@@ -108,6 +118,25 @@ export interface Config {
   readonly eventLoopMaxDelayMs: number
   /** `off` (a diagnostic): every request goes through Fastify, none through the hit lane */
   readonly hitLane: 'on' | 'off'
+  /** PASSTHROUGH_ROUTES, else the default list (routes/passthrough-table.ts); `{id}` written as `:id` */
+  readonly passthroughRoutes: readonly string[],
+  /** DATA_DIR: where embedded stores (the image archive among them) keep their files */
+  readonly dataDir: string
+  /** PUBLIC_URL without a trailing slash; '' = unset */
+  readonly publicUrl: string
+  readonly images: {
+    /** lowercase host names images may be fetched from (and redirected to) */
+    readonly hosts: readonly string[]
+    readonly fetchConcurrency: number
+    readonly maxBytes: number
+    readonly storeMaxBytes: number
+    /** IMAGE_SIGNING_KEY, else a key derived from the upstream key */
+    readonly signingKey: string
+    /** true when signingKey came from IMAGE_SIGNING_KEY */
+    readonly signingKeySet: boolean
+    readonly signedUrlTtlSeconds: number
+    readonly rewrite: boolean
+  }
   /** CLIENT_JWT_*: absent when JWT identities are off */
   readonly jwt?: JwtConfig
   readonly ownership: {
@@ -116,7 +145,6 @@ export interface Config {
     readonly ownerless: 'hidden' | 'visible'
     readonly ttlDays: number
   }
-  readonly dataDir: string
   readonly fairness: {
     readonly clientMaxInflight: number
     readonly submitInflightMaxBytes: number
@@ -262,6 +290,36 @@ function parseOrigins(value: string): string[] {
     })
 }
 
+/** PUBLIC_URL: an http(s) origin with an optional path, kept without a trailing slash; '' = unset. */
+function parsePublicUrl(value: string): string {
+  if (value === '') return ''
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new ConfigError(`PUBLIC_URL: not a valid URL: ${JSON.stringify(value)}`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`PUBLIC_URL: must be http or https, got ${url.protocol}`)
+  if (url.search || url.hash || url.username || url.password) {
+    throw new ConfigError('PUBLIC_URL: must be an origin with an optional path, no query, fragment or credentials')
+  }
+  return `${url.origin}${url.pathname}`.replace(/\/+$/, '')
+}
+
+/** IMAGE_HOSTS: comma-separated host names (no scheme, port or path), compared in lower case. */
+function parseImageHosts(value: string): string[] {
+  const hosts = value
+    .split(',')
+    .map((h) => h.trim().toLowerCase())
+    .filter((h) => h !== '')
+  for (const h of hosts) {
+    if (!/^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$/.test(h)) {
+      throw new ConfigError(`IMAGE_HOSTS: not a host name: ${JSON.stringify(h)} (list names like cdn.example.com, no scheme, port or path)`)
+    }
+  }
+  return hosts
+}
+
 /** The URL is never echoed: it may hold a password. */
 function checkRedisUrl(value: string): void {
   if (!/^rediss?:\/\//.test(value)) throw new ConfigError('REDIS_URL: must start with redis:// or rediss://')
@@ -321,6 +379,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   if (env.REDIS_URL) checkRedisUrl(env.REDIS_URL)
   const clientKeys = loadClientKeys(env)
   const jwt = loadJwtConfig(env)
+  const publicUrl = parsePublicUrl(env.PUBLIC_URL)
+  if (env.IMAGE_REWRITE === 'on' && publicUrl === '') throw new ConfigError('IMAGE_REWRITE: on needs PUBLIC_URL (the origin clients reach the gateway at)')
 
   const config: Config = {
     port: env.PORT,
@@ -361,15 +421,35 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       ownerless: env.OWNERLESS_TASKS,
       ttlDays: env.OWNERSHIP_TTL_DAYS
     },
-    dataDir: env.DATA_DIR,
     fairness: {
       clientMaxInflight: env.CLIENT_MAX_INFLIGHT,
       submitInflightMaxBytes: env.SUBMIT_INFLIGHT_MAX_BYTES,
       submitQuotaPerDay: env.SUBMIT_QUOTA_PER_DAY
     },
-    hitLane: env.HIT_LANE
+    hitLane: env.HIT_LANE,
+    passthroughRoutes: passthroughRoutesOf(env.PASSTHROUGH_ROUTES),
+    dataDir: env.DATA_DIR,
+    publicUrl,
+    images: {
+      hosts: parseImageHosts(env.IMAGE_HOSTS),
+      fetchConcurrency: env.IMAGE_FETCH_CONCURRENCY,
+      maxBytes: env.IMAGE_MAX_BYTES,
+      storeMaxBytes: env.IMAGE_STORE_MAX_BYTES,
+      signingKey: env.IMAGE_SIGNING_KEY ?? createHmac('sha256', apiKey).update('mj-gateway image url signing').digest('hex'),
+      signingKeySet: env.IMAGE_SIGNING_KEY !== undefined,
+      signedUrlTtlSeconds: env.IMAGE_SIGNED_URL_TTL_SECONDS,
+      rewrite: env.IMAGE_REWRITE === 'on'
+    }
   }
   return deepFreeze(config)
+}
+
+function passthroughRoutesOf(value: string): string[] {
+  try {
+    return parsePassthroughRoutes(value)
+  } catch (err) {
+    throw new ConfigError(`PASSTHROUGH_ROUTES: ${(err as Error).message}`)
+  }
 }
 
 function deepFreeze<T extends object>(o: T): T {
@@ -414,11 +494,20 @@ export function describeConfig(c: Config): Record<string, unknown> {
     TASK_OWNERSHIP: c.ownership.enabled ? 'on' : 'off',
     OWNERLESS_TASKS: c.ownership.ownerless,
     OWNERSHIP_TTL_DAYS: c.ownership.ttlDays,
-    DATA_DIR: c.dataDir,
     CLIENT_MAX_INFLIGHT: c.fairness.clientMaxInflight,
     SUBMIT_INFLIGHT_MAX_BYTES: c.fairness.submitInflightMaxBytes,
     SUBMIT_QUOTA_PER_DAY: c.fairness.submitQuotaPerDay,
-    HIT_LANE: c.hitLane
+    HIT_LANE: c.hitLane,
+    PASSTHROUGH_ROUTES: c.passthroughRoutes,
+    DATA_DIR: c.dataDir,
+    PUBLIC_URL: c.publicUrl === '' ? null : c.publicUrl,
+    IMAGE_HOSTS: c.images.hosts,
+    IMAGE_FETCH_CONCURRENCY: c.images.fetchConcurrency,
+    IMAGE_MAX_BYTES: c.images.maxBytes,
+    IMAGE_STORE_MAX_BYTES: c.images.storeMaxBytes,
+    IMAGE_SIGNING_KEY: c.images.signingKeySet ? '[redacted]' : '[derived from the upstream key]',
+    IMAGE_SIGNED_URL_TTL_SECONDS: c.images.signedUrlTtlSeconds,
+    IMAGE_REWRITE: c.images.rewrite ? 'on' : 'off'
   }
 }
 

@@ -25,7 +25,7 @@ t.test('the demo\'s poll lines show HIT and COALESCED on a live task', async (t)
   const port = (s.address() as { port: number }).port
   await new Promise<void>((resolve) => s.close(() => resolve()))
   // no coverage hooks: the demo is a script for people, run here only for what it prints
-  const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', NODE_OPTIONS: '' }
+  const env = { PATH: process.env['PATH'] ?? '', PORT: String(port), HOST: '127.0.0.1' }
   const demo = spawn(process.execPath, ['dist/src/demo/run.js'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] })
   t.teardown(() => {
     demo.kill('SIGTERM')

@@ -64,12 +64,14 @@ const CONTRACT_LABELS: Record<string, readonly string[]> = {
   // CONTRACT §9
   mj_gateway_client_requests_total: ['client', 'route', 'status_code'],
   mj_gateway_client_submits_total: ['client', 'action'],
-  mj_gateway_ownership_denied_total: ['route']
+  mj_gateway_ownership_denied_total: ['route'],
+  mj_gateway_images_archived_total: ['outcome'],
+  mj_gateway_image_requests_total: ['result']
 }
 const TARGET_LABELS = ['job', 'instance']
 const LABEL_VALUES: Record<string, readonly string[]> = {
-  result: ['hit', 'miss', 'coalesced', 'stale', 'hit_shared'],
-  outcome: ['ok', 'http_4xx', 'http_5xx', 'timeout', 'error']
+  result: ['hit', 'miss', 'coalesced', 'stale', 'hit_shared', 'fetched', 'gone'],
+  outcome: ['ok', 'http_4xx', 'http_5xx', 'timeout', 'error', 'not_allowed', 'too_large', 'not_image', 'gone', 'store_error']
 }
 const ALL_LABELS = new Set([...Object.values(CONTRACT_LABELS).flat(), ...TARGET_LABELS])
 
@@ -336,6 +338,7 @@ t.test('dashboard: Grafana 10+ JSON, every panel described and bound to ${dataso
   t.equal(new Set(ids).size, ids.length, 'panel ids are unique')
   const rows = panels.filter((p) => p['type'] === 'row').map((p) => p['title'])
   t.same(rows, ['Traffic', 'Latency', 'Cache', 'Upstream health', 'Process', 'Clients'], 'rows in order')
+  t.same(rows, ['Traffic', 'Latency', 'Cache', 'Upstream health', 'Process', 'Images'], 'rows in order')
   for (const p of panels) {
     const title = str(p['title']) ?? `panel ${String(p['id'])}`
     const pos = obj(p['gridPos'])

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 
 const KEY = 'sk-close-SECRET-12'
 

@@ -5,7 +5,11 @@ import { MAX_HEADER_COUNT, MAX_URL_BYTES } from '../src/http/request-checks.js'
 import { SECURITY_HEADERS } from '../src/http/security-headers.js'
 import { defaultTimeouts } from '../src/http/server.js'
 import { SHED_RETRY_AFTER_SECONDS, sampleWindowMs } from '../src/http/load-shedding.js'
-import { call, rawExchange, rawStatus, startGateway, type Answer } from './helpers/access-harness.js'
+import { startGateway, type Gateway } from './helpers/gateway.js'
+import { rawExchange, rawStatus, type HttpResult, jsonObject } from './helpers/net.js'
+
+/** as these tests were written: an id nobody submitted is unknown upstream (null → 404) */
+const ACCESS = { upstream: { inventUnknownTasks: false } }
 
 const TOKEN = 'tok-hardening-5566778899'
 const AUTH = `Authorization: Bearer ${TOKEN}\r\n`
@@ -13,7 +17,7 @@ const AUTH = `Authorization: Bearer ${TOKEN}\r\n`
 /** the JSON body of a raw HTTP exchange */
 const rawJson = (raw: string): unknown => JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))
 
-function assertSecurityHeaders(t: Test, res: Answer, what: string): void {
+function assertSecurityHeaders(t: Test, res: HttpResult, what: string): void {
   for (const [name, value] of Object.entries(SECURITY_HEADERS)) {
     if (name === 'cache-control') continue
     t.equal(res.headers[name], value, `${what}: ${name}`)
@@ -22,12 +26,12 @@ function assertSecurityHeaders(t: Test, res: Answer, what: string): void {
 }
 
 t.test('hardening, with client tokens on', async (t) => {
-  const gw = await startGateway(t, { CLIENT_KEYS: TOKEN })
-  const id = gw.sim.finishedTask()
+  const gw = await startGateway(t, { LOG_LEVEL: 'info', CLIENT_KEYS: TOKEN }, ACCESS)
+  const id = gw.upstream.finishedTask()
   const path = `/mj/task/${id}/fetch`
 
   t.test('every response carries headers fit for a JSON API and no framework fingerprint', async (t) => {
-    const ok = await call(gw, path, { headers: { authorization: `Bearer ${TOKEN}` } })
+    const ok = await gw.request('GET', path, { headers: { authorization: `Bearer ${TOKEN}` } })
     t.equal(ok.status, 200)
     assertSecurityHeaders(t, ok, '200')
     t.match(ok.headers['cache-control'], /^private, max-age=\d+$/, 'the fetch route keeps its own cache-control')
@@ -39,14 +43,14 @@ t.test('hardening, with client tokens on', async (t) => {
       ['/nowhere', {}]
     ]
     for (const [p, headers] of cases) {
-      const res = await call(gw, p, { headers })
+      const res = await gw.request('GET', p, { headers })
       assertSecurityHeaders(t, res, `${res.status} ${p}`)
       t.equal(res.headers['cache-control'], 'no-store', `${p}: never cached by intermediaries`)
     }
   })
 
   t.test('a GET or HEAD with a body is refused (400 MJGW_BAD_REQUEST), no upstream call', async (t) => {
-    const before = gw.upstreamCalls()
+    const before = gw.upstream.calls
     const bodies = [
       `GET ${path} HTTP/1.1\r\nHost: gw\r\n${AUTH}Content-Length: 5\r\n\r\nhello`,
       `GET ${path} HTTP/1.1\r\nHost: gw\r\n${AUTH}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
@@ -60,11 +64,11 @@ t.test('hardening, with client tokens on', async (t) => {
     }
     const empty = await rawExchange(gw.port, `GET ${path} HTTP/1.1\r\nHost: gw\r\n${AUTH}Content-Length: 0\r\nConnection: close\r\n\r\n`)
     t.equal(rawStatus(empty), 200, 'content-length: 0 is no body')
-    t.equal(gw.upstreamCalls(), before)
+    t.equal(gw.upstream.calls, before)
   })
 
   t.test('conflicting content-length / transfer-encoding is refused, no upstream call', async (t) => {
-    const before = gw.upstreamCalls()
+    const before = gw.upstream.calls
     const smuggling = [
       `POST /mj/task/${id}/fetch HTTP/1.1\r\nHost: gw\r\n${AUTH}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
       `GET ${path} HTTP/1.1\r\nHost: gw\r\n${AUTH}Content-Length: 0\r\nContent-Length: 7\r\n\r\n`,
@@ -76,22 +80,22 @@ t.test('hardening, with client tokens on', async (t) => {
       t.equal(rawStatus(raw), 400, JSON.stringify(req.split('\r\n').slice(3, 5)))
       t.match(rawJson(raw), { statusCode: 400, code: /^MJGW_BAD_REQUEST$/ })
     }
-    t.equal(gw.upstreamCalls(), before)
+    t.equal(gw.upstream.calls, before)
   })
 
   t.test('absurd URLs are refused, no upstream call', async (t) => {
-    const before = gw.upstreamCalls()
-    const long = await call(gw, `${path}?q=${'a'.repeat(MAX_URL_BYTES)}`, { headers: { authorization: `Bearer ${TOKEN}` } })
+    const before = gw.upstream.calls
+    const long = await gw.request('GET', `${path}?q=${'a'.repeat(MAX_URL_BYTES)}`, { headers: { authorization: `Bearer ${TOKEN}` } })
     t.equal(long.status, 414)
-    t.match(long.json, { statusCode: 414, code: 'MJGW_URI_TOO_LONG', error: 'URI Too Long' })
-    const longId = await call(gw, `/mj/task/${'a'.repeat(MAX_URL_BYTES)}/fetch`, { headers: { authorization: `Bearer ${TOKEN}` } })
+    t.match(jsonObject(long), { statusCode: 414, code: 'MJGW_URI_TOO_LONG', error: 'URI Too Long' })
+    const longId = await gw.request('GET', `/mj/task/${'a'.repeat(MAX_URL_BYTES)}/fetch`, { headers: { authorization: `Bearer ${TOKEN}` } })
     t.equal(longId.status, 400, 'docs/errors.md §2 an id of any length off the pattern is a 400')
-    t.match(longId.json, { statusCode: 400, code: 'MJGW_BAD_TASK_ID', error: 'Bad Request' })
-    const badUrl = await call(gw, '/mj/task/%ZZ/fetch', { headers: { authorization: `Bearer ${TOKEN}` } })
+    t.match(jsonObject(longId), { statusCode: 400, code: 'MJGW_BAD_TASK_ID', error: 'Bad Request' })
+    const badUrl = await gw.request('GET', '/mj/task/%ZZ/fetch', { headers: { authorization: `Bearer ${TOKEN}` } })
     t.equal(badUrl.status, 400)
-    t.match(badUrl.json, { statusCode: 400, code: 'MJGW_BAD_TASK_ID' }, 'docs/errors.md §2: an id that does not even decode fails the id pattern')
-    const badPath = await call(gw, '/mj/%ZZ', { headers: { authorization: `Bearer ${TOKEN}` } })
-    t.match(badPath.json, { statusCode: 400, code: 'MJGW_BAD_REQUEST', message: 'malformed URL' })
+    t.match(jsonObject(badUrl), { statusCode: 400, code: 'MJGW_BAD_TASK_ID' }, 'docs/errors.md §2: an id that does not even decode fails the id pattern')
+    const badPath = await gw.request('GET', '/mj/%ZZ', { headers: { authorization: `Bearer ${TOKEN}` } })
+    t.match(jsonObject(badPath), { statusCode: 400, code: 'MJGW_BAD_REQUEST', message: 'malformed URL' })
     t.equal(badUrl.headers['x-content-type-options'], 'nosniff')
     const huge = await rawExchange(gw.port, `GET /mj/task/${'a'.repeat(20_000)}/fetch HTTP/1.1\r\nHost: gw\r\n\r\n`)
     t.equal(rawStatus(huge), 431, 'a request line over the head limit')
@@ -104,15 +108,15 @@ t.test('hardening, with client tokens on', async (t) => {
       `/mj/task/${'x'.repeat(65)}/fetch`,
       `/mj/task/%E2%80%AE/fetch`
     ]) {
-      const res = await call(gw, p, { headers: { authorization: `Bearer ${TOKEN}` } })
+      const res = await gw.request('GET', p, { headers: { authorization: `Bearer ${TOKEN}` } })
       t.ok(res.status >= 400 && res.status < 500, `${p} → ${res.status}`)
-      t.ok(typeof res.json?.['code'] === 'string', 'the error shape of docs/errors.md §1')
+      t.ok(typeof jsonObject(res)?.['code'] === 'string', 'the error shape of docs/errors.md §1')
     }
     for (const line of ['GET /mj/task/a\x00b/fetch HTTP/1.1', 'GET http://[::1/mj HTTP/1.1', 'GET  HTTP/1.1', 'G\x01T / HTTP/1.1']) {
       const raw = await rawExchange(gw.port, `${line}\r\nHost: gw\r\nConnection: close\r\n\r\n`)
       t.equal(rawStatus(raw), 400, JSON.stringify(line))
     }
-    t.equal(gw.upstreamCalls(), before)
+    t.equal(gw.upstream.calls, before)
   })
 
   t.test(`more than ${MAX_HEADER_COUNT} headers → 431 MJGW_HEADERS_TOO_LARGE`, async (t) => {
@@ -122,12 +126,12 @@ t.test('hardening, with client tokens on', async (t) => {
       return headers
     }
     const headers = many(MAX_HEADER_COUNT)
-    const before = gw.upstreamCalls()
-    const res = await call(gw, path, { headers })
+    const before = gw.upstream.calls
+    const res = await gw.request('GET', path, { headers })
     t.equal(res.status, 431)
-    t.match(res.json, { statusCode: 431, code: 'MJGW_HEADERS_TOO_LARGE', error: 'Request Header Fields Too Large' })
-    t.equal(gw.upstreamCalls(), before)
-    t.equal((await call(gw, path, { headers: many(MAX_HEADER_COUNT - 10) })).status, 200, 'fewer pass')
+    t.match(jsonObject(res), { statusCode: 431, code: 'MJGW_HEADERS_TOO_LARGE', error: 'Request Header Fields Too Large' })
+    t.equal(gw.upstream.calls, before)
+    t.equal((await gw.request('GET', path, { headers: many(MAX_HEADER_COUNT - 10) })).status, 200, 'fewer pass')
   })
 
   t.test('a request head over 16 KiB → 431', async (t) => {
@@ -137,7 +141,7 @@ t.test('hardening, with client tokens on', async (t) => {
   })
 
   t.test('the server keeps serving after all that', async (t) => {
-    t.equal((await call(gw, path, { headers: { authorization: `Bearer ${TOKEN}` } })).status, 200)
+    t.equal((await gw.request('GET', path, { headers: { authorization: `Bearer ${TOKEN}` } })).status, 200)
   })
 
   t.test('a reset connection is shrugged off', async (t) => {
@@ -152,12 +156,12 @@ t.test('hardening, with client tokens on', async (t) => {
       s.on('error', () => undefined)
     })
     await sleep(50)
-    t.equal((await call(gw, '/healthz')).status, 200)
+    t.equal((await gw.request('GET', '/healthz')).status, 200)
   })
 })
 
 t.test('slow clients are cut off', async (t) => {
-  const gw = await startGateway(t, {}, { overrides: { timeouts: { headersMs: 400, requestMs: 800, keepAliveMs: 300, checkIntervalMs: 100 } } })
+  const gw = await startGateway(t, { LOG_LEVEL: 'info' }, { ...ACCESS, overrides: { timeouts: { headersMs: 400, requestMs: 800, keepAliveMs: 300, checkIntervalMs: 100 } } })
 
   t.test('a head that trickles in (slowloris) → 408 MJGW_REQUEST_TIMEOUT and the socket is closed', async (t) => {
     const started = Date.now()
@@ -190,7 +194,7 @@ t.test('slow clients are cut off', async (t) => {
     const d = defaultTimeouts(10_000)
     t.same(d, { headersMs: 10_000, requestMs: 60_000, keepAliveMs: 72_000, idleMs: 60_000, checkIntervalMs: 1_000 })
     t.equal(defaultTimeouts(120_000).idleMs, 130_000)
-    const prod = await startGateway(t, {})
+    const prod = await startGateway(t, { LOG_LEVEL: 'info' }, ACCESS)
     t.equal(prod.app.server.headersTimeout, 10_000)
     t.equal(prod.app.server.requestTimeout, 60_000)
     t.equal(prod.app.server.keepAliveTimeout, 72_000)
@@ -199,11 +203,11 @@ t.test('slow clients are cut off', async (t) => {
 })
 
 /** Waits until the loop is calm enough to serve (start-up itself can lag it past a threshold this low). */
-async function calm(gw: { url: string }, path: string): Promise<number> {
+async function calm(gw: Pick<Gateway, 'request'>, path: string): Promise<number> {
   let status = 0
   for (let i = 0; i < 50 && status !== 200; i++) {
     await sleep(100)
-    status = (await call(gw, path)).status
+    status = (await gw.request('GET', path)).status
   }
   return status
 }
@@ -217,25 +221,25 @@ function blockFor(ms: number): void {
 }
 
 t.test('EVENT_LOOP_MAX_DELAY_MS: an event loop that keeps lagging sheds /mj requests with 503 + retry-after', async (t) => {
-  const gw = await startGateway(t, { EVENT_LOOP_MAX_DELAY_MS: '50' })
+  const gw = await startGateway(t, { LOG_LEVEL: 'info', EVENT_LOOP_MAX_DELAY_MS: '50' }, ACCESS)
   t.equal(sampleWindowMs(50), 100)
-  const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+  const path = `/mj/task/${gw.upstream.finishedTask()}/fetch`
   await calm(gw, path)
-  let shed: Answer | undefined
-  let health: Answer | undefined
+  let shed: HttpResult | undefined
+  let health: HttpResult | undefined
   // 150 ms stalls back to back: every 100 ms window lags. (That a lone stall sheds nothing is the next test;
   // here the machine's own load may already have lagged the loop, so the first request may be shed too.)
   for (let i = 0; i < 40 && shed === undefined; i++) {
     blockFor(150)
-    const res = await call(gw, path)
+    const res = await gw.request('GET', path)
     if (res.status === 503) {
       shed = res
-      health = await call(gw, '/healthz')
+      health = await gw.request('GET', '/healthz')
     }
   }
   t.equal(shed?.status, 503)
-  t.match(shed?.json, { statusCode: 503, code: 'MJGW_OVERLOADED', error: 'Service Unavailable' })
-  t.same(Object.keys(shed?.json ?? {}).sort(), ['code', 'error', 'message', 'statusCode'])
+  t.match(jsonObject(shed), { statusCode: 503, code: 'MJGW_OVERLOADED', error: 'Service Unavailable' })
+  t.same(Object.keys(jsonObject(shed) ?? {}).sort(), ['code', 'error', 'message', 'statusCode'])
   t.equal(shed?.headers['retry-after'], String(SHED_RETRY_AFTER_SECONDS))
   t.equal(health?.status, 200, '/healthz is never shed')
   t.equal(await calm(gw, path), 200, 'serves again once the loop recovers')
@@ -243,15 +247,15 @@ t.test('EVENT_LOOP_MAX_DELAY_MS: an event loop that keeps lagging sheds /mj requ
 
 t.test('EVENT_LOOP_MAX_DELAY_MS: a lone stall (a GC pause, a descheduled process) sheds nothing afterwards', async (t) => {
   // 250 ms: a busy CI machine's own lag must not be mistaken for overload here (at 50 ms it sometimes was)
-  const gw = await startGateway(t, { EVENT_LOOP_MAX_DELAY_MS: '250' })
-  const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+  const gw = await startGateway(t, { LOG_LEVEL: 'info', EVENT_LOOP_MAX_DELAY_MS: '250' }, ACCESS)
+  const path = `/mj/task/${gw.upstream.finishedTask()}/fetch`
   for (let round = 0; round < 3; round++) {
     await calm(gw, path)
     blockFor(600)
     const statuses: number[] = []
     const until = Date.now() + 400
     while (Date.now() < until) {
-      statuses.push((await call(gw, path)).status)
+      statuses.push((await gw.request('GET', path)).status)
       await sleep(10)
     }
     t.same([...new Set(statuses)], [200], `round ${round}: ${statuses.length} requests after the stall, all served`)
@@ -259,11 +263,11 @@ t.test('EVENT_LOOP_MAX_DELAY_MS: a lone stall (a GC pause, a descheduled process
 })
 
 t.test('EVENT_LOOP_MAX_DELAY_MS=0: never sheds', async (t) => {
-  const gw = await startGateway(t, { EVENT_LOOP_MAX_DELAY_MS: '0' })
-  const path = `/mj/task/${gw.sim.finishedTask()}/fetch`
+  const gw = await startGateway(t, { LOG_LEVEL: 'info', EVENT_LOOP_MAX_DELAY_MS: '0' }, ACCESS)
+  const path = `/mj/task/${gw.upstream.finishedTask()}/fetch`
   for (let i = 0; i < 3; i++) {
     blockFor(400)
     await sleep(60)
-    t.equal((await call(gw, path)).status, 200)
+    t.equal((await gw.request('GET', path)).status, 200)
   }
 })

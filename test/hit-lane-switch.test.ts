@@ -5,7 +5,7 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import { loadConfig } from '../src/config.js'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 import { send } from './helpers/net.js'
 import { sample, startGateway } from './helpers/gateway.js'
 import authPlugin from '../src/plugins/client-auth.js'
@@ -14,6 +14,12 @@ import { ClientKeyTable } from '../src/clients/client-keys.js'
 import { RateLimitCounter } from '../src/rate-limit/counter.js'
 
 t.test('HIT_LANE is on unless set to off; anything else stops start-up naming it', async (t) => {
+  // the environment's own HIT_LANE (the suite may run with HIT_LANE=off) reaches loadConfig too: put it aside
+  const outer = process.env['HIT_LANE']
+  delete process.env['HIT_LANE']
+  t.teardown(() => {
+    if (outer !== undefined) process.env['HIT_LANE'] = outer
+  })
   t.equal(loadConfig({ UPSTREAM_API_KEY: 'k' }).hitLane, 'on')
   t.equal(loadConfig({ UPSTREAM_API_KEY: 'k', HIT_LANE: 'off' }).hitLane, 'off')
   t.throws(() => loadConfig({ UPSTREAM_API_KEY: 'k', HIT_LANE: 'maybe' }), /HIT_LANE/)

@@ -10,6 +10,8 @@ import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
 import { ENV_VARIABLES } from '../src/config.js'
 import { startSimulatedUpstream } from '../src/demo/simulated-upstream.js'
+import { get } from './helpers/net.js'
+import { isolatedDataEnv } from './helpers/data-dir.js'
 
 const ROOT = new URL('../', import.meta.url)
 const MAIN = new URL('dist/src/main.js', ROOT).pathname
@@ -27,7 +29,7 @@ interface Run {
 function start(tt: Test, env: Record<string, string>, nodeArgs: string[] = []): Run {
   const clean: NodeJS.ProcessEnv = {}
   for (const [k, v] of Object.entries(process.env)) if (!ENV_VARIABLES.includes(k) && !k.startsWith('UPSTREAM_')) clean[k] = v
-  const child = spawn(process.execPath, [...nodeArgs, MAIN], { env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...nodeArgs, MAIN], { env: { ...clean, ...isolatedDataEnv(tt), ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   child.stdout?.on('data', (c: Buffer) => (out += c.toString()))
@@ -130,18 +132,18 @@ t.test('docs/operations.md §2, §3 with a key: logs the effective config redact
   const effective = logLines(run.stdout()).find((l) => l['msg'] === 'effective configuration')
   t.match(effective, { config: { UPSTREAM_BASE_URL: upstream.url, UPSTREAM_API_KEY: /^\[redacted sha256:[0-9a-f]{12}\]$/, PORT: 0 } })
 
-  const health = await fetch(`${base}/healthz`)
+  const health = await get(`${base}/healthz`)
   t.equal(health.status, 200)
-  t.same(await health.json(), { status: 'ok' })
+  t.same(health.json(), { status: 'ok' })
 
   // A slow upstream keeps one request in flight while SIGTERM arrives.
-  const inFlight = fetch(`${base}/mj/task/${taskId}/fetch`, { headers: { authorization: 'Bearer client-SECRET-88' } })
+  const inFlight = get(`${base}/mj/task/${taskId}/fetch`, { authorization: 'Bearer client-SECRET-88' })
   for (let i = 0; i < 200 && upstream.stats.requests === 0; i++) await new Promise((r) => setTimeout(r, 10))
   t.equal(upstream.stats.requests, 1, 'the request reached upstream')
   run.child.kill('SIGTERM')
   const res = await inFlight
   t.equal(res.status, 200, 'the in-flight request was finished')
-  t.match(await res.json(), { id: taskId, status: 'SUCCESS' })
+  t.match(res.json(), { id: taskId, status: 'SUCCESS' })
   const { code, signal } = await run.exited
   t.equal(signal, null)
   t.equal(code, 0, 'exit 0')
@@ -154,7 +156,7 @@ t.test('docs/operations.md §2, §3 with a key: logs the effective config redact
 t.test('docs/operations.md §3 SIGINT also closes gracefully with exit 0', async (t) => {
   const run = start(t, { UPSTREAM_API_KEY: KEY, HOST: '127.0.0.1', PORT: '0' })
   const port = await listening(run)
-  t.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200)
+  t.equal((await get(`http://127.0.0.1:${port}/healthz`)).status, 200)
   run.child.kill('SIGINT')
   t.same(await run.exited, { code: 0, signal: null })
 })
@@ -182,7 +184,7 @@ t.test('docs/access-control.md §2 SIGHUP re-reads CLIENT_KEYS_FILE in the runni
   const run = start(t, { UPSTREAM_BASE_URL: sim.url, UPSTREAM_API_KEY: KEY, CLIENT_KEYS_FILE: file, PORT: '0', HOST: '127.0.0.1' })
   const port = await listening(run)
   const path = `http://127.0.0.1:${port}/mj/task/${sim.finishedTask()}/fetch`
-  const status = async (token: string): Promise<number> => (await fetch(path, { headers: { authorization: `Bearer ${token}` } })).status
+  const status = async (token: string): Promise<number> => (await get(path, { authorization: `Bearer ${token}` })).status
   t.equal(await status(OLD), 200)
 
   writeFileSync(file, `team:${NEW}\n`)

@@ -1,7 +1,11 @@
 import t, { type Test } from 'tap'
 import { MAX_LIST_IDS } from '../src/routes/passthrough.js'
 import { startSimulatedUpstream, type SimulatedUpstream, type Handler, type RecordedRequest } from '../src/demo/simulated-upstream.js'
-import { startGateway, CLIENT_AUTH, CLIENT_TOKEN, type Gateway, type Reply } from './helpers/passthrough-harness.js'
+import { startGateway, CLIENT_AUTH, CLIENT_TOKEN, type Gateway } from './helpers/gateway.js'
+import { type HttpResult } from './helpers/net.js'
+
+/** as these tests were written: no rate limit unless a test sets one, info logs */
+const PASSTHROUGH_ENV = { RATE_LIMIT_PER_MINUTE: '0', LOG_LEVEL: 'info' }
 
 const LIST = '/mj/task/list-by-condition'
 const GUARDED = { CLIENT_KEYS: `ci:${CLIENT_TOKEN}`, POLL_CACHE_MS: '60000' }
@@ -41,25 +45,29 @@ async function upstream(t: Test): Promise<Upstream> {
   })
 }
 
-const list = (gw: Gateway, ids: unknown): Promise<Reply> => gw.post(LIST, { ids }, CLIENT_AUTH)
-const ids = (r: Reply): string[] => (r.json as Array<{ id: string }>).map((x) => x.id)
+const list = (gw: Gateway, ids: unknown): Promise<HttpResult> => gw.post(LIST, { ids }, CLIENT_AUTH)
+const ids = (r: HttpResult): string[] => (r.json() as Array<{ id: string }>).map((x) => x.id)
 
-function isError(t: Test, r: Reply, status: number, code: string): void {
+function isError(t: Test, r: HttpResult, status: number, code: string): void {
   t.equal(r.status, status, `status ${status}: ${r.text.slice(0, 200)}`)
-  t.same(r.json, { statusCode: status, code, error: (r.json as { error: string }).error, message: (r.json as { message: string }).message })
-  t.equal((r.json as { code: string }).code, code)
+  t.same(r.json(), { statusCode: status, code, error: (r.json() as { error: string }).error, message: (r.json() as { message: string }).message })
+  t.equal((r.json() as { code: string }).code, code)
 }
 
 t.test('docs/http-api.md §6 list-by-condition: 1–100 valid ids, else 400 with no upstream call', async (t) => {
   const up = await upstream(t)
-  const gw = await startGateway(t, up.url, GUARDED)
+  const gw = await startGateway(t, { ...PASSTHROUGH_ENV, ...GUARDED }, { upstreamUrl: up.url })
   const bad: unknown[] = [
     {},
     { ids: [] },
     { ids: null },
     { ids: 'A1' },
     { ids: { 0: 'A1' } },
-    { ids: [123] },
+    { ids: [1.5] },
+    { ids: [-17] },
+    { ids: [2 ** 53] },
+    { ids: [1e21] },
+    { ids: [true] },
     { ids: ['A1', null] },
     { ids: ['A1', ['B1']] },
     { ids: ['bad.id'] },
@@ -73,9 +81,9 @@ t.test('docs/http-api.md §6 list-by-condition: 1–100 valid ids, else 400 with
   for (const body of bad) {
     const r = await gw.post(LIST, body, CLIENT_AUTH)
     t.equal(r.status, 400, JSON.stringify(body).slice(0, 60))
-    t.equal((r.json as { code: string }).code, 'FST_ERR_VALIDATION')
+    t.equal((r.json() as { code: string }).code, 'FST_ERR_VALIDATION')
   }
-  isError(t, await gw.call('POST', LIST, { headers: CLIENT_AUTH }), 400, 'FST_ERR_VALIDATION')
+  isError(t, await gw.request('POST', LIST, { headers: CLIENT_AUTH }), 400, 'FST_ERR_VALIDATION')
   isError(t, await gw.post(LIST, '{"ids":', CLIENT_AUTH), 400, 'FST_ERR_CTP_INVALID_JSON_BODY')
   t.same(up.requests, [], 'no upstream call')
 
@@ -93,7 +101,7 @@ t.test('docs/http-api.md §6 list-by-condition: cached terminal ids answered loc
   up.tasks.set('B2', task('B2', 'IN_PROGRESS'))
   up.tasks.set('C3', task('C3', 'FAILURE'))
   up.tasks.set('D4', task('D4', 'CANCEL'))
-  const gw = await startGateway(t, up.url, GUARDED)
+  const gw = await startGateway(t, { ...PASSTHROUGH_ENV, ...GUARDED }, { upstreamUrl: up.url })
 
   const first = await list(gw, ['A1', 'B2', 'unknown', 'C3'])
   t.equal(first.status, 200)
@@ -117,15 +125,15 @@ t.test('docs/caching.md §9 list-by-condition stores terminal results that GET /
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   up.tasks.set('B2', task('B2', 'IN_PROGRESS'))
-  const gw = await startGateway(t, up.url, GUARDED)
+  const gw = await startGateway(t, { ...PASSTHROUGH_ENV, ...GUARDED }, { upstreamUrl: up.url })
   await list(gw, ['A1', 'B2'])
-  const hit = await gw.call('GET', '/mj/task/A1/fetch', { headers: CLIENT_AUTH })
+  const hit = await gw.request('GET', '/mj/task/A1/fetch', { headers: CLIENT_AUTH })
   t.equal(hit.status, 200)
   t.equal(hit.headers['x-cache'], 'HIT')
   t.equal(hit.text, up.tasks.get('A1'), 'the element bytes as upstream wrote them (\\u0026 kept)')
   t.match(hit.headers['cache-control'], /^private, max-age=\d+$/)
   t.ok(hit.headers.etag)
-  const live = await gw.call('GET', '/mj/task/B2/fetch', { headers: CLIENT_AUTH })
+  const live = await gw.request('GET', '/mj/task/B2/fetch', { headers: CLIENT_AUTH })
   t.equal(live.headers['x-cache'], 'MISS', 'a live task from a list is not stored')
   t.equal(up.requests.filter((r) => r.url.endsWith('/fetch')).length, 1, 'only B2 was fetched upstream')
 })
@@ -134,11 +142,11 @@ t.test('docs/caching.md §9 list-by-condition answers a terminal task cached by 
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   up.tasks.set('B2', task('B2', 'IN_PROGRESS'))
-  const gw = await startGateway(t, up.url, GUARDED)
-  const fetched = await gw.call('GET', '/mj/task/A1/fetch', { headers: CLIENT_AUTH })
+  const gw = await startGateway(t, { ...PASSTHROUGH_ENV, ...GUARDED }, { upstreamUrl: up.url })
+  const fetched = await gw.request('GET', '/mj/task/A1/fetch', { headers: CLIENT_AUTH })
   t.equal(fetched.headers['x-cache'], 'MISS')
-  const polled = await gw.call('GET', '/mj/task/B2/fetch', { headers: CLIENT_AUTH })
-  t.equal((await gw.call('GET', '/mj/task/B2/fetch', { headers: CLIENT_AUTH })).headers['x-cache'], 'HIT', 'B2 is in the poll cache')
+  const polled = await gw.request('GET', '/mj/task/B2/fetch', { headers: CLIENT_AUTH })
+  t.equal((await gw.request('GET', '/mj/task/B2/fetch', { headers: CLIENT_AUTH })).headers['x-cache'], 'HIT', 'B2 is in the poll cache')
 
   const fromCache = await list(gw, ['A1'])
   t.equal(fromCache.headers['x-cache-hits'], '1')
@@ -151,26 +159,26 @@ t.test('docs/caching.md §9 list-by-condition answers a terminal task cached by 
   t.same(up.listCalls(), [['B2']])
   t.not(live.text, `[${polled.text}]`, 'the answer is upstream’s current state')
   t.equal(live.text, `[${up.tasks.get('B2')}]`)
-  t.equal((await gw.call('GET', '/mj/task/B2/fetch', { headers: CLIENT_AUTH })).headers['x-cache'], 'HIT')
+  t.equal((await gw.request('GET', '/mj/task/B2/fetch', { headers: CLIENT_AUTH })).headers['x-cache'], 'HIT')
 })
 
 t.test('docs/caching.md §2 list-by-condition: a terminal task whose imageUrl is inside the expiry margin is not cached', async (t) => {
   const up = await upstream(t)
   const soon = Math.floor(Date.now() / 1000 + 100).toString(16)
   up.tasks.set('A1', task('A1', 'SUCCESS', soon))
-  const gw = await startGateway(t, up.url, { ...GUARDED, CACHE_URL_EXPIRY_MARGIN_SECONDS: '300' })
-  await gw.call('GET', '/mj/task/A1/fetch', { headers: CLIENT_AUTH })
+  const gw = await startGateway(t, { ...PASSTHROUGH_ENV, ...GUARDED, CACHE_URL_EXPIRY_MARGIN_SECONDS: '300' }, { upstreamUrl: up.url })
+  await gw.request('GET', '/mj/task/A1/fetch', { headers: CLIENT_AUTH })
   t.equal((await list(gw, ['A1'])).headers['x-cache-hits'], '0')
   t.equal((await list(gw, ['A1'])).headers['x-cache-hits'], '0')
   t.equal(up.listCalls().length, 2)
-  t.equal((await gw.call('GET', '/mj/task/A1/fetch', { headers: CLIENT_AUTH })).headers['x-cache'], 'MISS')
+  t.equal((await gw.request('GET', '/mj/task/A1/fetch', { headers: CLIENT_AUTH })).headers['x-cache'], 'MISS')
 })
 
 t.test('docs/http-api.md §6 list-by-condition: a repeated id is answered once, at its first position, and asked upstream once', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
   up.tasks.set('B2', task('B2', 'FAILURE'))
-  const gw = await startGateway(t, up.url, GUARDED)
+  const gw = await startGateway(t, { ...PASSTHROUGH_ENV, ...GUARDED }, { upstreamUrl: up.url })
   const r = await list(gw, ['B2', 'A1', 'B2', 'A1'])
   t.same(ids(r), ['B2', 'A1'])
   t.same(up.listCalls(), [['B2', 'A1']])
@@ -182,7 +190,7 @@ t.test('docs/http-api.md §6 list-by-condition: a repeated id is answered once, 
 t.test('docs/http-api.md §6 list-by-condition: odd upstream elements are skipped; empty, null and [] answers mean no tasks', async (t) => {
   const up = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => up.close())
-  const gw = await startGateway(t, up.url, GUARDED)
+  const gw = await startGateway(t, { ...PASSTHROUGH_ENV, ...GUARDED }, { upstreamUrl: up.url })
   const a = task('A1', 'SUCCESS')
   up.setHandler(() => ({ kind: 'raw', body: `[null, 7, "A1", ["A1"], {"noid":true}, {"id":7}, ${a}, ${task('A1', 'FAILURE')}]` }))
   const r = await list(gw, ['A1'])
@@ -199,7 +207,7 @@ t.test('docs/http-api.md §6 list-by-condition: odd upstream elements are skippe
 t.test('docs/errors.md §3 list-by-condition: upstream failures map to gateway errors, upstream answers pass through', async (t) => {
   const up = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => up.close())
-  const gw = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_TIMEOUT_MS: '1000', UPSTREAM_RETRIES: '2' })
+  const gw = await startGateway(t, { ...PASSTHROUGH_ENV, ...GUARDED, UPSTREAM_TIMEOUT_MS: '1000', UPSTREAM_RETRIES: '2' }, { upstreamUrl: up.url })
   const cases: Array<[string, Handler, number, string, number]> = [
     ['401 → 502 MJGW_UPSTREAM_AUTH', () => ({ kind: 'raw', status: 401, body: '{}' }), 502, 'MJGW_UPSTREAM_AUTH', 1],
     ['403 → 502 MJGW_UPSTREAM_AUTH', () => ({ kind: 'raw', status: 403, body: '{}' }), 502, 'MJGW_UPSTREAM_AUTH', 1],
@@ -218,7 +226,7 @@ t.test('docs/errors.md §3 list-by-condition: upstream failures map to gateway e
     })
   }
   t.test('503 → 502 MJGW_UPSTREAM_ERROR after the retries (a query, not a submit: safe to retry)', async (t) => {
-    const roomy = await startGateway(t, up.url, { ...GUARDED, UPSTREAM_RETRIES: '2' })
+    const roomy = await startGateway(t, { ...PASSTHROUGH_ENV, ...GUARDED, UPSTREAM_RETRIES: '2' }, { upstreamUrl: up.url })
     up.setHandler(() => ({ kind: 'raw', status: 503, body: '' }))
     const before = up.requests.length
     isError(t, await list(roomy, ['A1']), 502, 'MJGW_UPSTREAM_ERROR')
@@ -237,7 +245,7 @@ t.test('docs/errors.md §3 list-by-condition: upstream failures map to gateway e
 t.test('docs/http-api.md §6 list-by-condition: ids all cached need no upstream, so an upstream outage does not touch them', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
-  const gw = await startGateway(t, up.url, GUARDED)
+  const gw = await startGateway(t, { ...PASSTHROUGH_ENV, ...GUARDED }, { upstreamUrl: up.url })
   await list(gw, ['A1'])
   up.setHandler(() => ({ kind: 'reset' }))
   const r = await list(gw, ['A1'])
@@ -249,10 +257,10 @@ t.test('docs/http-api.md §6 list-by-condition: ids all cached need no upstream,
 t.test('docs/metrics.md §3 list-by-condition counts one cache lookup per id: hit for cached terminal, miss for the rest', async (t) => {
   const up = await upstream(t)
   up.tasks.set('A1', task('A1', 'SUCCESS'))
-  const gw = await startGateway(t, up.url, GUARDED)
+  const gw = await startGateway(t, { ...PASSTHROUGH_ENV, ...GUARDED }, { upstreamUrl: up.url })
   await list(gw, ['A1', 'B2', 'C3'])
   await list(gw, ['A1', 'B2'])
-  const text = (await gw.call('GET', '/metrics')).text
+  const text = (await gw.request('GET', '/metrics')).text
   t.match(text, /^mj_gateway_cache_lookups_total\{result="hit"\} 1$/m)
   t.match(text, /^mj_gateway_cache_lookups_total\{result="miss"\} 4$/m)
   t.match(text, /^mj_gateway_http_requests_total\{method="POST",route="\/mj\/task\/list-by-condition",status_code="200"\} 2$/m)

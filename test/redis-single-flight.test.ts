@@ -1,12 +1,10 @@
-import { once } from 'node:events'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { fingerprint } from '../src/config.js'
 import { startSimulatedUpstream } from '../src/demo/simulated-upstream.js'
 import { startRedisServer } from './helpers/redis-server.js'
-import { fetchTask, metric, startReplica, waitRedis, type Answer, type Replica } from './helpers/replicas.js'
+import { startGateway, type Gateway } from './helpers/gateway.js'
+import type { HttpResult } from './helpers/net.js'
 
 const KEY = 'single-flight-upstream-key'
 const FETCHES = 'GET /mj/task/:id/fetch'
@@ -19,25 +17,25 @@ const calls = (): number => sim.stats.byRoute[FETCHES] ?? 0
 const slow = await startSimulatedUpstream({ latencyMs: 1000 })
 t.teardown(() => slow.close())
 
-async function replicas(n: number, env: Record<string, string> = {}): Promise<Replica[]> {
-  const out: Replica[] = []
+async function replicas(n: number, env: Record<string, string> = {}): Promise<Gateway[]> {
+  const out: Gateway[] = []
   for (let i = 0; i < n; i++) {
-    const r = await startReplica(t, { UPSTREAM_BASE_URL: sim.url, UPSTREAM_API_KEY: KEY, REDIS_URL: redis.url, ...env })
-    await waitRedis(r, 'up')
+    const r = await startGateway(t, { LOG_LEVEL: 'info', UPSTREAM_BASE_URL: sim.url, UPSTREAM_API_KEY: KEY, REDIS_URL: redis.url, ...env })
+    await r.waitRedis('up')
     out.push(r)
   }
   return out
 }
 
 /** `pollers` concurrent fetches of one id, spread round-robin over the replicas */
-function storm(rs: Replica[], id: string, pollers: number): Promise<Answer[]> {
-  return Promise.all(Array.from({ length: pollers }, (_, i) => fetchTask(rs[i % rs.length] as Replica, id)))
+function storm(rs: Gateway[], id: string, pollers: number): Promise<HttpResult[]> {
+  return Promise.all(Array.from({ length: pollers }, (_, i) => (rs[i % rs.length] as Gateway).fetchTask(id)))
 }
 
-function tally(answers: Answer[]): Record<string, number> {
+function tally(answers: HttpResult[]): Record<string, number> {
   const out: Record<string, number> = {}
   for (const a of answers) {
-    const k = `${a.status} ${a.headers.get('x-cache') ?? '-'}`
+    const k = `${a.status} ${a.headers['x-cache'] ?? '-'}`
     out[k] = (out[k] ?? 0) + 1
   }
   return out
@@ -49,14 +47,14 @@ t.test('docs/caching.md §4 across replicas: 3 replicas, 60 concurrent pollers o
   const id = sim.createTask({ outcome: 'never' })
   const before = calls()
   const answers = await storm(three, id, 60)
-  const warnings = three.flatMap((r) => r.logs.filter((l) => l.includes('redis: command failed')))
+  const warnings = three.flatMap((r) => r.logLines().filter((l) => l.includes('redis: command failed')))
   t.equal(calls() - before, 1, `one upstream call${warnings.length === 0 ? '' : ` (Redis trouble: ${warnings.join(' ')})`}`)
   const counts = tally(answers)
   t.equal(counts['200 MISS'], 1, 'exactly one response caused the upstream call')
   t.equal((counts['200 COALESCED'] ?? 0) + (counts['200 HIT'] ?? 0), 59, `the rest waited for it or reused it: ${JSON.stringify(counts)}`)
   t.equal(new Set(answers.map((a) => a.text)).size, 1, 'every poller got the same bytes')
   let misses = 0
-  for (const r of three) misses += (await metric(r, 'mj_gateway_cache_lookups_total{result="miss"}')) ?? 0
+  for (const r of three) misses += (await r.metric('mj_gateway_cache_lookups_total{result="miss"}')) ?? 0
   t.equal(misses, 1, 'one miss over all replicas’ metrics')
 })
 
@@ -66,7 +64,7 @@ t.test('docs/caching.md §4 across replicas: 60 concurrent pollers of one new te
   const answers = await storm(three, id, 60)
   t.equal(calls() - before, 1)
   t.equal(tally(answers)['200 MISS'], 1)
-  t.ok(answers.every((a) => /^private, max-age=\d+$/.test(a.headers.get('cache-control') ?? '')), 'every answer is cacheable')
+  t.ok(answers.every((a) => /^private, max-age=\d+$/.test(a.headers['cache-control'] ?? '')), 'every answer is cacheable')
 })
 
 t.test('docs/caching.md §4 with POLL_CACHE_MS=0, concurrent pollers on several replicas still share one upstream call', async (t) => {
@@ -76,9 +74,9 @@ t.test('docs/caching.md §4 with POLL_CACHE_MS=0, concurrent pollers on several 
   const answers = await storm(rs, id, 30)
   t.equal(slow.stats.byRoute[FETCHES], 1, 'one upstream call (the holder hands its result to the replicas that waited)')
   t.equal(new Set(answers.map((a) => a.text)).size, 1)
-  t.ok(answers.every((a) => a.headers.get('cache-control') === 'no-cache'), 'a live task is never cacheable')
+  t.ok(answers.every((a) => a.headers['cache-control'] === 'no-cache'), 'a live task is never cacheable')
   t.same(await redis.admin().keys(`*:poll:${id}`), [], 'nothing cached for later pollers')
-  t.equal((await fetchTask(rs[0] as Replica, id)).headers.get('x-cache'), 'MISS', 'a later poll asks upstream again')
+  t.equal((await (rs[0] as Gateway).fetchTask(id)).headers['x-cache'], 'MISS', 'a later poll asks upstream again')
   t.equal(slow.stats.byRoute[FETCHES], 2)
 })
 
@@ -99,10 +97,10 @@ t.test('a lock whose holder died: replicas wait a bounded time, then call upstre
   await redis.admin().set(`mjgw:${fingerprint(KEY)}:lock:${id}`, 'a-replica-that-crashed', 'PX', 60_000)
   const before = calls()
   const started = Date.now()
-  const res = await fetchTask(r, id)
+  const res = await r.fetchTask(id)
   const elapsed = Date.now() - started
   t.equal(res.status, 200)
-  t.equal(res.headers.get('x-cache'), 'MISS')
+  t.equal(res.headers['x-cache'], 'MISS')
   t.equal(calls() - before, 1)
   t.ok(elapsed >= 1400, `it waited for the holder first, min(3 s, UPSTREAM_TIMEOUT_MS) (${elapsed} ms)`)
   t.ok(elapsed < 6000, `but not for long (${elapsed} ms)`)
@@ -114,37 +112,33 @@ t.test('a lock whose holder died: replicas wait a bounded time, then call upstre
 t.test('docs/caching.md §4 bodies nobody may cache are handed to waiting replicas, never stored', async (t) => {
   // An upstream that answers slowly with a body for another id, or a SUCCESS whose imageUrl expires inside the margin.
   const hits: Record<string, number> = {}
-  const server = createServer((req, res) => {
-    const id = /\/mj\/task\/([^/]+)\/fetch/.exec(req.url ?? '')?.[1] ?? ''
-    hits[id] = (hits[id] ?? 0) + 1
-    const ex = Math.floor(Date.now() / 1000 + 60).toString(16)
-    const body =
-      id === 'foreign'
-        ? { id: 'somebody-else', status: 'SUCCESS' }
-        : { id, status: 'SUCCESS', imageUrl: `https://cdn.example.com/a.png?ex=${ex}&is=0&hm=0` }
-    setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body)), 1000)
+  const up = await startSimulatedUpstream({
+    handler: (req) => {
+      const id = /\/mj\/task\/([^/]+)\/fetch/.exec(req.url)?.[1] ?? ''
+      hits[id] = (hits[id] ?? 0) + 1
+      const ex = Math.floor(Date.now() / 1000 + 60).toString(16)
+      const body =
+        id === 'foreign'
+          ? { id: 'somebody-else', status: 'SUCCESS' }
+          : { id, status: 'SUCCESS', imageUrl: `https://cdn.example.com/a.png?ex=${ex}&is=0&hm=0` }
+      return { kind: 'json', body, delayMs: 1000 }
+    }
   })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => new Promise((resolve) => server.close(resolve)))
-  const rs: Replica[] = []
+  t.teardown(() => up.close())
+  const rs: Gateway[] = []
   for (let i = 0; i < 3; i++) {
-    const r = await startReplica(t, {
-      UPSTREAM_BASE_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-      UPSTREAM_API_KEY: KEY,
-      REDIS_URL: redis.url
-    })
-    await waitRedis(r, 'up')
+    const r = await startGateway(t, { LOG_LEVEL: 'info', UPSTREAM_BASE_URL: up.url, UPSTREAM_API_KEY: KEY, REDIS_URL: redis.url })
+    await r.waitRedis('up')
     rs.push(r)
   }
   for (const id of ['foreign', 'expiring']) {
     const answers = await storm(rs, id, 30)
     t.equal(hits[id], 1, `${id}: one upstream call for 30 pollers on 3 replicas`)
     t.equal(new Set(answers.map((a) => a.text)).size, 1)
-    t.ok(answers.every((a) => a.status === 200 && a.headers.get('cache-control') === 'no-cache'), `${id}: 200, never cacheable`)
+    t.ok(answers.every((a) => a.status === 200 && a.headers['cache-control'] === 'no-cache'), `${id}: 200, never cacheable`)
     const keys = await redis.admin().keys(`*:${id}`)
     t.same(keys.filter((k) => !k.includes(':done:')), [], `${id}: no task or poll key`)
-    t.equal((await fetchTask(rs[1] as Replica, id)).headers.get('x-cache'), 'MISS', `${id}: the next poll asks again`)
+    t.equal((await (rs[1] as Gateway).fetchTask(id)).headers['x-cache'], 'MISS', `${id}: the next poll asks again`)
     t.equal(hits[id], 2)
   }
 })

@@ -12,7 +12,7 @@ import {
   type SimulatedUpstream,
   type SimulatedUpstreamOptions
 } from '../src/demo/simulated-upstream.js'
-import { get, post as postJson, waitFor } from './helpers/net.js'
+import { get, post as postJson, send, waitFor } from './helpers/net.js'
 
 const KEY = 'sim-test-key'
 const BEARER = { authorization: `Bearer ${KEY}` }
@@ -1168,4 +1168,32 @@ t.test('behaviours on routes without a task id, an empty dripped body, a handler
 t.test('idFromUrl: an unparsable URL has no id; an undecodable one is taken as is', async (t) => {
   t.equal(idFromUrl('http://['), undefined)
   t.equal(idFromUrl('/mj/task/%E0%A4%A/fetch'), '%E0%A4%A')
+})
+
+t.test('net helpers: chunked sends without content-length; paths go out exactly as written', async (t) => {
+  const up = await upstream(t)
+  up.enqueue({ kind: 'echo' }, { kind: 'echo' })
+  const chunked = (await send('POST', `${up.url}/x`, { body: 'abc', chunked: true })).json() as { headers: Record<string, string>; body: string }
+  t.equal(chunked.headers['transfer-encoding'], 'chunked')
+  t.equal(chunked.headers['content-length'], undefined)
+  t.equal(chunked.body, 'abc')
+  const raw = (await get(`${up.url}/mj/task/a/../%2F./fetch?q=1`)).json() as { url: string }
+  t.equal(raw.url, '/mj/task/a/../%2F./fetch?q=1')
+})
+
+t.test('hold and release: requests wait (counted, recorded) until release() answers them all, in order', async (t) => {
+  const up = await upstream(t)
+  up.hold()
+  up.hold()
+  const answers = [get(`${up.url}/mj/task/h1/fetch`), get(`${up.url}/mj/task/h2/fetch`)]
+  await waitFor(() => up.requests.length === 2)
+  const early = await within(answers[0] as Promise<unknown>, 100)
+  t.equal(early.done, 'pending', 'held')
+  up.enqueue({ kind: 'json', status: 503, body: { busy: true } })
+  up.release()
+  const [a, b] = await Promise.all(answers)
+  t.same([a?.status, a?.json()], [503, { busy: true }], 'answered as at release time: the queue first')
+  t.equal((b?.json() as { id: string }).id, 'h2')
+  t.equal((await get(`${up.url}/mj/task/h3/fetch`)).status, 200, 'no longer holding')
+  up.release()
 })

@@ -352,7 +352,7 @@ t.test('docs/caching.md §4 a client that goes away while coalesced breaks nothi
   const gate = await startGatedUpstream(t, { body: JSON.stringify(taskBody('T1', 'SUCCESS')) })
   const gw = await startGateway(t, {}, { upstreamUrl: gate.url })
   const controllers = [new AbortController(), new AbortController()]
-  const leaving = controllers.map((c) => fetch(`${gw.url}/mj/task/T1/fetch`, { signal: c.signal }).catch((err: Error) => err.name))
+  const leaving = controllers.map((c) => send('GET', `${gw.url}/mj/task/T1/fetch`, { signal: c.signal }).catch((err: Error) => err.name))
   const staying = gw.fetchTask('T1')
   await waitFor(() => gate.calls === 1)
   for (const c of controllers) c.abort()
@@ -372,4 +372,13 @@ t.test('docs/http-api.md §1 HEAD answers like GET without a body', async (t) =>
   const second = await send('HEAD', `${gw.url}/mj/task/T1/fetch`)
   t.same([second.status, second.headers['x-cache']], [200, 'HIT'])
   t.equal(gw.upstream.calls, 1)
+})
+
+t.test('the suite runs with the lane HIT_LANE asks for: npm test runs the hit-path suites with it on, then off', async (t) => {
+  const gw = await startGateway(t)
+  const want = process.env.HIT_LANE === 'off' ? 'off' : 'on'
+  t.equal(gw.config.hitLane, want, 'startGateway passes HIT_LANE into the config')
+  await gw.fetchTask('T1')
+  t.equal((await gw.fetchTask('T1')).headers['x-cache'], 'HIT')
+  t.equal(gw.app.hitLane?.answered ?? 0, want === 'on' ? 1 : 0, 'the hit was answered by the lane exactly when it is on')
 })

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { startGateway, sample } from './helpers/gateway.js'
+import { gatewayWithFake } from './helpers/tenancy.js'
 import { post, waitFor, type HttpResult } from './helpers/net.js'
 import { idFromUrl, taskBody } from './helpers/fake-upstream.js'
 import { FairShare } from '../src/upstream/fair-share.js'
@@ -22,11 +23,11 @@ const hangOrAnswer = (req: { url: string }) => {
 }
 
 t.test('docs/tenancy.md CLIENT_MAX_INFLIGHT: beyond it a client gets 429 with retry-after (hits too); other clients are untouched', async (t) => {
-  const gw = await startGateway(t, { ...ENV, CLIENT_MAX_INFLIGHT: '2', UPSTREAM_TIMEOUT_MS: '1500', STALE_IF_ERROR_SECONDS: '0' })
-  gw.upstream.setHandler(hangOrAnswer)
+  const { gw, up } = await gatewayWithFake(t, { ...ENV, CLIENT_MAX_INFLIGHT: '2', UPSTREAM_TIMEOUT_MS: '1500', STALE_IF_ERROR_SECONDS: '0' })
+  up.setHandler(hangOrAnswer)
   t.equal((await gw.fetchTask('done1', A)).status, 200)
   const hanging = [gw.fetchTask('hang1', A), gw.fetchTask('hang2', A)]
-  await waitFor(() => gw.upstream.calls === 3)
+  await waitFor(() => up.calls === 3)
   const over = await gw.fetchTask('other', A)
   t.equal(over.status, 429)
   t.match(over.json(), { statusCode: 429, code: 'MJGW_RATE_LIMITED', error: 'Too Many Requests' })
@@ -35,7 +36,7 @@ t.test('docs/tenancy.md CLIENT_MAX_INFLIGHT: beyond it a client gets 429 with re
   const other = await gw.fetchTask('done1', B)
   t.equal(other.status, 200, 'another client is served')
   t.equal(other.headers['x-cache'], 'HIT')
-  t.equal(gw.upstream.calls, 3, 'nothing more reached upstream')
+  t.equal(up.calls, 3, 'nothing more reached upstream')
   t.same((await Promise.all(hanging)).map((r) => r.status), [504, 504])
   t.equal((await gw.fetchTask('done1', A)).status, 200, 'once they are done, the client is served again')
   t.equal(sample(await gw.metrics(), 'mj_gateway_client_requests_total', { client: 'a', route: '/mj/task/:id/fetch', status_code: '429' }), 2)
@@ -58,8 +59,8 @@ function openPost(port: number, headers: Record<string, string>): { write(b: Buf
 }
 
 t.test('docs/tenancy.md SUBMIT_INFLIGHT_MAX_BYTES: 503 with retry-after, before the body is read when its length is known', async (t) => {
-  const gw = await startGateway(t, { ...ENV, SUBMIT_INFLIGHT_MAX_BYTES: '1000', UPSTREAM_TIMEOUT_MS: '1000' })
-  gw.upstream.setHandler(() => ({ kind: 'json', body: SUBMITTED }))
+  const { gw, up } = await gatewayWithFake(t, { ...ENV, SUBMIT_INFLIGHT_MAX_BYTES: '1000', UPSTREAM_TIMEOUT_MS: '1000' })
+  up.setHandler(() => ({ kind: 'json', body: SUBMITTED }))
 
   const unread = openPost(gw.port, { ...A, 'content-length': '5000' })
   const early = await unread.response
@@ -76,43 +77,43 @@ t.test('docs/tenancy.md SUBMIT_INFLIGHT_MAX_BYTES: 503 with retry-after, before 
   const cut = await chunked.response
   chunked.destroy()
   t.equal(cut.status, 503, 'a body without a length is cut off once it stops fitting')
-  t.equal(gw.upstream.calls, 0)
+  t.equal(up.calls, 0)
 
-  gw.upstream.setHandler(() => ({ kind: 'hang' }))
+  up.setHandler(() => ({ kind: 'hang' }))
   const body = JSON.stringify({ prompt: 'x'.repeat(580) })
   const first = post(`${gw.url}/mj/submit/imagine`, body, { ...A, 'content-type': 'application/json' })
-  await waitFor(() => gw.upstream.calls === 1)
+  await waitFor(() => up.calls === 1)
   const second = await post(`${gw.url}/mj/submit/imagine`, body, { ...B, 'content-type': 'application/json' })
   t.equal(second.status, 503, 'the bytes held by another client’s submit count')
   t.equal((await first).status, 504)
-  gw.upstream.setHandler(() => ({ kind: 'json', body: SUBMITTED }))
+  up.setHandler(() => ({ kind: 'json', body: SUBMITTED }))
   t.equal((await post(`${gw.url}/mj/submit/imagine`, body, { ...B, 'content-type': 'application/json' })).status, 200, 'given back when it is done')
 })
 
 t.test('docs/tenancy.md fairness: one client’s hanging misses hold at most half the upstream connections; another client’s miss goes through', async (t) => {
-  const gw = await startGateway(t, { ...ENV, CLIENT_MAX_INFLIGHT: '500', UPSTREAM_TIMEOUT_MS: '20000', STALE_IF_ERROR_SECONDS: '0' })
-  gw.upstream.setHandler(hangOrAnswer)
+  const { gw, up } = await gatewayWithFake(t, { ...ENV, CLIENT_MAX_INFLIGHT: '500', UPSTREAM_TIMEOUT_MS: '20000', STALE_IF_ERROR_SECONDS: '0' })
+  up.setHandler(hangOrAnswer)
   let settled = 0
   const hanging = Array.from({ length: 70 }, (_, i) => gw.fetchTask(`hang${i}`, A).finally(() => settled++))
-  await waitFor(() => gw.upstream.calls >= 32)
+  await waitFor(() => up.calls >= 32)
   await sleep(200)
-  t.equal(gw.upstream.calls, 32, 'a holds 32 of the 64 connections, the rest of its calls wait')
+  t.equal(up.calls, 32, 'a holds 32 of the 64 connections, the rest of its calls wait')
   const b = await gw.fetchTask('fine1', B)
   t.equal(b.status, 200, 'b’s miss is answered')
   t.equal(b.headers['x-cache'], 'MISS')
   t.equal(settled, 0, 'while every one of a’s calls is still waiting')
   // the hanging upstream goes away: a's calls end (502), waiting ones included, none of them a success
-  await gw.upstream.close()
+  await up.close()
   const statuses = new Set((await Promise.all(hanging)).map((r) => r.status))
   t.notOk(statuses.has(200), `a’s calls end without an answer: ${[...statuses].join(', ')}`)
 })
 
 t.test('docs/tenancy.md fairness: a call waiting for its share of connections gives up with the time budget (504)', async (t) => {
-  const gw = await startGateway(t, { ...ENV, CLIENT_MAX_INFLIGHT: '500', UPSTREAM_TIMEOUT_MS: '1500', STALE_IF_ERROR_SECONDS: '0', UPSTREAM_RETRIES: '0' })
-  gw.upstream.setHandler(hangOrAnswer)
+  const { gw, up } = await gatewayWithFake(t, { ...ENV, CLIENT_MAX_INFLIGHT: '500', UPSTREAM_TIMEOUT_MS: '1500', STALE_IF_ERROR_SECONDS: '0', UPSTREAM_RETRIES: '0' })
+  up.setHandler(hangOrAnswer)
   const answers = await Promise.all(Array.from({ length: 34 }, (_, i) => gw.fetchTask(`hang-w${i}`, A)))
   t.same([...new Set(answers.map((r) => r.status))], [504])
-  t.equal(gw.upstream.calls, 32, 'the two beyond the share never reached upstream')
+  t.equal(up.calls, 32, 'the two beyond the share never reached upstream')
 })
 
 t.test('FairShare: a client holds at most half; a freed slot goes to the first waiter allowed to take it; waiting can be given up', async (t) => {

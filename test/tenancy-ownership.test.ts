@@ -7,7 +7,7 @@ import fc from 'fast-check'
 import { buildApp } from '../src/app.js'
 import { ConfigError, loadConfig } from '../src/config.js'
 import { as, bearer, jwtFor, startTenancy, type Tenancy } from './helpers/tenancy.js'
-import { UPSTREAM_KEY, type Reply } from './helpers/passthrough-harness.js'
+import { UPSTREAM_KEY, type Reply } from './helpers/tenancy.js'
 import { tempDataDir } from './helpers/data-dir.js'
 import { sample } from './helpers/gateway.js'
 

@@ -6,7 +6,8 @@ import { trace } from './trace.js'
 import { pin, type Role } from './cpus.js'
 import type { CallMessage, ReadyMessage, ReplyMessage } from '../servers/ipc.js'
 
-const READY_TIMEOUT_MS = 30_000
+// generous: on a shared machine under load, several children starting at once on one pinned core take a while
+const READY_TIMEOUT_MS = 90_000
 const STDERR_TAIL = 4096
 
 export interface ForkOptions {

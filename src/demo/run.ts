@@ -6,6 +6,8 @@ import { buildApp } from '../app.js'
 import { ConfigError, loadConfig, type Config } from '../config.js'
 import { passthroughEnabled } from '../routes/passthrough.js'
 import { startSimulatedUpstream } from './simulated-upstream.js'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 const DEMO_UPSTREAM_KEY = 'demo-upstream-key'
 const DEMO_CLIENT_KEYS = 'demo:demo-client-token'
@@ -14,7 +16,15 @@ const authStyle = process.env.UPSTREAM_AUTH_STYLE === 'mj-api-secret' ? 'mj-api-
 // tasks submitted through the demo always succeed, so the upscale line after them works; the FAILURE example is made below
 // 200 ms per upstream answer, like a real relay: pollers that arrive together visibly share one call (COALESCED)
 const DEMO_UPSTREAM_LATENCY_MS = 200
-const sim = await startSimulatedUpstream({ apiKey: DEMO_UPSTREAM_KEY, authStyle, failureRatio: 0, recordRequests: false, latencyMs: DEMO_UPSTREAM_LATENCY_MS })
+// serveImages: the simulated CDN answers image links (real PNGs) until their ex= passes, so the archive has work
+const sim = await startSimulatedUpstream({
+  apiKey: DEMO_UPSTREAM_KEY,
+  authStyle,
+  failureRatio: 0,
+  recordRequests: false,
+  latencyMs: DEMO_UPSTREAM_LATENCY_MS,
+  serveImages: true
+})
 
 let config: Config
 try {
@@ -26,7 +36,10 @@ try {
     HOST: process.env.HOST ?? '127.0.0.1',
     CLIENT_KEYS: process.env.CLIENT_KEYS ?? DEMO_CLIENT_KEYS,
     // keep the banner readable; LOG_LEVEL=info shows one JSON line per request
-    LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn'
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+    // the simulated CDN is the simulated upstream itself; the archive goes to a temp directory unless DATA_DIR says
+    IMAGE_HOSTS: process.env.IMAGE_HOSTS ?? new URL(sim.url).hostname,
+    DATA_DIR: process.env.DATA_DIR ?? join(tmpdir(), 'mj-gateway-demo')
   })
 } catch (err) {
   await sim.close()
@@ -76,6 +89,13 @@ const failing = sim.createTask({ prompt: 'a forbidden prompt --v 6.1', outcome: 
 const stuck = sim.createTask({ prompt: 'a slow render of a glacier --v 6.1', outcome: 'never' })
 const finished = sim.finishedTask({ outcome: 'SUCCESS' })
 const fetchUrl = (id: string): string => `${base}/mj/task/${id}/fetch`
+// finished ~2 minutes ago; its image link dies about half a minute from now. One fetch now, and the gateway archives it.
+const fading = sim.finishedTask({ outcome: 'SUCCESS', imageLinkTtlSeconds: 150 })
+const demoToken = config.clientKeys[0]?.token
+await fetch(fetchUrl(fading), { headers: demoToken === undefined ? {} : { authorization: `Bearer ${demoToken}` } }).then(
+  (r) => r.arrayBuffer(),
+  () => undefined
+)
 
 const lines = [
   '',
@@ -126,6 +146,15 @@ if (submitOn) {
   lines.push('# submit routes are off (PASSTHROUGH=auto turns them on only when CLIENT_KEYS is set)', '')
 }
 lines.push(
+  '# images (docs/images.md): the task below was fetched at start-up, so its image is archived; its CDN link dies ~30 s after start',
+  `LINK=$(curl -s ${fetchUrl(fading)}${auth} | sed -E 's/.*"imageUrl":"([^"]+)".*/\\1/'); echo "$LINK"`,
+  `curl -s -o /dev/null -w 'the CDN link answers %{http_code}\\n' "$LINK"`,
+  `curl -s -o /dev/null -D - ${base}/mj/image/${fading}${auth} | grep -Ei '^(HTTP|content-type|content-length|etag|cache-control)'`,
+  `curl -s ${base}/mj/image/${fading}${auth} -o demo-image.png && file demo-image.png`,
+  '# ...and again after the link died: the CDN answers 404, the gateway still serves the image from its archive',
+  `sleep 30; curl -s -o /dev/null -w 'the CDN link answers %{http_code}\\n' "$LINK"; curl -s -o /dev/null -w 'the gateway answers %{http_code}\\n' ${base}/mj/image/${fading}${auth}`,
+  `curl -s ${base}/metrics${metricsAuth} | grep -E '^mj_gateway_image'`,
+  '',
   '# health, readiness and metrics',
   `curl -s ${base}/healthz`,
   `curl -s ${base}/readyz`,

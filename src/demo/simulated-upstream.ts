@@ -21,6 +21,7 @@
 import { createHash, createHmac } from 'node:crypto'
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import { pngBytes } from './png.js'
 
 export interface SimulatedUpstreamOptions {
   /** listen address; default 127.0.0.1 */
@@ -53,6 +54,11 @@ export interface SimulatedUpstreamOptions {
   handler?: Handler
   /** keep every request in `requests` (tests); false keeps only counts and the last one (demo, benchmark); default true */
   recordRequests?: boolean
+  /**
+   * image links point at this server (`{url}/attachments/…`), which answers them with real PNG bytes until their
+   * `ex=` passes and 404 after, as Discord's CDN does; default false (links to cdn.example.com, never answered)
+   */
+  serveImages?: boolean
 }
 
 export interface SimulatedUpstreamStats {
@@ -127,12 +133,16 @@ export interface SimulatedUpstream {
   enqueue(...b: Behavior[]): void
   /** clears counters, recorded requests and the queue; the handler goes back to the one given at start. Tasks stay. */
   reset(): void
+  /** from now on requests wait unanswered (still counted and recorded), until release() */
+  hold(): void
+  /** answers every waiting request, in order of arrival, as it would have been answered then; stops holding */
+  release(): void
   /** from now on every simulated answer needs this key (per `authStyle`); undefined accepts any request */
   requireKey(apiKey: string | undefined, authStyle?: 'bearer' | 'mj-api-secret'): void
   /** creates an IMAGINE task submitted now; returns its id. `never` stays IN_PROGRESS forever */
   createTask(opts?: { prompt?: string; outcome?: 'SUCCESS' | 'FAILURE' | 'never'; bodyPadBytes?: number }): string
   /** creates an IMAGINE task that is already terminal; returns its id */
-  finishedTask(opts?: { outcome?: 'SUCCESS' | 'FAILURE'; bodyPadBytes?: number }): string
+  finishedTask(opts?: { outcome?: 'SUCCESS' | 'FAILURE'; bodyPadBytes?: number; imageLinkTtlSeconds?: number }): string
   /** ends hanging and in-progress responses, destroys every socket, clears timers; idempotent */
   close(): Promise<void>
 }
@@ -303,6 +313,8 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
   let requests: RecordedRequest[] = []
   let calls = 0
   let closing: Promise<void> | undefined
+  /** while holding: the answers waiting for release() */
+  let held: Array<() => void> | undefined
   let sequence = 0
 
   const randInt = (below: number): number => Math.min(below - 1, Math.floor(random() * below))
@@ -325,12 +337,14 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
     return id.toString()
   }
 
-  const signedUrl = (path: string, issuedMs: number): string => {
+  // serveImages: set once listening, before any task exists
+  let imageOrigin = CDN
+  const signedUrl = (path: string, issuedMs: number, ttl = ttlSeconds): string => {
     const is = Math.floor(issuedMs / 1000)
-    const ex = (is + ttlSeconds).toString(16)
+    const ex = (is + ttl).toString(16)
     const isHex = is.toString(16)
     const hm = createHmac('sha256', 'simulated-cdn').update(`${path}|${ex}|${isHex}`).digest('hex')
-    return `${CDN}/${path}?ex=${ex}&is=${isHex}&hm=${hm}&`
+    return `${imageOrigin}/${path}?ex=${ex}&is=${isHex}&hm=${hm}&`
   }
 
   const padPrompt = (prompt: string, bodyPadBytes: number): string => {
@@ -348,6 +362,8 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
     outcome?: Outcome
     bodyPadBytes?: number
     submitTime?: number
+    /** the image link lives this long after the task finished; default imageUrlTtlSeconds */
+    imageLinkTtlSeconds?: number
   }): TaskRecord => {
     const now = clock()
     const submitTime = p.submitTime ?? now
@@ -370,7 +386,7 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
       progressTime,
       finishTime,
       outcome,
-      imageUrl: success ? signedUrl(`${base}.png`, finishTime) : '',
+      imageUrl: success ? signedUrl(`${base}.png`, finishTime, p.imageLinkTtlSeconds) : '',
       previewUrl: signedUrl(`${base}_grid_0.webp`, progressTime),
       failReason: outcome === 'FAILURE' ? (FAIL_REASONS[randInt(FAIL_REASONS.length)] as string) : '',
       buttons: !success ? [] : p.action === 'UPSCALE' ? upscaleButtons(hash) : GRID_ACTIONS.has(p.action) ? gridButtons(hash) : [],
@@ -648,6 +664,7 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
     const method = req.method as string
     const url = req.url as string
     const path = url.split('?')[0] as string
+    if (opts.serveImages === true && method === 'GET' && path.startsWith('/attachments/')) return serveImage(url, res)
     const route = routeKey(method, path)
     // counted on arrival (a call made is a call, even if its body never arrives); recorded once complete
     const callIndex = calls++
@@ -665,15 +682,19 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
       const rec: RecordedRequest = { method, url, path, route, headers: req.headers, body: Buffer.concat(chunks) }
       lastRequest = rec
       if (recordRequests) requests.push(rec)
-      let b: Behavior | undefined
-      try {
-        b = queue.shift() ?? handler?.(rec, callIndex)
-      } catch (err) {
-        // a throwing handler fails its test with a readable answer instead of a hang
-        const message = err instanceof Error ? err.message : String(err)
-        b = { kind: 'json', status: 500, body: { error: 'simulated upstream handler threw', message } }
+      const go = (): void => {
+        let b: Behavior | undefined
+        try {
+          b = queue.shift() ?? handler?.(rec, callIndex)
+        } catch (err) {
+          // a throwing handler fails its test with a readable answer instead of a hang
+          const message = err instanceof Error ? err.message : String(err)
+          b = { kind: 'json', status: 500, body: { error: 'simulated upstream handler threw', message } }
+        }
+        serve(rec, size > maxBodyBytes, b ?? SIMULATE, req, res)
       }
-      serve(rec, size > maxBodyBytes, b ?? SIMULATE, req, res)
+      if (held === undefined) go()
+      else held.push(go)
     })
   })
   // never let the server's own timers end a hanging request; only close() does
@@ -694,6 +715,22 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
   })
   const port = (server.address() as AddressInfo).port
   const urlHost = host.includes(':') ? `[${host}]` : host
+  if (opts.serveImages === true) imageOrigin = `http://${urlHost}:${port}/attachments`
+
+  /** the simulated CDN: a PNG while the link's ex= lies ahead, then 404 as Discord answers an expired link */
+  function serveImage(url: string, res: ServerResponse): void {
+    const parsed = new URL(url, 'http://sim.invalid')
+    const ex = parseInt(parsed.searchParams.get('ex') ?? '0', 16)
+    if (!(ex * 1000 > clock())) {
+      res.writeHead(404, { 'content-type': 'text/plain' })
+      res.end('This content is no longer available.')
+      return
+    }
+    const seed = [...parsed.pathname].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 1_000_003, 7)
+    const png = pngBytes(96, 96, seed)
+    res.writeHead(200, { 'content-type': 'image/png', 'content-length': png.length })
+    res.end(png)
+  }
 
   return {
     url: `http://${urlHost}:${port}`,
@@ -725,6 +762,14 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
       stats.requests = 0
       stats.byRoute = {}
     },
+    hold() {
+      held ??= []
+    },
+    release() {
+      const waiting = held ?? []
+      held = undefined
+      for (const go of waiting) go()
+    },
     requireKey(key, style) {
       apiKey = key
       authStyle = style ?? 'bearer'
@@ -736,7 +781,7 @@ export async function startSimulatedUpstream(opts: SimulatedUpstreamOptions = {}
       // submitted a few minutes ago, so every stage lies in the past
       const submitTime = clock() - 120_000 - 8 * stepMs
       const outcome = o.outcome ?? 'SUCCESS'
-      return addTask({ action: 'IMAGINE', prompt: 'pig --v 6.1', outcome, bodyPadBytes: o.bodyPadBytes, submitTime }).id
+      return addTask({ action: 'IMAGINE', prompt: 'pig --v 6.1', outcome, bodyPadBytes: o.bodyPadBytes, submitTime, imageLinkTtlSeconds: o.imageLinkTtlSeconds }).id
     },
     close() {
       closing ??= new Promise<void>((resolve) => {

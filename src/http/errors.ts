@@ -1,25 +1,23 @@
 import { STATUS_CODES } from 'node:http'
 import createError from '@fastify/error'
 import type { FastifyError, FastifyInstance } from 'fastify'
-import { TASK_ID_PATTERN } from '../tasks/task-id.js'
 
-// what the client asked wrongly
-export const BadTaskIdError = createError('MJGW_BAD_TASK_ID', `task id must match ${TASK_ID_PATTERN}`, 400)
+// Each error is defined beside the rule that raises it; every one can be imported from here.
+export { BadTaskIdError } from '../tasks/task-id.js'
+export { BadRequestError, ExpectationFailedError, HeadersTooLargeError, UriTooLongError } from './request-checks.js'
+export { UpstreamAuthError, UpstreamBadResponseError, UpstreamHttpError, UpstreamTimeoutError, UpstreamUnreachableError } from '../upstream/failures.js'
+
 export const UnauthorizedError = createError('MJGW_UNAUTHORIZED', 'missing or invalid client token', 401)
 export const RateLimitedError = createError('MJGW_RATE_LIMITED', 'rate limit exceeded, retry in %s', 429)
-export const BadRequestError = createError('MJGW_BAD_REQUEST', '%s', 400)
-export const UriTooLongError = createError('MJGW_URI_TOO_LONG', 'request URL longer than %s bytes', 414)
-export const HeadersTooLargeError = createError('MJGW_HEADERS_TOO_LARGE', 'more than %s request headers', 431)
-
-// what the gateway or its upstream could not do
+export const RouteNotFoundError = createError('MJGW_NOT_FOUND', 'no such route (%s)', 404)
 export const OverloadedError = createError('MJGW_OVERLOADED', 'gateway overloaded, retry later', 503)
 export const QuotaExceededError = createError('MJGW_QUOTA_EXCEEDED', 'daily submit quota of %s reached, retry after 00:00 UTC', 429)
+export const ShuttingDownError = createError('MJGW_SHUTTING_DOWN', 'gateway shutting down, retry shortly', 503)
 export const TaskNotFoundError = createError('MJGW_TASK_NOT_FOUND', 'task %s not found upstream', 404)
-export const UpstreamAuthError = createError('MJGW_UPSTREAM_AUTH', 'upstream refused the gateway credentials (HTTP %s)', 502)
-export const UpstreamHttpError = createError('MJGW_UPSTREAM_ERROR', 'upstream failed with HTTP %s', 502)
-export const UpstreamUnreachableError = createError('MJGW_UPSTREAM_UNREACHABLE', 'upstream unreachable (%s)', 502)
-export const UpstreamTimeoutError = createError('MJGW_UPSTREAM_TIMEOUT', 'upstream did not answer within %s ms', 504)
-export const UpstreamBadResponseError = createError('MJGW_UPSTREAM_BAD_RESPONSE', 'upstream sent an unusable response: %s', 502)
+export const ImageGoneError = createError('MJGW_IMAGE_GONE', 'image not archived and its link no longer answers', 404)
+export const ImageNotFoundError = createError('MJGW_IMAGE_NOT_FOUND', 'task %s has no such finished image', 404)
+export const ImageStoreError = createError('MJGW_IMAGE_STORE_ERROR', 'the image archive cannot store images right now', 503)
+export const RangeNotSatisfiableError = createError('MJGW_RANGE_NOT_SATISFIABLE', 'range not satisfiable (image is %s bytes)', 416)
 
 export interface ErrorBody {
   statusCode: number
@@ -48,7 +46,7 @@ export function installErrorHandler(app: FastifyInstance): void {
     void reply.code(statusCode).send(errorBody(statusCode, code, err.message))
   })
   app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send(errorBody(404, 'MJGW_NOT_FOUND', `no such route (${request.method})`))
+    void reply.send(new RouteNotFoundError(request.method))
   })
 }
 

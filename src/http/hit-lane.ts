@@ -9,12 +9,13 @@ import { rateLimitKey, type RateLimitCounter } from '../rate-limit/counter.js'
 import { etagMatches } from '../routes/task-fetch.js'
 import { FETCH_ROUTE, fetchUrlTaskId } from '../tasks/task-id.js'
 import type { AccessLog } from '../logging/access-log.js'
-import type { CorsPolicy } from './cors.js'
+import type { CorsPolicy } from './cors-policy.js'
 import type { HeaderList } from './header-list.js'
 import { requestProblem } from './request-checks.js'
 import { SECURITY_HEADER_LIST } from './security-headers.js'
 import type { Ownership } from '../clients/ownership.js'
 import type { ClientInflight } from '../clients/client-inflight.js'
+import type { TaskRewriter } from '../images/task-rewrite.js'
 
 export type Listener = (req: IncomingMessage, res: ServerResponse) => void
 
@@ -43,6 +44,8 @@ export interface HitLaneOptions {
   ownership: Ownership
   /** CLIENT_MAX_INFLIGHT: a client at its cap is left to the route, which refuses it */
   inflight: ClientInflight
+  /** IMAGE_REWRITE=on: the body clients get, as the route presents it; undefined = the stored bytes */
+  rewriter?: TaskRewriter | undefined
 }
 
 /**
@@ -52,7 +55,7 @@ export interface HitLaneOptions {
  * with the same status, headers and body as the Fastify route, by calling the same rules in the same order:
  *
  *   pre-checks (request-checks.ts) → identity (clients/identity.ts) → admission (load shedding, rate-limit/counter.ts)
- *   → [who may see the task] → cache lookup → write (security-headers.ts, cache-control.ts, cors.ts, the counter's
+ *   → [who may see the task] → cache lookup → write (security-headers.ts, cache-control.ts, cors-policy.ts, the counter's
  *   headers), then the same metrics and access line.
  *
  * Anything else goes to Fastify untouched, which answers it the same way: another URL or method, a request a
@@ -137,20 +140,29 @@ export class HitLane {
   ): void {
     this.answered++
     this.opts.metrics.lookup('hit')
-    // in the order the Fastify route sends them: security, CORS, rate limit, then the route's own
-    const headers = SECURITY_HEADER_LIST.slice()
+    // in the order the Fastify route sends them: CORS (its hook runs first, at the root), security, rate limit,
+    // then the route's own
+    let headers: HeaderList
+    if (this.opts.cors.enabled) {
+      headers = []
+      this.opts.cors.responseHeaders(req.headers.origin, headers)
+      headers.push(...SECURITY_HEADER_LIST)
+    } else {
+      headers = SECURITY_HEADER_LIST.slice()
+    }
     headers.push('cache-control', hitCacheControl(hit, now))
-    this.opts.cors.responseHeaders(req.headers.origin, headers)
     if (rateLimitHeaders !== undefined) headers.push(...rateLimitHeaders)
-    headers.push('x-cache', 'HIT', 'etag', hit.etag)
-    const status = etagMatches(req.headers['if-none-match'], hit.etag) ? 304 : 200
+    const rewriter = this.opts.rewriter
+    const { body, etag } = rewriter === undefined ? hit : rewriter.present(hit.body, hit.etag, now)
+    headers.push('x-cache', 'HIT', 'etag', etag)
+    const status = etagMatches(req.headers['if-none-match'], etag) ? 304 : 200
     if (status === 304) {
       res.writeHead(304, headers)
       res.end()
     } else {
-      headers.push('content-type', JSON_CONTENT_TYPE, 'content-length', hit.body.length)
+      headers.push('content-type', JSON_CONTENT_TYPE, 'content-length', body.length)
       res.writeHead(200, headers)
-      res.end(hit.body)
+      res.end(body)
     }
     const ms = performance.now() - start
     if (this.opts.httpMetrics) (status === 200 ? this.ok : this.notModified).observe(ms / 1000)

@@ -1,7 +1,8 @@
 import { createServer, type Server, type ServerOptions } from 'node:http'
 import type { FastifyServerOptions } from 'fastify'
 import type { HitLane, Listener } from './hit-lane.js'
-import { clientErrorHandler, frameworkErrors } from './early-errors.js'
+import { clientErrorHandler, frameworkErrors, type Authorized } from './early-errors.js'
+import type { CorsPolicy } from './cors-policy.js'
 import { MAX_HEADER_BYTES } from './request-checks.js'
 
 /** Time limits against slow clients (slowloris, slow bodies, idle sockets). */
@@ -34,14 +35,16 @@ export type ServerSettings = Pick<
   'connectionTimeout' | 'keepAliveTimeout' | 'requestTimeout' | 'clientErrorHandler' | 'frameworkErrors'
 > & { http: ServerOptions; connectionTimeout: number; keepAliveTimeout: number; requestTimeout: number }
 
-export function serverSettings(t: Timeouts): ServerSettings {
+/** `cors` and `authorized` shape the answers written before any hook runs (early-errors.ts). */
+export function serverSettings(t: Timeouts, cors: CorsPolicy, authorized: Authorized): ServerSettings {
   return {
     connectionTimeout: t.idleMs,
     keepAliveTimeout: t.keepAliveMs,
     requestTimeout: t.requestMs,
-    http: { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: t.headersMs, connectionsCheckingInterval: t.checkIntervalMs },
-    clientErrorHandler,
-    frameworkErrors
+    // a request without Host reaches the gateway, which answers it in the contract's shape (request-checks.ts)
+    http: { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: t.headersMs, connectionsCheckingInterval: t.checkIntervalMs, requireHostHeader: false },
+    clientErrorHandler: clientErrorHandler(cors),
+    frameworkErrors: frameworkErrors(cors, authorized)
   }
 }
 
@@ -74,6 +77,9 @@ export class GatewayServer {
 
   /** Every request meets `lane` first, or Fastify when there is none. Called once, before listening. */
   front(lane: HitLane | undefined): void {
-    ;(this.server as Server).on('request', lane === undefined ? this.fastify : lane.handle)
+    const listener = lane === undefined ? this.fastify : lane.handle
+    ;(this.server as Server).on('request', listener)
+    // an unknown Expect reaches the gateway too (request-checks.ts answers it 417), instead of Node's bare 417
+    ;(this.server as Server).on('checkExpectation', listener)
   }
 }

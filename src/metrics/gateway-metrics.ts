@@ -90,6 +90,10 @@ class SeriesHistogram extends Histogram<HttpLabel> {
   }
 }
 
+/** docs/images.md: image request results (the archive outcomes come from src/images/cdn-fetch.ts) */
+export type ImageRequestResult = 'hit' | 'fetched' | 'gone'
+const IMAGE_REQUEST_RESULTS: readonly ImageRequestResult[] = ['hit', 'fetched', 'gone']
+
 export interface CacheGauges {
   entries(): number
   bytes(): number
@@ -119,7 +123,15 @@ export class GatewayMetrics {
   /** `client\0route\0status` → requests answered, handed to prom-client when scraped (the hit lane counts here too) */
   private readonly clientCounts = new Map<string, { labels: Record<'client' | 'route' | 'status_code', string>; n: number; counted: number }>()
 
-  constructor(opts: { cache: CacheGauges; redis: boolean; logLinesDropped?: () => number }) {
+  readonly imagesArchived: Counter<'outcome'>
+  readonly imageRequests: Counter<'result'>
+
+  constructor(opts: {
+    cache: CacheGauges
+    redis: boolean
+    logLinesDropped?: () => number
+    images?: { outcomes: readonly string[]; storeBytes(): number }
+  }) {
     const registers = [this.registry]
     const results: LookupResult[] = opts.redis ? [...LOOKUP_RESULTS, 'hit_shared'] : [...LOOKUP_RESULTS]
     collectDefaultMetrics({ register: this.registry })
@@ -263,6 +275,29 @@ export class GatewayMetrics {
       labelNames: ['store'],
       registers
     })
+    this.imagesArchived = new Counter({
+      name: 'mj_gateway_images_archived_total',
+      help: 'Attempts to archive a task image, by outcome',
+      labelNames: ['outcome'],
+      registers
+    })
+    const images = opts.images ?? { outcomes: [], storeBytes: () => 0 }
+    new Gauge({
+      name: 'mj_gateway_image_store_bytes',
+      help: 'Bytes held by the image archive',
+      registers,
+      collect() {
+        this.set(images.storeBytes())
+      }
+    })
+    this.imageRequests = new Counter({
+      name: 'mj_gateway_image_requests_total',
+      help: 'Image requests answered with an image (hit: archived; fetched: archived on the way) or found gone',
+      labelNames: ['result'],
+      registers
+    })
+    for (const o of ['ok', ...images.outcomes]) this.imagesArchived.inc({ outcome: o }, 0)
+    for (const r of IMAGE_REQUEST_RESULTS) this.imageRequests.inc({ result: r }, 0)
 
     // Labelled series start at zero so dashboards show them before the first event.
     for (const r of results) this.cacheLookups.inc({ result: r }, 0)

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
-import type { CorsPolicy } from '../http/cors.js'
+import type { CorsPolicy } from '../http/cors-policy.js'
 import { replyHeaders, type HeaderList } from '../http/header-list.js'
 
 export interface CorsPluginOptions {
@@ -8,8 +8,9 @@ export interface CorsPluginOptions {
 }
 
 /**
- * CORS_ORIGINS on every route of the scope (src/http/cors.ts says which headers; the hit lane sends the same). Its
- * hook runs first in the scope: a preflight carries no token and is answered here, before the rate limit and auth.
+ * CORS_ORIGINS on every answer (src/http/cors-policy.ts says which headers; the hit lane and the early answers send the
+ * same). Registered at the root before anything else: its hook runs first, so every refusal after it carries the
+ * headers, and a preflight (which carries no token) is answered here, before the checks, the rate limit and auth.
  */
 async function corsPlugin(app: FastifyInstance, { policy }: CorsPluginOptions): Promise<void> {
   app.addHook('onRequest', (request, reply, done) => {

@@ -12,11 +12,13 @@ async function httpMetricsPlugin(app: FastifyInstance, { metrics }: HttpMetricsO
   // their first answer), so dashboards and ratios show the route before its first request. HEAD routes are
   // Fastify's automatic twins of the GETs.
   app.addHook('onRoute', (route) => {
-    for (const method of [route.method].flat()) if (method !== 'HEAD') metrics.http(method, route.url ?? '', 200)
+    for (const method of [route.method].flat()) if (method !== 'HEAD') metrics.http(method, route.url, 200)
   })
   metrics.http('GET', 'unmatched', 404)
   app.addHook('onResponse', (request, reply, done) => {
-    metrics.http(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode).observe(reply.elapsedTime / 1000)
+    // a catch-all (routes/unrouted.ts) counts with every other path no route knows, never by its pattern
+    const route = request.routeOptions.config.unrouted === true ? undefined : request.routeOptions.url
+    metrics.http(request.method, route ?? 'unmatched', reply.statusCode).observe(reply.elapsedTime / 1000)
     done()
   })
 }

@@ -13,7 +13,7 @@ function packageVersion(): string {
       // not there: the next candidate
     }
   }
-  /* c8 ignore next -- package.json always ships with the code; this only keeps a broken install starting */
+  /* c8 ignore next 2 -- package.json always ships with the code; this only keeps a broken install starting */
   return 'unknown'
 }
 

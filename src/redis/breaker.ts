@@ -62,10 +62,8 @@ export class CircuitBreaker {
   private scheduleProbe(): void {
     if (this.stopped) return
     this.timer = setTimeout(() => {
-      void this.opts.probe().then((answered) => {
-        if (answered) this.success()
-        else if (this.openNow) this.scheduleProbe()
-      })
+      // (success() clears this timer: it only runs while the breaker is open)
+      void this.opts.probe().then((answered) => (answered ? this.success() : this.scheduleProbe()))
     }, this.coolOffMs)
     this.timer.unref()
   }

@@ -36,7 +36,8 @@ interface Deps {
 }
 
 /**
- * PASSTHROUGH: submit, image-seed and list-by-condition (docs/http-api.md §3), one file each. Registered
+ * PASSTHROUGH: submit, image-seed and list-by-condition (docs/http-api.md §3), one file each; which paths
+ * is config.passthroughRoutes (PASSTHROUGH_ROUTES, routes/passthrough-table.ts). Registered
  * inside the /mj scope, so the client-token and rate-limit hooks there guard them. Forwarded with UpstreamClient
  * rather than @fastify/http-proxy: the body has to be parsed anyway (notifyHook), and the client then brings the key
  * injection, the header allowlist (no client header reaches upstream at all), the time budget, the no-retry rule
@@ -46,7 +47,7 @@ export async function passthroughRoutes(app: FastifyInstance, deps: Deps): Promi
   const { config, upstream, list, ownership, clients } = deps
   if (!passthroughEnabled(config)) return
   if (!identitiesConfigured(config)) app.log.warn(OPEN_PASSTHROUGH_WARNING)
-  // every JSON body here is checked (depth included, docs/tenancy.md) before it is parsed; submits keep the bytes
+  // every JSON body here is checked (depth included, docs/tenancy.md §5) before it is parsed; submits keep the bytes
   app.removeContentTypeParser('application/json')
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => {
     const scanned = scanJsonObject(body as Buffer)
@@ -54,6 +55,6 @@ export async function passthroughRoutes(app: FastifyInstance, deps: Deps): Promi
     else done(null, JSON.parse((body as Buffer).toString('utf8')))
   })
   await app.register(submitRoutes, deps)
-  await app.register(imageSeedRoutes, { upstream, ownership, clients })
-  await app.register(listByConditionRoutes, { list, ownership, clients })
+  await app.register(imageSeedRoutes, { config, upstream, ownership, clients })
+  await app.register(listByConditionRoutes, { config, list, ownership, clients })
 }

@@ -1,6 +1,4 @@
 import type { FastifyInstance } from 'fastify'
-import type { Config } from '../config.js'
-import type { UpstreamClient } from '../upstream/client.js'
 import type { Ownership } from '../clients/ownership.js'
 import { submittedTaskId } from '../clients/ownership.js'
 import type { ClientKeyTable } from '../clients/client-keys.js'
@@ -10,20 +8,11 @@ import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
 import { QuotaExceededError } from '../http/errors.js'
 import { memberKey, scanJsonObjectAsync, withoutMembers, type Member } from '../http/json-members.js'
 import { NotAnObjectError, scanError } from './json-body.js'
-import { forward } from './forward.js'
+import { forward, type ForwardDeps } from './forward.js'
+import { pathsOfKind } from './passthrough-table.js'
 
-/** The allowlist (docs/http-api.md §4): nothing else under /mj/submit is routed, so nothing else reaches upstream. */
-export const SUBMIT_KINDS = [
-  'imagine',
-  'action',
-  'blend',
-  'describe',
-  'modal',
-  'shorten',
-  'change',
-  'simple-change',
-  'upload-discord-images'
-] as const
+/** The allowlist (docs/http-api.md §4) is config.passthroughRoutes: nothing else is routed, so nothing else reaches upstream. */
+export { SUBMIT_KINDS } from './passthrough-table.js'
 
 /**
  * A top-level key as a relay reads it: case-insensitively and after NFKC folding, because a Go relay matches JSON
@@ -52,9 +41,7 @@ export function namedTaskIds(body: Buffer, members: readonly Member[]): string[]
   return ids
 }
 
-interface Deps {
-  config: Config
-  upstream: UpstreamClient
+export interface SubmitDeps extends ForwardDeps {
   ownership: Ownership
   clients: ClientKeyTable
   metrics: GatewayMetrics
@@ -63,17 +50,20 @@ interface Deps {
 }
 
 /**
- * POST /mj/submit/{kind}, in a scope of its own whose JSON bodies arrive as the raw bytes: checked and forwarded
- * without being parsed into objects and serialised again (docs/tenancy.md: byte for byte but a removed
- * `notifyHook`, memory near one copy of the body, nesting deeper than 64 refused with 400), once (no retry).
+ * POST /mj/submit/{kind}, /mj/insight-face/swap and any other submit-like path of PASSTHROUGH_ROUTES, under the
+ * scope's mode prefix (routes/mode-prefixes.ts), forwarded once. In a scope of its own whose JSON bodies arrive as
+ * the raw bytes: checked and forwarded without being parsed into objects and serialised again (docs/tenancy.md §5:
+ * byte for byte but a removed `notifyHook`, memory near one copy of the body, nesting deeper than 64 refused).
  */
-export async function submitRoutes(app: FastifyInstance, { config, upstream, ownership, clients, metrics, quota }: Deps): Promise<void> {
+export async function submitRoutes(app: FastifyInstance, { config, upstream, ownership, clients, metrics, quota }: SubmitDeps): Promise<void> {
+  const mode = app.prefix
   app.removeContentTypeParser('application/json')
   app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: config.submitMaxBodyBytes }, (_request, body, done) => {
     done(null, body)
   })
-  for (const kind of SUBMIT_KINDS) {
-    const path = `/mj/submit/${kind}`
+  for (const path of pathsOfKind(config.passthroughRoutes, 'submit')) {
+    // the `action` label: `imagine`, `action`, …, or the path below /mj/ for other submit-like routes
+    const action = path.replace(/^\/mj\/(?:submit\/)?/, '')
     app.post<{ Body: Buffer | string | undefined }>(path, { bodyLimit: config.submitMaxBodyBytes }, async (request, reply) => {
       const raw = request.body
       // text/plain (Fastify's other parser) or no body at all: not an object
@@ -88,9 +78,9 @@ export async function submitRoutes(app: FastifyInstance, { config, upstream, own
         throw new QuotaExceededError(config.fairness.submitQuotaPerDay)
       }
       const body = config.allowNotifyHook ? raw : withoutNotifyHook(raw, scanned.members)
-      metrics.clientSubmits.inc({ client: client.label, action: kind })
+      metrics.clientSubmits.inc({ client: client.label, action })
       // a submit spends money and is not idempotent: one try only
-      return forward(upstream, reply, { method: 'POST', path, body, idempotent: false, client: client.name }, async (answer) => {
+      return forward(upstream, reply, { method: 'POST', path: mode + path, body, idempotent: false, client: client.name }, async (answer) => {
         const id = submittedTaskId(answer.body)
         // recorded before the answer leaves, so the client's first poll already finds it
         if (id !== undefined) await ownership.record(client, id)

@@ -9,6 +9,7 @@ import { sendAnswer } from './send-answer.js'
 import type { Ownership } from '../clients/ownership.js'
 import type { ClientKeyTable } from '../clients/client-keys.js'
 import { clientOf } from '../clients/identity.js'
+import type { TaskRewriter } from '../images/task-rewrite.js'
 
 interface Deps {
   cache: TaskCache
@@ -16,6 +17,8 @@ interface Deps {
   metrics: GatewayMetrics
   ownership: Ownership
   clients: ClientKeyTable
+  /** IMAGE_REWRITE=on: the body clients get (the hit lane calls the same one) */
+  rewriter?: TaskRewriter | undefined
 }
 
 type FetchRequest = FastifyRequest<{ Params: { id: string } }>
@@ -27,7 +30,15 @@ export function etagMatches(header: string | undefined, etag: string): boolean {
   return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag)
 }
 
-function send(request: FetchRequest, reply: FastifyReply, body: Buffer, etag: string, cacheControl: string, cache: string): FastifyReply {
+function send(
+  request: FetchRequest,
+  reply: FastifyReply,
+  stored: { body: Buffer; etag: string },
+  cacheControl: string,
+  cache: string,
+  rewriter: TaskRewriter | undefined
+): FastifyReply {
+  const { body, etag } = rewriter === undefined ? stored : rewriter.present(stored.body, stored.etag, Date.now())
   reply.header('x-cache', cache).header('etag', etag).header('cache-control', cacheControl)
   if (etagMatches(request.headers['if-none-match'], etag)) return reply.code(304).send()
   return reply.header('content-type', JSON_CONTENT_TYPE).send(body)
@@ -37,10 +48,12 @@ function send(request: FetchRequest, reply: FastifyReply, body: Buffer, etag: st
  * GET /mj/task/{id}/fetch on the Fastify path. A fresh hit is normally answered by the hit lane (src/http/hit-lane.ts)
  * before it gets here; this answers it the same way when the lane declines or is off.
  */
-export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics, ownership, clients }: Deps): Promise<void> {
+export async function taskFetchRoutes(app: FastifyInstance, { cache, service, metrics, rewriter, ownership, clients }: Deps): Promise<void> {
+  // '' or a mode prefix (routes/mode-prefixes.ts): the cache is shared, a miss is asked upstream under the prefix
+  const mode = app.prefix
   const miss = async (request: FetchRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const served = await service.fetch(request.params.id, clientOf(request, clients).name)
-    if (served.kind === 'task') return send(request, reply, served.body, served.etag, served.cacheControl, served.cache)
+    const served = await service.fetch(request.params.id, mode, clientOf(request, clients).name)
+    if (served.kind === 'task') return send(request, reply, served, served.cacheControl, served.cache, rewriter)
     return sendAnswer(reply, served.answer)
   }
 
@@ -50,7 +63,7 @@ export async function taskFetchRoutes(app: FastifyInstance, { cache, service, me
     const hit = cache.fresh(request.params.id, now)
     if (hit === undefined) return miss(request, reply)
     metrics.lookup('hit')
-    send(request, reply, hit.body, hit.etag, hitCacheControl(hit, now), 'HIT')
+    send(request, reply, hit, hitCacheControl(hit, now), 'HIT', rewriter)
     return undefined
   }
 

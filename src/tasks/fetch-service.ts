@@ -4,7 +4,8 @@ import type { UpstreamClient } from '../upstream/client.js'
 import { classify, type CacheRules } from '../cache/policy.js'
 import { etagOf, type TaskCache } from '../cache/task-cache.js'
 import { cacheControlFor } from '../cache/cache-control.js'
-import { TaskNotFoundError, UpstreamBadResponseError } from '../http/errors.js'
+import { TaskNotFoundError } from '../http/errors.js'
+import { UpstreamBadResponseError } from '../upstream/failures.js'
 import { takeAnswer, type Answer } from '../upstream/answer.js'
 
 export type CacheStatus = 'HIT' | 'MISS' | 'COALESCED' | 'STALE'
@@ -42,6 +43,8 @@ type Loaded =
 /** The miss path of GET /mj/task/:id/fetch: shared tier, upstream, policy, store, stale stand-in. */
 export class TaskService {
   private readonly rules: CacheRules
+  /** told of every finished task body this service takes in (the image archive, docs/images.md) */
+  sawTerminal: (body: Buffer) => void = () => undefined
 
   constructor(
     cfg: Config['cache'],
@@ -53,9 +56,12 @@ export class TaskService {
     this.rules = { ttlSeconds: cfg.ttlSeconds, urlExpiryMarginSeconds: cfg.urlExpiryMarginSeconds, pollCacheMs: cfg.pollCacheMs }
   }
 
-  /** `client` is whom the upstream call is made for (its fair share of upstream connections) */
-  async fetch(id: string, client?: string): Promise<Served> {
-    const { promise, leader } = this.cache.flight(id, () => this.load(id, client))
+  /**
+   * `mode` is the request's mode prefix ('' or `/mj-fast`…): the upstream path of a miss; the flight is the id's alone.
+   * `client` is whom the upstream call is made for (its fair share of upstream connections, docs/tenancy.md §4).
+   */
+  async fetch(id: string, mode = '', client?: string): Promise<Served> {
+    const { promise, leader } = this.cache.flight(id, () => this.load(id, mode, client))
     let loaded: Loaded
     try {
       loaded = await promise
@@ -85,14 +91,14 @@ export class TaskService {
     return { kind: 'task', body: loaded.body, etag: loaded.etag, cacheControl: cacheControlFor(loaded.maxAgeSeconds), cache }
   }
 
-  private async load(id: string, client: string | undefined): Promise<Loaded> {
+  private async load(id: string, mode: string, client: string | undefined): Promise<Loaded> {
     const shared = this.shared
-    if (shared === undefined) return this.fromUpstream(id, client, () => undefined)
+    if (shared === undefined) return this.fromUpstream(id, mode, client, () => undefined)
     const begun = await shared.begin(id)
     if (begun.kind === 'hit') return this.fromShared(id, begun)
     let share: Share | undefined
     try {
-      return await this.fromUpstream(id, client, (s) => (share = s))
+      return await this.fromUpstream(id, mode, client, (s) => (share = s))
     } finally {
       shared.finish(id, begun.token, share)
     }
@@ -103,15 +109,16 @@ export class TaskService {
     const source = hit.from === 'peer' ? 'peer' : 'shared'
     const keep = hit.keep
     if (keep === undefined) return { kind: 'task', body: hit.body, etag, maxAgeSeconds: undefined, source }
+    if (keep.terminal) this.sawTerminal(hit.body)
     this.cache.store(id, hit.body, etag, keep.terminal, keep.ttlMs, this.cache.now())
     const maxAgeSeconds = keep.terminal ? Math.floor(keep.ttlMs / 1000) : undefined
     return { kind: 'task', body: hit.body, etag, maxAgeSeconds, source }
   }
 
-  private async fromUpstream(id: string, client: string | undefined, publish: (share: Share) => void): Promise<Loaded> {
+  private async fromUpstream(id: string, mode: string, client: string | undefined, publish: (share: Share) => void): Promise<Loaded> {
     let res
     try {
-      res = await this.upstream.request({ method: 'GET', path: `/mj/task/${id}/fetch`, idempotent: true, ...(client === undefined ? {} : { client }) })
+      res = await this.upstream.request({ method: 'GET', path: `${mode}/mj/task/${id}/fetch`, idempotent: true, client })
     } catch (err) {
       return this.standIn(id, err)
     }
@@ -137,6 +144,7 @@ export class TaskService {
         publish(verdict.ttlMs > 0 ? { kind: 'live', body: res.body, ttlMs: verdict.ttlMs } : { kind: 'handoff', body: res.body })
         return { kind: 'task', body: res.body, etag, maxAgeSeconds: undefined, source: 'upstream' }
       case 'terminal': {
+        this.sawTerminal(res.body)
         if (verdict.ttlMs === 0) {
           this.cache.delete(id)
           publish({ kind: 'handoff', body: res.body })

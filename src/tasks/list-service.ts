@@ -3,10 +3,11 @@ import type { UpstreamClient } from '../upstream/client.js'
 import { arrayElementSources } from '../upstream/json-array.js'
 import { classify, type CacheRules } from '../cache/policy.js'
 import { etagOf, type TaskCache } from '../cache/task-cache.js'
-import { UpstreamBadResponseError } from '../http/errors.js'
+import { UpstreamBadResponseError } from '../upstream/failures.js'
 import { takeAnswer, type Answer } from '../upstream/answer.js'
+import { LIST_PATH } from '../routes/passthrough-table.js'
 
-export const LIST_PATH = '/mj/task/list-by-condition'
+export { LIST_PATH }
 
 /** The shared tier's terminal tasks, read and written one by one (no lock: a list is not single-flighted). */
 export interface TerminalStore {
@@ -25,6 +26,11 @@ export type Listed =
  * A live (poll-cache) entry does not count as cached: it may be a second old, and a list asks for now.
  */
 export class TaskListService {
+  /** told of every finished task body this service takes in (the image archive, docs/images.md) */
+  sawTerminal: (body: Buffer) => void = () => undefined
+  /** what a task body looks like to clients (IMAGE_REWRITE); the bytes as stored when unset */
+  present: ((body: Buffer, now: number) => Buffer) | undefined = undefined
+
   constructor(
     private readonly rules: CacheRules,
     private readonly cache: TaskCache,
@@ -33,8 +39,11 @@ export class TaskListService {
     private readonly shared?: TerminalStore
   ) {}
 
-  /** `ids` are already valid; duplicates are answered once, at their first position. */
-  async list(ids: readonly string[]): Promise<Listed> {
+  /**
+   * `ids` are already valid; duplicates are answered once, at their first position. `mode` is the request's mode
+   * prefix ('' or `/mj-fast`…): the upstream call goes there, the cache is shared.
+   */
+  async list(ids: readonly string[], mode = ''): Promise<Listed> {
     const wanted = [...new Set(ids)]
     const bodies = new Map<string, Buffer>()
     const now = this.cache.now()
@@ -52,13 +61,15 @@ export class TaskListService {
     const hits = wanted.length - missing.length
     if (missing.length > 0) {
       for (let i = 0; i < missing.length; i++) this.metrics.lookup('miss')
-      const answer = await this.fromUpstream(missing, bodies)
+      const answer = await this.fromUpstream(missing, bodies, mode)
       if (answer !== undefined) return answer
     }
     const parts: Buffer[] = []
+    const present = this.present
+    const at = Date.now()
     for (const id of wanted) {
       const body = bodies.get(id)
-      if (body !== undefined) parts.push(body)
+      if (body !== undefined) parts.push(present === undefined ? body : present(body, at))
     }
     return { kind: 'list', body: joinArray(parts), hits }
   }
@@ -74,6 +85,7 @@ export class TaskListService {
         return
       }
       this.cache.store(id, hit.body, etagOf(hit.body), true, hit.ttlMs, now)
+      this.sawTerminal(hit.body)
       bodies.set(id, hit.body)
       this.metrics.lookup('hit_shared')
     })
@@ -81,10 +93,10 @@ export class TaskListService {
   }
 
   /** Asks upstream once; fills `bodies`, or returns the upstream's 4xx answer to pass through. */
-  private async fromUpstream(ids: string[], bodies: Map<string, Buffer>): Promise<Listed | undefined> {
+  private async fromUpstream(ids: string[], bodies: Map<string, Buffer>, mode: string): Promise<Listed | undefined> {
     const res = await this.upstream.request({
       method: 'POST',
-      path: LIST_PATH,
+      path: `${mode}${LIST_PATH}`,
       body: Buffer.from(JSON.stringify({ ids })),
       // a query, not a submit: safe to retry
       idempotent: true
@@ -115,6 +127,7 @@ export class TaskListService {
       bodies.set(id, body)
       const verdict = classify(body, id, now, this.rules)
       if (verdict.kind !== 'terminal') return
+      this.sawTerminal(body)
       if (verdict.ttlMs === 0) {
         this.cache.delete(id)
         return

@@ -1,5 +1,5 @@
 import type { UpstreamResponse } from './client.js'
-import { UpstreamAuthError, UpstreamBadResponseError } from '../http/errors.js'
+import { UpstreamAuthError, UpstreamBadResponseError } from './failures.js'
 
 /** An upstream answer as a client may get it: status, body, and the two headers worth passing on. */
 export type Answer = Readonly<UpstreamResponse>

@@ -9,7 +9,7 @@ import {
   UpstreamHttpError,
   UpstreamTimeoutError,
   UpstreamUnreachableError
-} from '../http/errors.js'
+} from './failures.js'
 import { KeyHealth } from './key-health.js'
 
 export interface UpstreamResponse {
@@ -80,8 +80,8 @@ export class UpstreamClient {
       // UPSTREAM_MAX_BODY_BYTES: undici stops reading past it (content-length or chunked) and fails the body
       maxResponseSize: cfg.maxBodyBytes,
       connect: {
-        // a connect that hangs for the whole budget is a timeout too; only a longer budget gets a connect timeout of its own
-        timeout: cfg.timeoutMs <= 10_000 ? cfg.timeoutMs + UNDICI_TIMER_SLACK_MS : 10_000,
+        // a connect that hangs for the whole budget is a hang like any other: the budget's timer ends it (504)
+        timeout: cfg.timeoutMs + UNDICI_TIMER_SLACK_MS,
         rejectUnauthorized: true,
         ...(cfg.ca === undefined ? {} : { ca: [...rootCertificates, cfg.ca] })
       }

@@ -29,7 +29,11 @@ export const CONTRACT_METRIC_NAMES: readonly string[] = [
   // CONTRACT §9
   'mj_gateway_client_requests_total',
   'mj_gateway_client_submits_total',
-  'mj_gateway_ownership_denied_total'
+  'mj_gateway_ownership_denied_total',
+  // CONTRACT.md §12
+  'mj_gateway_images_archived_total',
+  'mj_gateway_image_store_bytes',
+  'mj_gateway_image_requests_total'
 ]
 
 /** exported with samples only once a client has submitted something, or with ownership on (CONTRACT §9) */

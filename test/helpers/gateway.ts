@@ -1,19 +1,29 @@
 /**
- * The built gateway listening on 127.0.0.1:0 with the fake upstream behind it, both closed in teardown.
+ * The one test harness: the built gateway listening on 127.0.0.1:0 in front of the simulated upstream
+ * (src/demo/simulated-upstream.ts), both closed in teardown. Replicas are several startGateway calls with a
+ * shared UPSTREAM_BASE_URL (and REDIS_URL) in env.
  */
-import { createServer, request as httpRequest, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
-import { tempDataDir } from './data-dir.js'
 import type { FastifyInstance } from 'fastify'
-import type { Test } from 'tap'
-import { buildApp } from '../../src/app.js'
+import { buildApp, type AppOverrides } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import type { Clock } from '../../src/cache/task-cache.js'
-import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/demo/simulated-upstream.js'
-import { get, waitFor, type HttpResult } from './net.js'
+import { startSimulatedUpstream, type SimulatedUpstream, type SimulatedUpstreamOptions } from '../../src/demo/simulated-upstream.js'
+import { get, send, waitFor, type HttpResult, type SendOptions } from './net.js'
+import { isolatedDataEnv } from './data-dir.js'
 
 export const UPSTREAM_KEY = 'sk-upstream-SECRET-9d2f6b1e7c'
+export const CLIENT_TOKEN = 'client-token-Lp7wR22'
+/** what a client sends when CLIENT_KEYS holds CLIENT_TOKEN */
+export const CLIENT_AUTH = { authorization: `Bearer ${CLIENT_TOKEN}` }
+/** midjourney-proxy's answer to a submit */
+export const SUBMIT_OK = JSON.stringify({ code: 1, description: 'Submit success', properties: {}, result: '1730621826053455' })
+
+/** the part of a tap Test the harness needs */
+interface Teardown {
+  teardown(fn: () => unknown): void
+}
 
 export interface Gateway {
   app: FastifyInstance
@@ -21,36 +31,62 @@ export interface Gateway {
   /** http://127.0.0.1:PORT */
   url: string
   port: number
+  /** the simulated upstream started for this gateway (behind it unless env or upstreamUrl points elsewhere) */
   upstream: SimulatedUpstream
   /** every pino line written so far */
   logs(): string
+  /** the same, one entry per line */
+  logLines(): string[]
   /** GET /mj/task/{id}/fetch (id as given, not encoded) */
   fetchTask(id: string, headers?: Record<string, string>): Promise<HttpResult>
   /** the /metrics text */
   metrics(): Promise<string>
+  /** a sample's value from /metrics by its series as written, e.g. 'mj_gateway_cache_lookups_total{result="hit"}' */
+  metric(series: string): Promise<number | undefined>
+  /** any method; the path is sent exactly as written */
+  request(method: string, path: string, opts?: SendOptions): Promise<HttpResult>
+  get(path: string, headers?: Record<string, string | undefined>): Promise<HttpResult>
+  /** a JSON POST: content-type application/json unless given; a string or Buffer body is sent as is */
+  post(path: string, body: unknown, headers?: Record<string, string | undefined>): Promise<HttpResult>
+  /** waits (up to 10 s) until /readyz says redis is `state` */
+  waitRedis(state: 'up' | 'down'): Promise<void>
 }
 
 export interface GatewayOptions {
-  /** an upstream to put behind the gateway instead of a fresh fake one (closed by whoever started it) */
+  /** an upstream to put behind the gateway instead of the simulated one (closed by whoever started it) */
   upstreamUrl?: string
   /** the memory cache's clock (a ManualClock lets a test reach an expiry without sleeping) */
   clock?: Clock
+  /**
+   * the simulated upstream's options; by default any id fetched is a SUCCESS task (inventUnknownTasks),
+   * tasks finish fast (stepMs 20, no failures) and the gateway's configured key is required
+   */
+  upstream?: SimulatedUpstreamOptions
+  /** buildApp's overrides (timeouts, httpMetrics) */
+  overrides?: AppOverrides
 }
 
-export async function startGateway(t: Test, env: Record<string, string> = {}, opts: GatewayOptions = {}): Promise<Gateway> {
-  const upstream = await startSimulatedUpstream({ inventUnknownTasks: true })
+/**
+ * The lane switch for the whole run: `HIT_LANE=off npm test` runs every gateway without the hit lane, so the
+ * hit-path suites prove the lane and the route answer alike. A test's own env wins.
+ */
+const laneEnv: Record<string, string> = process.env.HIT_LANE === undefined ? {} : { HIT_LANE: process.env.HIT_LANE }
+
+export async function startGateway(t: Teardown, env: Record<string, string> = {}, opts: GatewayOptions = {}): Promise<Gateway> {
+  const upstream = await startSimulatedUpstream({ inventUnknownTasks: true, stepMs: 20, failureRatio: 0, ...opts.upstream })
   t.teardown(() => upstream.close())
   const config = loadConfig({
     UPSTREAM_API_KEY: UPSTREAM_KEY,
     UPSTREAM_BASE_URL: opts.upstreamUrl ?? upstream.url,
     LOG_LEVEL: 'silent',
-    // each gateway its own embedded store (owner records), removed afterwards
-    DATA_DIR: env['DATA_DIR'] ?? tempDataDir(t),
+    ...laneEnv,
+    ...isolatedDataEnv(t),
     // ownership (docs/tenancy.md) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
-    TASK_OWNERSHIP: env['TASK_OWNERSHIP'] ?? 'off',
-    ...(process.env.HIT_LANE ? { HIT_LANE: process.env.HIT_LANE } : {}),
+    TASK_OWNERSHIP: 'off',
     ...env
   })
+  // the simulation accepts only the key this gateway sends: every test proves the key is injected
+  if (opts.upstream?.apiKey === undefined) upstream.requireKey(config.upstream.apiKey, config.upstream.authStyle)
   let logText = ''
   const logStream = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -58,11 +94,12 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, op
       cb()
     }
   })
-  const app = await buildApp(config, { logStream, clock: opts.clock })
+  const app = await buildApp(config, { logStream, clock: opts.clock, ...opts.overrides })
   t.teardown(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.server.address() as AddressInfo).port
   const url = `http://127.0.0.1:${port}`
+  const metrics = async (): Promise<string> => (await get(`${url}/metrics`)).body
   return {
     app,
     config,
@@ -70,23 +107,26 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, op
     port,
     upstream,
     logs: () => logText,
+    logLines: () => logText.split('\n').filter((l) => l !== ''),
     fetchTask: (id, headers) => get(`${url}/mj/task/${id}/fetch`, headers),
-    metrics: async () => (await get(`${url}/metrics`)).body
+    metrics,
+    metric: async (series) => {
+      const line = (await metrics()).split('\n').find((l) => l.startsWith(series + ' '))
+      return line === undefined ? undefined : Number(line.slice(series.length + 1))
+    },
+    request: (method, path, sendOpts) => send(method, url + path, sendOpts),
+    get: (path, headers) => get(url + path, headers),
+    post: (path, body, headers) => send('POST', url + path, { body, headers: { 'content-type': 'application/json', ...headers } }),
+    waitRedis: async (state) => {
+      await waitFor(async () => ((await get(`${url}/readyz`)).json() as { redis: string }).redis === state, 10_000)
+    }
   }
 }
 
-/** GET with the path sent exactly as written (no URL normalisation of `.`, `..` or `%2F`), on a fresh socket. */
-export function rawGet(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => (body += c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-    })
-    req.on('error', reject)
-    req.end()
-  })
+/** GET with the path sent exactly as written (no URL normalisation of `.`, `..` or `%2F`) */
+export async function rawGet(port: number, path: string): Promise<{ status: number; body: string }> {
+  const res = await get(`http://127.0.0.1:${port}${path}`)
+  return { status: res.status, body: res.body }
 }
 
 export interface Sample {
@@ -131,37 +171,30 @@ export interface GatedUpstream {
 }
 
 /**
- * An upstream that holds its answers until released, so a test can make sure every concurrent request
- * has reached the gateway before the one upstream call completes (no race on timing).
+ * The simulated upstream answering every request with `answer`, held until released, so a test can make sure
+ * every concurrent request has reached the gateway before the one upstream call completes (no race on timing).
  */
-export async function startGatedUpstream(t: Test, answer: { status?: number; body: string }): Promise<GatedUpstream> {
-  const waiting: ServerResponse[] = []
-  let calls = 0
-  const send = (res: ServerResponse) => {
-    res.writeHead(gate.answer.status ?? 200, { 'content-type': 'application/json' })
-    res.end(gate.answer.body)
-  }
-  const server = createServer((req, res) => {
-    calls++
-    req.resume()
-    if (gate.hold) waiting.push(res)
-    else send(res)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    server.closeAllConnections()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
+export async function startGatedUpstream(t: Teardown, answer: { status?: number; body: string }): Promise<GatedUpstream> {
+  const up = await startSimulatedUpstream({ handler: () => ({ kind: 'raw', status: gate.answer.status ?? 200, body: gate.answer.body }) })
+  t.teardown(() => up.close())
+  up.hold()
+  let holding = true
   const gate: GatedUpstream = {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: up.url,
     get calls() {
-      return calls
+      return up.calls
     },
     answer,
-    hold: true,
+    get hold() {
+      return holding
+    },
+    set hold(on: boolean) {
+      holding = on
+      if (on) up.hold()
+      else up.release()
+    },
     release() {
       gate.hold = false
-      for (const res of waiting.splice(0)) send(res)
     }
   }
   return gate

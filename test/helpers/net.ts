@@ -1,26 +1,53 @@
 /**
- * Small HTTP helpers shared by the gateway tests (real sockets, undici).
+ * The one HTTP client of the tests (real sockets, undici), plus raw-socket helpers for the few tests that must
+ * send malformed HTTP.
  */
-import { request } from 'undici'
+import { createServer } from 'node:http'
+import { connect, type AddressInfo } from 'node:net'
+import { Readable } from 'node:stream'
+import { getGlobalDispatcher, type Dispatcher } from 'undici'
 
 export interface HttpResult {
   status: number
   /** lowercase names; repeated headers joined with ', ' */
   headers: Record<string, string>
+  /** the body as UTF-8 text */
   body: string
+  /** the same text (for tests that read `text`) */
+  text: string
+  /** the body's bytes */
+  bytes: Buffer
   /** JSON.parse(body); throws on a body that is not JSON */
   json(): unknown
 }
 
 export interface SendOptions {
-  headers?: Record<string, string>
+  headers?: Record<string, string | undefined>
   /** a string or Buffer is sent as is; anything else as JSON (with content-type application/json unless given) */
   body?: unknown
+  /** send the body with transfer-encoding: chunked (no content-length) */
+  chunked?: boolean
+  /** aborts the request (the promise rejects with an AbortError) */
+  signal?: AbortSignal
 }
 
-/** any method; never throws on a non-2xx status (only on network errors) */
+/** origin and path of a URL, the path exactly as written (no normalisation of `.`, `..` or `%2F`) */
+function split(url: string): { origin: string; path: string } {
+  const m = /^(https?:\/\/[^/?#]+)(.*)$/.exec(url)
+  if (m === null) throw new Error(`not an absolute http URL: ${url}`)
+  const rest = m[2] as string
+  return { origin: m[1] as string, path: rest === '' ? '/' : rest }
+}
+
+/** a body undici can only send chunked: a stream's length is not known up front */
+function chunks(body: string | Buffer): Readable {
+  return Readable.from([Buffer.from(body)])
+}
+
+/** any method; the path is sent exactly as written; never throws on a non-2xx status (only on network errors) */
 export async function send(method: string, url: string, opts: SendOptions = {}): Promise<HttpResult> {
-  const headers: Record<string, string> = { ...opts.headers }
+  const headers: Record<string, string> = {}
+  for (const [k, v] of Object.entries(opts.headers ?? {})) if (v !== undefined) headers[k] = v
   let body: string | Buffer | undefined
   if (typeof opts.body === 'string' || Buffer.isBuffer(opts.body)) {
     body = opts.body
@@ -30,14 +57,20 @@ export async function send(method: string, url: string, opts: SendOptions = {}):
       headers['content-type'] = 'application/json'
     }
   }
-  const res = await request(url, {
-    method: method.toUpperCase(),
+  const { origin, path } = split(url)
+  const payload = opts.chunked === true && body !== undefined ? chunks(body) : body
+  const res = await getGlobalDispatcher().request({
+    origin,
+    path,
+    method: method.toUpperCase() as Dispatcher.HttpMethod,
     headers,
-    body,
+    body: payload,
+    signal: opts.signal,
     headersTimeout: 30_000,
     bodyTimeout: 30_000
   })
-  const text = await res.body.text()
+  const bytes = Buffer.from(await res.body.arrayBuffer())
+  const text = bytes.toString('utf8')
   const flat: Record<string, string> = {}
   for (const [k, v] of Object.entries(res.headers)) {
     if (v === undefined) continue
@@ -47,17 +80,19 @@ export async function send(method: string, url: string, opts: SendOptions = {}):
     status: res.statusCode,
     headers: flat,
     body: text,
+    text,
+    bytes,
     json: (): unknown => JSON.parse(text) as unknown
   }
 }
 
 /** GET; never throws on a non-2xx status */
-export async function get(url: string, headers?: Record<string, string>): Promise<HttpResult> {
+export async function get(url: string, headers?: Record<string, string | undefined>): Promise<HttpResult> {
   return send('GET', url, { headers })
 }
 
 /** POST a JSON value (or a string / Buffer as is); never throws on a non-2xx status */
-export async function post(url: string, body: unknown, headers?: Record<string, string>): Promise<HttpResult> {
+export async function post(url: string, body: unknown, headers?: Record<string, string | undefined>): Promise<HttpResult> {
   return send('POST', url, { headers, body })
 }
 
@@ -69,4 +104,46 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs 
     if (Date.now() >= deadline) throw new Error(`waitFor: condition still false after ${timeoutMs} ms`)
     await new Promise<void>((resolve) => setTimeout(resolve, 10))
   }
+}
+
+/** Writes raw bytes on a fresh socket and collects everything until the server closes it (or timeoutMs). */
+export function rawExchange(port: number, bytes: string | Buffer, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    const chunks: Buffer[] = []
+    const timer = setTimeout(() => socket.destroy(), timeoutMs)
+    socket.on('data', (c: Buffer) => chunks.push(c))
+    socket.on('error', () => undefined)
+    socket.on('close', () => {
+      clearTimeout(timer)
+      resolve(Buffer.concat(chunks).toString('latin1'))
+    })
+    socket.on('connect', () => socket.write(bytes))
+  })
+}
+
+/** The status code of the first response in a raw exchange, or 0 when the server answered nothing. */
+export function rawStatus(raw: string): number {
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(raw)
+  return m === null ? 0 : Number(m[1])
+}
+
+/** the body as a JSON object; undefined when it is not JSON or not an object (or there is no answer) */
+export function jsonObject(res: HttpResult | undefined): Record<string, unknown> | undefined {
+  if (res === undefined) return undefined
+  try {
+    const parsed: unknown = JSON.parse(res.body)
+    return parsed !== null && typeof parsed === 'object' ? (parsed as Record<string, unknown>) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** An origin on which nothing listens (connection refused). */
+export async function closedOrigin(): Promise<string> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return `http://127.0.0.1:${port}`
 }

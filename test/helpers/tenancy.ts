@@ -1,12 +1,16 @@
 /**
- * Tenancy test helpers (CONTRACT §9): several clients (static tokens and JWT users) in front of the simulated
+ * Tenancy test helpers (docs/tenancy.md): several clients (static tokens and JWT users) in front of the simulated
  * upstream, and a JWT signer.
  */
 import { createSigner } from 'fast-jwt'
+import type { FastifyInstance } from 'fastify'
 import type { SimulatedUpstream } from '../../src/demo/simulated-upstream.js'
 import { startSimulatedUpstream } from '../../src/demo/simulated-upstream.js'
-import { startGateway, UPSTREAM_KEY, type Gateway, type Reply } from './passthrough-harness.js'
+import { startGateway as startHarness, UPSTREAM_KEY } from './gateway.js'
+import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js'
+import type { HttpResult } from './net.js'
 
+export { UPSTREAM_KEY }
 export const JWT_SECRET = 'jwt-secret-for-tests-0123456789abcdef'
 export const TOKENS = { a: 'token-alpha-7Hq2', b: 'token-bravo-9Kd4', c: 'token-charlie-3Mz8', ops: 'token-ops-5Rt1' } as const
 export type Who = keyof typeof TOKENS
@@ -28,8 +32,33 @@ export function jwtFor(sub: string, opts: { ttlSeconds?: number; key?: string; a
   return sign({ sub })
 }
 
+/** an answer with its body parsed when it is JSON */
+export interface Reply {
+  status: number
+  headers: Record<string, string>
+  text: string
+  json: unknown
+}
+
+function reply(r: HttpResult): Reply {
+  let json: unknown
+  try {
+    json = JSON.parse(r.body)
+  } catch {
+    json = undefined
+  }
+  return { status: r.status, headers: r.headers, text: r.body, json }
+}
+
+export interface TenancyGateway {
+  app: FastifyInstance
+  logs(): string
+  call(method: string, path: string, opts?: { headers?: Record<string, string>; body?: string | Buffer }): Promise<Reply>
+  post(path: string, body: unknown, headers?: Record<string, string>): Promise<Reply>
+}
+
 export interface Tenancy {
-  gw: Gateway
+  gw: TenancyGateway
   sim: SimulatedUpstream
   /** submits an imagine as `headers`; returns the task id */
   submit(headers: Record<string, string>): Promise<string>
@@ -37,20 +66,24 @@ export interface Tenancy {
   upstreamCalls(): number
 }
 
-export async function startTenancy(
-  t: { teardown(fn: () => unknown): void },
-  env: Record<string, string> = {},
-  upstreamUrl?: string
-): Promise<Tenancy> {
+interface Teardown {
+  teardown(fn: () => unknown): void
+}
+
+export async function startTenancy(t: Teardown, env: Record<string, string> = {}, upstreamUrl?: string): Promise<Tenancy> {
   const sim = await startSimulatedUpstream({ apiKey: UPSTREAM_KEY, stepMs: 20, failureRatio: 0 })
   t.teardown(() => sim.close())
-  const gw = await startGateway(t, upstreamUrl ?? sim.url, {
-    CLIENT_KEYS,
-    CLIENT_JWT_SECRET: JWT_SECRET,
-    TASK_OWNERSHIP: 'auto',
-    POLL_CACHE_MS: '0',
-    ...env
-  })
+  const g = await startHarness(
+    t,
+    { CLIENT_KEYS, CLIENT_JWT_SECRET: JWT_SECRET, TASK_OWNERSHIP: 'auto', POLL_CACHE_MS: '0', RATE_LIMIT_PER_MINUTE: '0', LOG_LEVEL: 'info', ...env },
+    { upstreamUrl: upstreamUrl ?? sim.url }
+  )
+  const gw: TenancyGateway = {
+    app: g.app,
+    logs: g.logs,
+    call: async (method, path, opts = {}) => reply(await g.request(method, path, { headers: opts.headers ?? {}, body: opts.body })),
+    post: async (path, body, headers = {}) => reply(await g.post(path, body, headers))
+  }
   return {
     gw,
     sim,
@@ -62,4 +95,12 @@ export async function startTenancy(
     fetch: (id, headers) => gw.call('GET', `/mj/task/${id}/fetch`, { headers }),
     upstreamCalls: () => sim.stats.requests
   }
+}
+
+/** the shared harness's gateway in front of a scriptable fake upstream (setHandler, hang, recorded bodies) */
+export async function gatewayWithFake(t: Teardown, env: Record<string, string>) {
+  const up: FakeUpstream = await startFakeUpstream()
+  t.teardown(() => up.close())
+  const gw = await startHarness(t, env, { upstreamUrl: up.url })
+  return { gw, up }
 }

@@ -1,0 +1,28 @@
+import type { FastifyRequest } from 'fastify'
+import type { ClientIdentity } from '../clients/client-keys.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** the image routes: a signed URL may stand in for the client token there, and nowhere else */
+    signedImageUrl?: boolean
+  }
+}
+
+/**
+ * The request is for an image route and carries a signature (`sig`): the client-token check lets it through, and
+ * the route accepts it only if the signature verifies (else 404). An `<img>` tag cannot send a token.
+ */
+export function carriesImageSignature(request: FastifyRequest): boolean {
+  if (request.routeOptions.config.signedImageUrl !== true) return false
+  const query = request.query as Record<string, unknown> | undefined
+  return query?.['sig'] !== undefined || query?.['exp'] !== undefined
+}
+
+/**
+ * May this client read the images of task id? Every image read asks this one function. Ownership (a task belongs to the client that submitted it)
+ * is answered by the tenancy module where it exists; until then every authorised client may.
+ */
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- the id is what the ownership check will need
+export async function mayReadTaskImages(client: ClientIdentity, id: string): Promise<boolean> {
+  return client.authorized
+}

@@ -1,0 +1,94 @@
+import { mkdtempSync, rmSync, truncateSync, utimesSync, writeFileSync, existsSync, readdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import t from 'tap'
+import { failureOf, ImageFetchError } from '../src/images/cdn-fetch.js'
+import { DiskImageStore } from '../src/images/disk-store.js'
+import { archivable, linkAt, taskImages } from '../src/images/task-images.js'
+
+function tempDir(t: { teardown(fn: () => unknown): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mjgw-store-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+t.test('archive outcomes: what an error on the way from the CDN to the disk means', async (t) => {
+  t.equal(failureOf(new ImageFetchError('gone', 'x')), 'gone')
+  t.equal(failureOf({ code: 'UND_ERR_HEADERS_TIMEOUT' }), 'timeout')
+  t.equal(failureOf({ code: 'UND_ERR_BODY_TIMEOUT' }), 'timeout')
+  t.equal(failureOf({ code: 'UND_ERR_CONNECT_TIMEOUT' }), 'timeout')
+  t.equal(failureOf({ name: 'TimeoutError' }), 'timeout')
+  t.equal(failureOf({ code: 'UND_ERR_SOCKET' }), 'error')
+  t.equal(failureOf({ code: 'SQLITE_FULL' }), 'store_error')
+  t.equal(failureOf({ code: 'ENOSPC' }), 'store_error')
+  t.equal(failureOf({ code: 'ECONNREFUSED' }), 'error')
+  t.equal(failureOf(null), 'error')
+  t.equal(failureOf(new Error('x')), 'error')
+})
+
+t.test('task images: links read from task bodies, finished tasks only', async (t) => {
+  t.equal(taskImages('not json'), undefined)
+  t.same(archivable(undefined), [])
+  t.equal(taskImages('[]'), undefined)
+  t.equal(taskImages('{"id":1}'), undefined)
+  const odd = taskImages('{"id":"a","status":"SUCCESS","imageUrl":5,"imageUrls":[null,7,{"url":3},"u"]}')
+  t.same(odd, { id: 'a', status: 'SUCCESS', imageUrl: '', imageUrls: ['', '', '', 'u'] })
+  t.same(archivable(odd as NonNullable<typeof odd>), [{ n: 3, url: 'u' }])
+  t.equal(linkAt(odd as NonNullable<typeof odd>, 9), '')
+  const noStatus = taskImages(Buffer.from('{"id":"b","imageUrl":"x"}'))
+  t.same(archivable(noStatus as NonNullable<typeof noStatus>), [])
+})
+
+t.test('disk store: a file cut short by hand is a miss and forgotten; stale temp files are swept at start; the bytes survive reopening', async (t) => {
+  const dir = tempDir(t)
+  const store = new DiskImageStore(dir, 1 << 20)
+  const stored = await store.put('k1', Readable.from([Buffer.from('hello image')]), 'image/png')
+  t.equal(store.bytes, 11)
+  t.ok(store.has('k1'))
+  // the same bytes under another key: stored once
+  await store.put('k2', Readable.from([Buffer.from('hello image')]), 'image/png')
+  t.equal(store.bytes, 11)
+  const opened = await store.open('k2')
+  t.equal(opened?.hash, stored.hash)
+  opened?.release()
+  opened?.release()
+  truncateSync(join(dir, 'blobs', stored.hash.slice(0, 2), stored.hash), 5)
+  t.equal(await store.open('k1'), undefined)
+  t.notOk(store.has('k2'), 'both keys of the lost blob are forgotten')
+  t.equal(store.bytes, 0)
+  await store.put('k3', Readable.from([Buffer.from('kept')]), 'image/webp')
+  await store.close()
+
+  const old = join(dir, 'tmp', 'old-leftover')
+  const young = join(dir, 'tmp', 'young-write')
+  writeFileSync(old, 'x')
+  writeFileSync(young, 'y')
+  const hourAgo = new Date(Date.now() - 2 * 3_600_000)
+  utimesSync(old, hourAgo, hourAgo)
+  const again = new DiskImageStore(dir, 1 << 20)
+  t.notOk(existsSync(old), 'a crashed write from long ago is swept')
+  t.ok(existsSync(young), 'a write under way in another process is left alone')
+  t.equal(again.bytes, 4)
+  const kept = await again.open('k3')
+  t.equal(kept?.contentType, 'image/webp')
+  const chunks: Buffer[] = []
+  for await (const c of kept?.stream(0, 3) ?? []) chunks.push(c as Buffer)
+  t.equal(Buffer.concat(chunks).toString(), 'kept')
+  await again.close()
+  t.same(readdirSync(join(dir, 'tmp')), ['young-write'])
+})
+
+t.test('disk store: a source that fails leaves nothing behind', async (t) => {
+  const dir = tempDir(t)
+  const store = new DiskImageStore(dir, 1 << 20)
+  const failing = new Readable({
+    read() {
+      this.destroy(new ImageFetchError('too_large', 'too big'))
+    }
+  })
+  await t.rejects(store.put('k', failing, 'image/png'), new ImageFetchError('too_large', 'too big'))
+  t.notOk(store.has('k'))
+  t.same(readdirSync(join(dir, 'tmp')), [])
+  await store.close()
+})
