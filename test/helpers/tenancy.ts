@@ -75,7 +75,7 @@ export async function startTenancy(t: Teardown, env: Record<string, string> = {}
   t.teardown(() => sim.close())
   const g = await startHarness(
     t,
-    { CLIENT_KEYS, CLIENT_JWT_SECRET: JWT_SECRET, TASK_OWNERSHIP: 'auto', POLL_CACHE_MS: '0', RATE_LIMIT_PER_MINUTE: '0', LOG_LEVEL: 'info', ...env },
+    { CLIENT_KEYS, CLIENT_JWT_SECRET: JWT_SECRET, TASK_OWNERSHIP: 'auto', POLL_CACHE_MS: '0', RATE_LIMIT_PER_MINUTE: '0', LOG_LEVEL: 'info', EVENT_LOOP_MAX_DELAY_MS: '0', ...env },
     { upstreamUrl: upstreamUrl ?? sim.url }
   )
   const gw: TenancyGateway = {
