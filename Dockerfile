@@ -17,6 +17,14 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
+# ---- native: better-sqlite3's binding (the embedded owner-record store under DATA_DIR) -----------
+# prebuild-install fetches a prebuilt binary; where none is reachable, node-gyp compiles it with these tools.
+FROM ${NODE_IMAGE} AS native
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm rebuild better-sqlite3
+
 # ---- runtime: production dependencies and compiled output only --------------------------
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production PORT=8080
@@ -24,6 +32,11 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist/src ./dist/src
+COPY --from=native /app/node_modules/better-sqlite3/build ./node_modules/better-sqlite3/build
+# DATA_DIR (owner records, daily submit counts): the one place the non-root user may write; mount a volume here
+ENV DATA_DIR=/app/data
+RUN mkdir -p /app/data && chown node:node /app/data
+VOLUME /app/data
 # The files stay owned by root: the gateway cannot rewrite its own code.
 # DATA_DIR (./data): the image archive and other embedded stores; mount a volume here to keep them
 RUN mkdir -p /app/data && chown node:node /app/data

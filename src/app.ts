@@ -29,12 +29,21 @@ import { passthroughRoutes } from './routes/passthrough.js'
 import { unroutedRoutes } from './routes/unrouted.js'
 import { withModePrefixes } from './routes/mode-prefixes.js'
 import { MAX_HEADER_BYTES } from './http/request-checks.js'
-import { TaskListService } from './tasks/list-service.js'
+import { LIST_PATH, TaskListService } from './tasks/list-service.js'
+import { IMAGE_SEED_ROUTE } from './routes/passthrough-table.js'
+import { FETCH_ROUTE } from './tasks/task-id.js'
 import { HitLane } from './http/hit-lane.js'
 import { GatewayServer, defaultTimeouts, serverSettings, type Timeouts } from './http/server.js'
 import { CorsPolicy } from './http/cors-policy.js'
 import { AccessLog, requestIds } from './logging/access-log.js'
 import { clientIp, trustFunction } from './http/client-address.js'
+import { Ownership, type OwnerRecords } from './clients/ownership.js'
+import { SubmitQuota, type QuotaStore } from './clients/submit-quota.js'
+import { EmbeddedStore } from './storage/embedded-store.js'
+import { RedisOwnerRecords } from './redis/owner-records.js'
+import clientUsagePlugin from './plugins/client-usage.js'
+import fairnessPlugin from './plugins/fairness.js'
+import { ClientInflight, SubmitBytes } from './clients/client-inflight.js'
 import { createImageArchive } from './images/image-archive.js'
 import { IMAGE_FAILURES } from './images/cdn-fetch.js'
 import { ImageService } from './images/image-service.js'
@@ -85,6 +94,43 @@ function connectRedis(app: FastifyInstance, config: Config, metrics: GatewayMetr
 function rateLimitStore(config: Config, redis: RedisConnection | undefined): Store {
   if (redis === undefined) return new MemoryStore()
   return new SyncedRateLimitStore(redis, { namespace: config.upstream.keyFingerprint, max: config.rateLimitPerMinute, windowMs: RATE_LIMIT_WINDOW_MS })
+}
+
+/** the routes whose denials are counted from the start (submits naming a taskId are counted under their own path) */
+const OWNERSHIP_ROUTES = [FETCH_ROUTE, IMAGE_SEED_ROUTE, LIST_PATH]
+
+/** Where owner records and submit counts live when nothing needs them. */
+const NO_RECORDS: OwnerRecords & QuotaStore = { owners: (ids) => ids.map(() => undefined), record: () => undefined, increment: () => 0 }
+
+/**
+ * CONTRACT §9's records: in Redis with REDIS_URL (shared by replicas), else in the embedded store under DATA_DIR
+ * (opened only when ownership or a quota needs it; a DATA_DIR that cannot be written stops start-up, ConfigError).
+ */
+function tenancy(app: FastifyInstance, config: Config, metrics: GatewayMetrics, redis: RedisConnection | undefined) {
+  const needed = config.ownership.enabled || config.fairness.submitQuotaPerDay > 0
+  const embedded = needed && redis === undefined ? new EmbeddedStore(config.dataDir, config.upstream.keyFingerprint) : undefined
+  const store: OwnerRecords & QuotaStore =
+    redis !== undefined ? new RedisOwnerRecords(redis, config.upstream.keyFingerprint) : (embedded ?? NO_RECORDS)
+  const storeName = redis === undefined ? 'embedded' : 'redis'
+  const onStoreError = (err: unknown): void => {
+    metrics.tenancyStoreErrors.inc({ store: storeName })
+    // the code only: a Redis error carries its command's arguments
+    app.log.warn({ store: storeName, code: (err as { code?: unknown }).code }, 'tenancy store failed: ownership denies until it is back')
+  }
+  const ownership = new Ownership({
+    enabled: config.ownership.enabled,
+    ownerlessVisible: config.ownership.ownerless === 'visible',
+    ttlMs: config.ownership.ttlDays * 86_400_000,
+    store,
+    onDenied: (route) => metrics.ownershipDenied.inc({ route }),
+    onStoreError
+  })
+  // series start at zero (CONTRACT §7) for the routes that check ownership and the store in use
+  if (needed) metrics.tenancyStoreErrors.inc({ store: storeName }, 0)
+  if (config.ownership.enabled) for (const route of OWNERSHIP_ROUTES) metrics.ownershipDenied.inc({ route }, 0)
+  const perDay = config.fairness.submitQuotaPerDay
+  const quota = perDay > 0 ? new SubmitQuota(perDay, store, onStoreError) : undefined
+  return { ownership, quota, closeStore: () => embedded?.close() }
 }
 
 /** Builds the gateway; never listens (main.ts does). */
@@ -146,6 +192,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
           memory: () => cache.terminal(cache.now()),
           now: cache.now
         })
+  const { ownership, quota, closeStore } = tenancy(app, config, metrics, redis)
+  const inflight = new ClientInflight(config.fairness.clientMaxInflight)
+  const submitBytes = new SubmitBytes(config.fairness.submitInflightMaxBytes)
   const service = new TaskService(config.cache, cache, upstream, metrics, shared)
   const list = new TaskListService(config.cache, cache, upstream, metrics, shared)
   // docs/images.md: finished tasks' images are archived as the gateway first sees them; IMAGE_REWRITE presents them
@@ -164,13 +213,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const lane =
     config.hitLane === 'off'
       ? undefined
-      : new HitLane({ cache, metrics, httpMetrics, clients: clientKeys, rateLimit, cors, clientIp: (req) => clientIp(req, trust), accessLog, rewriter, fetched: push.fetched }, server.fastify)
+      : new HitLane({ cache, metrics, httpMetrics, clients: clientKeys, rateLimit, cors, clientIp: (req) => clientIp(req, trust), accessLog, rewriter, ownership, inflight, fetched: push.fetched }, server.fastify)
   server.front(lane)
   app.decorate('hitLane', lane)
   app.addHook('onClose', async () => {
     await upstream.close()
     await images.close()
     await redis?.close()
+    closeStore()
     ownStream?.flush()
   })
   // docs/operations.md §3: a request in flight at close must not leave its keep-alive socket open afterwards,
@@ -202,12 +252,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     }
     await mj.register(authPlugin, { table: clientKeys })
     if (rateLimit !== undefined) await mj.register(rateLimitPlugin, { table: clientKeys, counter: rateLimit })
+    await mj.register(clientUsagePlugin, { table: clientKeys, metrics })
+    await mj.register(fairnessPlugin, { table: clientKeys, inflight, submitBytes })
     // the routes below, at /mj/... and again under /mj-fast, /mj-relax and /mj-turbo (routes/mode-prefixes.ts)
     await withModePrefixes(mj, async (mj) => {
-      await mj.register(taskFetchRoutes, { cache, service, metrics, rewriter, fetched: push.fetched })
+      await mj.register(taskFetchRoutes, { cache, service, metrics, rewriter, ownership, clients: clientKeys, fetched: push.fetched })
       await mj.register(push.routes)
       await mj.register(imageRoutes, { images: imageService, signer: images.signer, clients: clientKeys })
-      await mj.register(passthroughRoutes, { config, upstream, list })
+      await mj.register(passthroughRoutes, { config, upstream, list, ownership, clients: clientKeys, metrics, quota })
       await mj.register(unroutedRoutes)
     })
   })

@@ -1,4 +1,4 @@
-import { createHash, createHmac } from 'node:crypto'
+import { createHash, createHmac, createPublicKey, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { envSchema } from 'env-schema'
@@ -38,6 +38,18 @@ const EnvSchema = Type.Object({
   SUBMIT_MAX_BODY_BYTES: Int(20971520, 1),
   ALLOW_NOTIFY_HOOK: Type.Boolean({ default: false }),
   EVENT_LOOP_MAX_DELAY_MS: Int(1000, 0),
+  // tenancy (CONTRACT §9)
+  CLIENT_JWT_SECRET: Type.Optional(Type.String()),
+  CLIENT_JWT_PUBLIC_KEY_FILE: Type.Optional(Type.String()),
+  CLIENT_JWT_AUDIENCE: Type.Optional(Type.String()),
+  CLIENT_JWT_ISSUER: Type.Optional(Type.String()),
+  CLIENT_JWT_MAX_TTL_SECONDS: Int(86400, 1),
+  TASK_OWNERSHIP: Type.Union([Type.Literal('auto'), Type.Literal('on'), Type.Literal('off')], { default: 'auto' }),
+  OWNERLESS_TASKS: Type.Union([Type.Literal('hidden'), Type.Literal('visible')], { default: 'hidden' }),
+  OWNERSHIP_TTL_DAYS: Int(30, 1, 3650),
+  CLIENT_MAX_INFLIGHT: Int(32, 1),
+  SUBMIT_INFLIGHT_MAX_BYTES: Int(268435456, 1),
+  SUBMIT_QUOTA_PER_DAY: Int(0, 0),
   HIT_LANE: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
   PASSTHROUGH_ROUTES: Type.String({ default: '' }),
   DATA_DIR: Type.String({ default: './data', minLength: 1 }),
@@ -59,6 +71,17 @@ export interface ClientKey {
   /** what logs and rate limits see: the configured name, else a fingerprint */
   readonly name: string
   readonly token: string
+  /** `name:token:all`: this client sees every task (CONTRACT §9) */
+  readonly all?: boolean
+}
+
+/** JWT client identities (CONTRACT §9): one of an HS256 secret or a PEM public key. */
+export interface JwtConfig {
+  readonly key: string
+  readonly algorithms: readonly ('HS256' | 'RS256' | 'ES256')[]
+  readonly audience?: string
+  readonly issuer?: string
+  readonly maxTtlSeconds: number
 }
 
 export interface Config {
@@ -123,6 +146,25 @@ export interface Config {
     readonly signedUrlTtlSeconds: number
     readonly rewrite: boolean
   }
+  /** CLIENT_JWT_*: absent when JWT identities are off */
+  readonly jwt?: JwtConfig
+  readonly ownership: {
+    /** TASK_OWNERSHIP resolved: auto = on exactly when client identities are configured */
+    readonly enabled: boolean
+    readonly ownerless: 'hidden' | 'visible'
+    readonly ttlDays: number
+  }
+  readonly fairness: {
+    readonly clientMaxInflight: number
+    readonly submitInflightMaxBytes: number
+    /** 0 = off */
+    readonly submitQuotaPerDay: number
+  }
+}
+
+/** Client tokens or JWT identities are configured, so requests carry an identity (else everyone is anonymous). */
+export function identitiesConfigured(config: Pick<Config, 'clientKeys' | 'clientKeysFile' | 'jwt'>): boolean {
+  return config.clientKeys.length > 0 || config.clientKeysFile !== undefined || config.jwt !== undefined
 }
 
 export class ConfigError extends Error {
@@ -141,19 +183,61 @@ function readSecretFile(variable: string, path: string): string {
   }
 }
 
-/** `token` or `name:token`, separated by commas or newlines; blank lines and `#` comments ignored. */
+const ALL_SUFFIX = ':all'
+
+/**
+ * `token`, `name:token` or `name:token:all`, separated by commas or newlines; blank lines and `#` comments ignored.
+ * `:all` is read as the marker only after a name (a bare token may end in anything).
+ */
 export function parseClientKeys(text: string): ClientKey[] {
   const keys: ClientKey[] = []
   for (const raw of text.split(/[,\n]/)) {
     const item = raw.trim()
     if (item === '' || item.startsWith('#')) continue
     const colon = item.indexOf(':')
-    const token = colon === -1 ? item : item.slice(colon + 1).trim()
+    let token = colon === -1 ? item : item.slice(colon + 1).trim()
+    const all = colon !== -1 && token.endsWith(ALL_SUFFIX)
+    if (all) token = token.slice(0, -ALL_SUFFIX.length).trim()
     const name = colon === -1 ? `client-${fingerprint(token).slice(0, 8)}` : item.slice(0, colon).trim()
     if (token === '' || name === '') throw new ConfigError('CLIENT_KEYS: an entry has an empty name or token')
-    keys.push({ name, token })
+    keys.push(all ? { name, token, all } : { name, token })
   }
   return keys
+}
+
+const JWT_MIN_SECRET_LENGTH = 32
+
+/** CLIENT_JWT_*: an HS256 secret or a PEM public key (RS256 for RSA, ES256 for a P-256 EC key), never both. */
+function loadJwtConfig(env: Env): JwtConfig | undefined {
+  const secret = env.CLIENT_JWT_SECRET
+  const file = env.CLIENT_JWT_PUBLIC_KEY_FILE
+  if (secret === undefined && file === undefined) return undefined
+  if (secret !== undefined && file !== undefined) {
+    throw new ConfigError('CLIENT_JWT_SECRET and CLIENT_JWT_PUBLIC_KEY_FILE: set one of them, not both')
+  }
+  const checks = {
+    maxTtlSeconds: env.CLIENT_JWT_MAX_TTL_SECONDS,
+    ...(env.CLIENT_JWT_AUDIENCE === undefined ? {} : { audience: env.CLIENT_JWT_AUDIENCE }),
+    ...(env.CLIENT_JWT_ISSUER === undefined ? {} : { issuer: env.CLIENT_JWT_ISSUER })
+  }
+  if (secret !== undefined) {
+    if (secret.length < JWT_MIN_SECRET_LENGTH) {
+      throw new ConfigError(`CLIENT_JWT_SECRET: must be at least ${JWT_MIN_SECRET_LENGTH} characters (got ${secret.length})`)
+    }
+    return { key: secret, algorithms: ['HS256'], ...checks }
+  }
+  const pem = readSecretFile('CLIENT_JWT_PUBLIC_KEY_FILE', file as string)
+  let key: KeyObject
+  try {
+    key = createPublicKey(pem)
+  } catch {
+    throw new ConfigError(`CLIENT_JWT_PUBLIC_KEY_FILE: ${file} holds no PEM public key`)
+  }
+  if (key.asymmetricKeyType === 'rsa') return { key: pem, algorithms: ['RS256'], ...checks }
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
+    return { key: pem, algorithms: ['ES256'], ...checks }
+  }
+  throw new ConfigError(`CLIENT_JWT_PUBLIC_KEY_FILE: ${file} must hold an RSA or P-256 EC public key`)
 }
 
 export function loadClientKeys(env: { CLIENT_KEYS?: string | undefined; CLIENT_KEYS_FILE?: string | undefined }): ClientKey[] {
@@ -302,6 +386,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   }
 
   if (env.REDIS_URL) checkRedisUrl(env.REDIS_URL)
+  const clientKeys = loadClientKeys(env)
+  const jwt = loadJwtConfig(env)
   const publicUrl = parsePublicUrl(env.PUBLIC_URL)
   if (env.IMAGE_REWRITE === 'on' && publicUrl === '') throw new ConfigError('IMAGE_REWRITE: on needs PUBLIC_URL (the origin clients reach the gateway at)')
 
@@ -325,7 +411,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       pollCacheMs: env.POLL_CACHE_MS,
       staleIfErrorSeconds: env.STALE_IF_ERROR_SECONDS
     },
-    clientKeys: loadClientKeys(env),
+    clientKeys,
     clientKeysInline,
     ...(env.CLIENT_KEYS_FILE === undefined ? {} : { clientKeysFile: env.CLIENT_KEYS_FILE }),
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
@@ -338,6 +424,17 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     submitMaxBodyBytes: env.SUBMIT_MAX_BODY_BYTES,
     allowNotifyHook: env.ALLOW_NOTIFY_HOOK,
     eventLoopMaxDelayMs: env.EVENT_LOOP_MAX_DELAY_MS,
+    ...(jwt === undefined ? {} : { jwt }),
+    ownership: {
+      enabled: env.TASK_OWNERSHIP === 'on' || (env.TASK_OWNERSHIP === 'auto' && identitiesConfigured({ clientKeys, clientKeysFile: env.CLIENT_KEYS_FILE, jwt })),
+      ownerless: env.OWNERLESS_TASKS,
+      ttlDays: env.OWNERSHIP_TTL_DAYS
+    },
+    fairness: {
+      clientMaxInflight: env.CLIENT_MAX_INFLIGHT,
+      submitInflightMaxBytes: env.SUBMIT_INFLIGHT_MAX_BYTES,
+      submitQuotaPerDay: env.SUBMIT_QUOTA_PER_DAY
+    },
     hitLane: env.HIT_LANE,
     passthroughRoutes: passthroughRoutesOf(env.PASSTHROUGH_ROUTES),
     dataDir: env.DATA_DIR,
@@ -403,6 +500,17 @@ export function describeConfig(c: Config): Record<string, unknown> {
     SUBMIT_MAX_BODY_BYTES: c.submitMaxBodyBytes,
     ALLOW_NOTIFY_HOOK: c.allowNotifyHook,
     EVENT_LOOP_MAX_DELAY_MS: c.eventLoopMaxDelayMs,
+    CLIENT_JWT_SECRET: c.jwt?.algorithms[0] === 'HS256' ? '[redacted]' : null,
+    CLIENT_JWT_PUBLIC_KEY_FILE: c.jwt !== undefined && c.jwt.algorithms[0] !== 'HS256' ? `set (${c.jwt.algorithms.join(', ')})` : null,
+    CLIENT_JWT_AUDIENCE: c.jwt?.audience ?? null,
+    CLIENT_JWT_ISSUER: c.jwt?.issuer ?? null,
+    CLIENT_JWT_MAX_TTL_SECONDS: c.jwt?.maxTtlSeconds ?? null,
+    TASK_OWNERSHIP: c.ownership.enabled ? 'on' : 'off',
+    OWNERLESS_TASKS: c.ownership.ownerless,
+    OWNERSHIP_TTL_DAYS: c.ownership.ttlDays,
+    CLIENT_MAX_INFLIGHT: c.fairness.clientMaxInflight,
+    SUBMIT_INFLIGHT_MAX_BYTES: c.fairness.submitInflightMaxBytes,
+    SUBMIT_QUOTA_PER_DAY: c.fairness.submitQuotaPerDay,
     HIT_LANE: c.hitLane,
     PASSTHROUGH_ROUTES: c.passthroughRoutes,
     DATA_DIR: c.dataDir,

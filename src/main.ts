@@ -1,5 +1,5 @@
 import closeWithGrace from 'close-with-grace'
-import { describeConfig, loadConfig, type Config } from './config.js'
+import { ConfigError, describeConfig, loadConfig, type Config } from './config.js'
 import { buildApp } from './app.js'
 import { cliAnswer } from './process/cli.js'
 
@@ -18,7 +18,15 @@ try {
   process.exit(1)
 }
 
-const app = await buildApp(config)
+let app: Awaited<ReturnType<typeof buildApp>>
+try {
+  app = await buildApp(config)
+} catch (err) {
+  // a surrounding that cannot work (DATA_DIR not writable): one line, as for a bad variable
+  if (!(err instanceof ConfigError)) throw err
+  console.error(`mj-gateway: ${err.message}`)
+  process.exit(1)
+}
 app.log.info({ config: describeConfig(config) }, 'effective configuration')
 
 // Rotate team tokens without a restart: edit CLIENT_KEYS_FILE, then `kill -HUP <pid>`.

@@ -70,7 +70,7 @@ t.test('the access line: one JSON object per line, fields left out when unknown'
   const next = requestIds()
   const log = new AccessLog({ write: (l: string) => lines.push(l) }, false, next)
   const req = await incoming({})
-  log.write(req, 200, { authorized: true, name: 'web' }, 1.5)
+  log.write(req, 200, { authorized: true, name: 'web', owner: 'web', all: false, label: 'web' }, 1.5)
   log.write(req, 401, null, 0.25, 'req-x')
   req.socket.destroy()
   t.equal(lines.length, 2)

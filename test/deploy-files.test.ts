@@ -61,6 +61,10 @@ const CONTRACT_LABELS: Record<string, readonly string[]> = {
   mj_gateway_cache_lookups_total: ['result'],
   mj_gateway_upstream_requests_total: ['outcome'],
   mj_gateway_upstream_request_duration_seconds: ['outcome', 'le'],
+  // CONTRACT §9
+  mj_gateway_client_requests_total: ['client', 'route', 'status_code'],
+  mj_gateway_client_submits_total: ['client', 'action'],
+  mj_gateway_ownership_denied_total: ['route'],
   mj_gateway_images_archived_total: ['outcome'],
   mj_gateway_image_requests_total: ['result']
 }
@@ -333,6 +337,7 @@ t.test('dashboard: Grafana 10+ JSON, every panel described and bound to ${dataso
   const ids = panels.map((p) => p['id'])
   t.equal(new Set(ids).size, ids.length, 'panel ids are unique')
   const rows = panels.filter((p) => p['type'] === 'row').map((p) => p['title'])
+  t.same(rows, ['Traffic', 'Latency', 'Cache', 'Upstream health', 'Process', 'Clients'], 'rows in order')
   t.same(rows, ['Traffic', 'Latency', 'Cache', 'Upstream health', 'Process', 'Images'], 'rows in order')
   for (const p of panels) {
     const title = str(p['title']) ?? `panel ${String(p['id'])}`
@@ -385,7 +390,8 @@ const REQUIRED_ALERTS = [
   'MjGatewayHitRatioCollapse',
   'MjGatewayHigh5xxRatio',
   'MjGatewayInstanceDown',
-  'MjGatewayRedisDown'
+  'MjGatewayRedisDown',
+  'MjGatewayClient429Dominant'
 ]
 
 t.test('alerts.yml: the required alerts, each with for, severity, summary and a runbook', async (t) => {
@@ -490,6 +496,10 @@ const http = (route: string, status: string, perMinute: number, minutes = 30): {
   values: `0+${perMinute / 4}x${minutes * 4}`
 })
 const FETCH = '/mj/task/:id/fetch'
+const clientRequests = (client: string, status: string, perMinute: number, minutes = 30, values?: string): { series: string; values: string } => ({
+  series: sel('mj_gateway_client_requests_total', { client, route: FETCH, status_code: status }),
+  values: values ?? `0+${perMinute}x${minutes}`
+})
 const jobAlert = (severity: string): { exp_labels: Record<string, string> } => ({ exp_labels: { severity, service: 'mj-gateway', job: 'mj-gateway' } })
 
 t.test('promtool test rules: alert scenarios', { skip: promtoolSkip }, async (t) => {
@@ -575,6 +585,32 @@ t.test('promtool test rules: alert scenarios', { skip: promtoolSkip }, async (t)
         { eval_time: '1d', alertname: 'MjGatewayHitRatioCollapse', exp_alerts: [] },
         { eval_time: '1d3m', alertname: 'MjGatewayHitRatioCollapse', exp_alerts: [jobAlert('warning')] }
       ]
+    },
+    {
+      name: 'one client gets nearly all 429s (docs/tenancy.md), while a spread of a few 429s over clients stays quiet',
+      interval: '1m',
+      input_series: [
+        clientRequests('noisy', '429', 120),
+        clientRequests('noisy', '200', 600),
+        clientRequests('quiet', '429', 6),
+        clientRequests('quiet', '200', 600),
+        clientRequests('web', '429', 3, 10, '0+3x10 30+3x20'),
+        clientRequests('jwt', '429', 3, 10, '0+0x10 0+3x20')
+      ],
+      alert_rule_test: [
+        { eval_time: '8m', alertname: 'MjGatewayClient429Dominant', exp_alerts: [] },
+        {
+          eval_time: '25m',
+          alertname: 'MjGatewayClient429Dominant',
+          exp_alerts: [{ exp_labels: { severity: 'warning', service: 'mj-gateway', job: 'mj-gateway', client: 'noisy' } }]
+        }
+      ]
+    },
+    {
+      name: '429s spread over clients: no single client dominates',
+      interval: '1m',
+      input_series: [clientRequests('web', '429', 60), clientRequests('jwt', '429', 60), clientRequests('anonymous', '429', 60)],
+      alert_rule_test: [{ eval_time: '25m', alertname: 'MjGatewayClient429Dominant', exp_alerts: [] }]
     }
   ]
   // promtool compares annotations too; these scenarios are about expressions, `for` and labels, so they

@@ -15,6 +15,8 @@ import { TaskCache } from '../src/cache/task-cache.js'
 import { GatewayMetrics } from '../src/metrics/gateway-metrics.js'
 import { ClientKeyTable } from '../src/clients/client-keys.js'
 import { RateLimitCounter, type Store } from '../src/rate-limit/counter.js'
+import { Ownership } from '../src/clients/ownership.js'
+import { ClientInflight } from '../src/clients/client-inflight.js'
 
 const TOKEN = 'lane-client-SECRET-31'
 
@@ -182,6 +184,15 @@ async function laneServer(t: Test, store: Store): Promise<{ lane: HitLane; cache
       metrics,
       httpMetrics: true,
       clients: new ClientKeyTable({ clientKeys: [] }),
+      ownership: new Ownership({
+        enabled: false,
+        ownerlessVisible: true,
+        ttlMs: 1000,
+        store: { owners: (ids) => ids.map(() => undefined), record: () => undefined },
+        onDenied: () => undefined,
+        onStoreError: () => undefined
+      }),
+      inflight: new ClientInflight(32),
       rateLimit: new RateLimitCounter(store, 100),
       cors: new CorsPolicy([]),
       clientIp: (req) => req.socket.remoteAddress,

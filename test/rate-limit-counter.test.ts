@@ -62,6 +62,6 @@ t.test('a store that fails: null, remembered for the request, and the next reque
 })
 
 t.test('the key: the client name when a token named one, else the address', async (t) => {
-  t.equal(rateLimitKey({ authorized: true, name: 'web' }, '10.0.0.1'), 'client:web')
-  t.equal(rateLimitKey({ authorized: false, name: undefined }, '10.0.0.1'), 'ip:10.0.0.1')
+  t.equal(rateLimitKey({ authorized: true, name: 'web', owner: 'web', all: false, label: 'web' }, '10.0.0.1'), 'client:web')
+  t.equal(rateLimitKey({ authorized: false, name: undefined, owner: 'anonymous', all: false, label: 'anonymous' }, '10.0.0.1'), 'ip:10.0.0.1')
 })

@@ -1,18 +1,33 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { IncomingHttpHeaders } from 'node:http'
-import { ConfigError, parseClientKeys, type ClientKey, type Config } from '../config.js'
+import { ConfigError, identitiesConfigured, parseClientKeys, type ClientKey, type Config } from '../config.js'
+import { JwtIdentities } from './jwt-identity.js'
 
-/** Who sent a request, as logs and rate limits see it: never the token itself. */
+/** Who sent a request, as logs, rate limits, ownership and metrics see it: never the token itself. */
 export interface ClientIdentity {
   /** a valid token was presented, or client auth is off */
   readonly authorized: boolean
-  /** the token's configured name (or fingerprint); undefined when no valid token was presented */
+  /** the token's configured name (or fingerprint), or `jwt:{sub}`; undefined when no valid token was presented */
   readonly name: string | undefined
+  /** whom this client's tasks belong to (CONTRACT §9): its name, or `anonymous` without one */
+  readonly owner: string
+  /** `name:token:all`: sees every task */
+  readonly all: boolean
+  /** the `client` label of the per-client metrics: the configured name, `jwt` for every JWT client, or `anonymous` */
+  readonly label: string
 }
 
-export const ANONYMOUS: ClientIdentity = Object.freeze({ authorized: false, name: undefined })
-const OPEN: ClientIdentity = Object.freeze({ authorized: true, name: undefined })
+export const ANONYMOUS_NAME = 'anonymous'
+export const ANONYMOUS: ClientIdentity = Object.freeze({ authorized: false, name: undefined, owner: ANONYMOUS_NAME, all: false, label: ANONYMOUS_NAME })
+const OPEN: ClientIdentity = Object.freeze({ authorized: true, name: undefined, owner: ANONYMOUS_NAME, all: false, label: ANONYMOUS_NAME })
+/** the label every JWT client shares (one series for all users, not one per user) */
+export const JWT_LABEL = 'jwt'
+
+function jwtIdentity(sub: string): ClientIdentity {
+  const name = `jwt:${sub}`
+  return { authorized: true, name, owner: name, all: false, label: JWT_LABEL }
+}
 
 interface Entry {
   readonly digest: Buffer
@@ -45,11 +60,13 @@ export class ClientKeyTable {
   private entries: readonly Entry[] = []
   private readonly inline: readonly ClientKey[]
   private readonly file: string | undefined
+  private readonly jwt: JwtIdentities | undefined
 
-  constructor(config: Pick<Config, 'clientKeys' | 'clientKeysInline' | 'clientKeysFile'>) {
+  constructor(config: Pick<Config, 'clientKeys' | 'clientKeysInline' | 'clientKeysFile' | 'jwt'>) {
     this.file = config.clientKeysFile
     this.inline = config.clientKeysInline ?? (this.file === undefined ? config.clientKeys : [])
-    this.enabled = config.clientKeys.length > 0 || this.file !== undefined
+    this.enabled = identitiesConfigured(config)
+    this.jwt = config.jwt === undefined ? undefined : new JwtIdentities(config.jwt)
     this.replace(config.clientKeys)
   }
 
@@ -67,13 +84,20 @@ export class ClientKeyTable {
   identify(headers: IncomingHttpHeaders): ClientIdentity {
     if (!this.enabled) return OPEN
     let found: ClientIdentity = ANONYMOUS
-    for (const token of presentedTokens(headers)) {
+    const tokens = presentedTokens(headers)
+    for (const token of tokens) {
       const d = digest(token)
       for (const entry of this.entries) {
         if (timingSafeEqual(d, entry.digest) && found === ANONYMOUS) found = entry.identity
       }
     }
-    return found
+    if (found !== ANONYMOUS || this.jwt === undefined) return found
+    // a static token wins; else the first good JWT
+    for (const token of tokens) {
+      const sub = this.jwt.subject(token)
+      if (sub !== undefined) return jwtIdentity(sub)
+    }
+    return ANONYMOUS
   }
 
   /**
@@ -93,6 +117,9 @@ export class ClientKeyTable {
   }
 
   private replace(keys: readonly ClientKey[]): void {
-    this.entries = keys.map((k) => ({ digest: digest(k.token), identity: Object.freeze({ authorized: true, name: k.name }) }))
+    this.entries = keys.map((k) => ({
+      digest: digest(k.token),
+      identity: Object.freeze({ authorized: true, name: k.name, owner: k.name, all: k.all === true, label: k.name })
+    }))
   }
 }

@@ -12,6 +12,7 @@ export const UnauthorizedError = createError('MJGW_UNAUTHORIZED', 'missing or in
 export const RateLimitedError = createError('MJGW_RATE_LIMITED', 'rate limit exceeded, retry in %s', 429)
 export const RouteNotFoundError = createError('MJGW_NOT_FOUND', 'no such route (%s)', 404)
 export const OverloadedError = createError('MJGW_OVERLOADED', 'gateway overloaded, retry later', 503)
+export const QuotaExceededError = createError('MJGW_QUOTA_EXCEEDED', 'daily submit quota of %s reached, retry after 00:00 UTC', 429)
 export const ShuttingDownError = createError('MJGW_SHUTTING_DOWN', 'gateway shutting down, retry shortly', 503)
 export const TaskNotFoundError = createError('MJGW_TASK_NOT_FOUND', 'task %s not found upstream', 404)
 

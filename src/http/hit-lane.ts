@@ -13,6 +13,8 @@ import type { CorsPolicy } from './cors-policy.js'
 import type { HeaderList } from './header-list.js'
 import { requestProblem } from './request-checks.js'
 import { SECURITY_HEADER_LIST } from './security-headers.js'
+import type { Ownership } from '../clients/ownership.js'
+import type { ClientInflight } from '../clients/client-inflight.js'
 import type { TaskRewriter } from '../images/task-rewrite.js'
 
 export type Listener = (req: IncomingMessage, res: ServerResponse) => void
@@ -38,6 +40,10 @@ export interface HitLaneOptions {
   clientIp: (req: IncomingMessage) => string | undefined
   /** writes the access line (LOG_LEVEL info and below); undefined when that level is off */
   accessLog: AccessLog | undefined
+  /** CONTRACT §9: the route's very check; anything but a plain yes (a denial, a store to wait for) goes to the route */
+  ownership: Ownership
+  /** CLIENT_MAX_INFLIGHT: a client at its cap is left to the route, which refuses it */
+  inflight: ClientInflight
   /** IMAGE_REWRITE=on: the body clients get, as the route presents it; undefined = the stored bytes */
   rewriter?: TaskRewriter | undefined
   /** a live task was answered: the refresher watches it (docs/push.md), as the route does */
@@ -90,7 +96,7 @@ export class HitLane {
     const start = performance.now()
     // the token first: without one, not even the cache is looked at (as on the route)
     const client = identityOf(req, this.opts.clients)
-    if (!client.authorized) return false
+    if (!client.authorized || !this.opts.inflight.admits(client)) return false
     const limit = this.opts.rateLimit
     if (limit === undefined) return this.serve(req, res, id, client, start, undefined)
     limit.admit(
@@ -115,7 +121,9 @@ export class HitLane {
   ): boolean {
     // a count from Redis comes back later: the app may have started closing meanwhile
     if (this.closing) return false
-    // (a check of who may see this task goes here, and in routes/task-fetch.ts: one function both call)
+    // who may see the task: the route's own check (routes/task-fetch.ts). A promise (an owner to look up in Redis)
+    // is dropped and the route decides: it never rejects, and the owner it finds is remembered for the next hit.
+    if (this.opts.ownership.canRead(client, id) !== true) return false
     const now = this.opts.cache.now()
     const hit = this.opts.cache.fresh(id, now)
     if (hit === undefined) return false
@@ -162,5 +170,6 @@ export class HitLane {
     const ms = performance.now() - start
     if (this.opts.httpMetrics) (status === 200 ? this.ok : this.notModified).observe(ms / 1000)
     this.opts.accessLog?.write(req, status, client, ms)
+    this.opts.metrics.clientRequest(client.label, FETCH_ROUTE, status)
   }
 }

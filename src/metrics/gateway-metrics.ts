@@ -116,6 +116,12 @@ export class GatewayMetrics {
   private readonly lookups: Record<LookupResult, number> = { hit: 0, miss: 0, coalesced: 0, stale: 0, hit_shared: 0 }
   /** route → its series, one per method and status */
   private readonly httpSeries = new Map<string, HttpSeries[]>()
+  // tenancy (CONTRACT §9)
+  readonly clientSubmits: Counter<'client' | 'action'>
+  readonly ownershipDenied: Counter<'route'>
+  readonly tenancyStoreErrors: Counter<'store'>
+  /** `client\0route\0status` → requests answered, handed to prom-client when scraped (the hit lane counts here too) */
+  private readonly clientCounts = new Map<string, { labels: Record<'client' | 'route' | 'status_code', string>; n: number; counted: number }>()
 
   readonly imagesArchived: Counter<'outcome'>
   readonly imageRequests: Counter<'result'>
@@ -238,6 +244,37 @@ export class GatewayMetrics {
       : undefined
     for (const reason of REDIS_REJECT_REASONS) this.redisRejected?.inc({ reason }, 0)
 
+    const clientCounts = this.clientCounts
+    new Counter({
+      name: 'mj_gateway_client_requests_total',
+      help: 'Requests on /mj routes by client (configured name, jwt, or anonymous), route pattern and status',
+      labelNames: ['client', 'route', 'status_code'],
+      registers,
+      collect() {
+        for (const c of clientCounts.values()) {
+          if (c.n > c.counted) this.inc(c.labels, c.n - c.counted)
+          c.counted = c.n
+        }
+      }
+    })
+    this.clientSubmits = new Counter({
+      name: 'mj_gateway_client_submits_total',
+      help: 'Submits forwarded upstream by client and action',
+      labelNames: ['client', 'action'],
+      registers
+    })
+    this.ownershipDenied = new Counter({
+      name: 'mj_gateway_ownership_denied_total',
+      help: 'Requests for a task another client owns (answered as an unknown id), by route',
+      labelNames: ['route'],
+      registers
+    })
+    this.tenancyStoreErrors = new Counter({
+      name: 'mj_gateway_tenancy_store_errors_total',
+      help: 'Failed reads or writes of owner records or submit counts (ownership then denies)',
+      labelNames: ['store'],
+      registers
+    })
     this.imagesArchived = new Counter({
       name: 'mj_gateway_images_archived_total',
       help: 'Attempts to archive a task image, by outcome',
@@ -289,6 +326,14 @@ export class GatewayMetrics {
     const s = new HttpSeries(method, route, status)
     forRoute.push(s)
     return s
+  }
+
+  /** one answered /mj request of a client (its metrics label), on a route pattern */
+  clientRequest(client: string, route: string, status: number): void {
+    const key = `${client}\0${route}\0${status}`
+    const c = this.clientCounts.get(key)
+    if (c !== undefined) c.n++
+    else this.clientCounts.set(key, { labels: { client, route, status_code: String(status) }, n: 1, counted: 0 })
   }
 
   upstreamAttempt(outcome: UpstreamOutcome, seconds: number): void {

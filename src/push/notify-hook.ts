@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { withoutNotifyHook } from '../routes/submit.js'
+import { foldedKey, withoutMembers, type Member } from '../http/json-members.js'
 
 /** the callback route, outside /mj (the upstream presents no client token) */
 export const NOTIFY_ROUTE = '/gateway/notify/:secret'
@@ -23,14 +23,24 @@ export function secretMatches(presented: string, secret: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b)
 }
 
-type JsonObject = Record<string, unknown>
+/** The upstream would call any URL a client names in `notifyHook`: that member goes, every other byte stays. */
+export function withoutNotifyHook(body: Buffer, members: readonly Member[]): Buffer {
+  return withoutMembers(body, members, (m) => foldedKey(body, m) === 'notifyhook')
+}
 
 /**
- * A submit body's notifyHook: the client's own is kept only with ALLOW_NOTIFY_HOOK=true; otherwise, with
- * PUBLIC_URL set, it is the gateway's callback URL, and without PUBLIC_URL there is none.
+ * A submit body's notifyHook, as bytes (every other byte as the client sent it): the client's own is kept only
+ * with ALLOW_NOTIFY_HOOK=true; otherwise, with PUBLIC_URL set, it is the gateway's callback URL, and without
+ * PUBLIC_URL there is none.
  */
-export function submitBody(body: JsonObject, allowClientHook: boolean, gatewayHook: string | undefined): JsonObject {
-  const rest = withoutNotifyHook(body)
-  if (allowClientHook && (gatewayHook === undefined || Object.keys(rest).length < Object.keys(body).length)) return body
-  return gatewayHook === undefined ? rest : { ...rest, notifyHook: gatewayHook }
+export function submitBody(body: Buffer, members: readonly Member[], allowClientHook: boolean, gatewayHook: string | undefined): Buffer {
+  const rest = withoutNotifyHook(body, members)
+  const clientHook = rest !== body
+  if (allowClientHook && (gatewayHook === undefined || clientHook)) return body
+  if (gatewayHook === undefined) return rest
+  // the gateway's hook goes in just before the object's closing brace
+  const close = rest.lastIndexOf(0x7d)
+  const empty = members.every((m) => foldedKey(body, m) === 'notifyhook')
+  const member = `${empty ? '' : ','}"notifyHook":${JSON.stringify(gatewayHook)}`
+  return Buffer.concat([rest.subarray(0, close), Buffer.from(member), rest.subarray(close)])
 }

@@ -1,6 +1,13 @@
 import type { FastifyInstance } from 'fastify'
-import { Type } from '@sinclair/typebox'
-import { strictBody } from './strict-body.js'
+import type { Ownership } from '../clients/ownership.js'
+import { submittedTaskId } from '../clients/ownership.js'
+import type { ClientKeyTable } from '../clients/client-keys.js'
+import { clientOf } from '../clients/identity.js'
+import { SubmitQuota } from '../clients/submit-quota.js'
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
+import { QuotaExceededError } from '../http/errors.js'
+import { foldedKey, scanJsonObjectAsync, type Member } from '../http/json-members.js'
+import { NotAnObjectError, scanError } from './json-body.js'
 import { forward, type ForwardDeps } from './forward.js'
 import { pathsOfKind } from './passthrough-table.js'
 import { notifySecret, notifyUrl, submitBody } from '../push/notify-hook.js'
@@ -8,36 +15,66 @@ import { notifySecret, notifyUrl, submitBody } from '../push/notify-hook.js'
 /** The allowlist (docs/http-api.md §4) is config.passthroughRoutes: nothing else is routed, so nothing else reaches upstream. */
 export { SUBMIT_KINDS } from './passthrough-table.js'
 
-type JsonObject = Record<string, unknown>
-
-const SubmitBody = Type.Object({}, { additionalProperties: true })
-
-/**
- * The upstream would call any URL a client names in `notifyHook`. Removed case-insensitively and after
- * NFKC folding, because a Go relay matches JSON keys that way (`NOTIFYHOOK` and a Kelvin-sign `K` included).
- */
-export function withoutNotifyHook(body: JsonObject): JsonObject {
-  return Object.fromEntries(Object.entries(body).filter(([k]) => k.normalize('NFKC').toLowerCase() !== 'notifyhook'))
+/** Every `taskId` a submit names at the top level (any spelling a relay would read as it), as strings. */
+export function namedTaskIds(body: Buffer, members: readonly Member[]): string[] {
+  const ids: string[] = []
+  for (const m of members) {
+    if (foldedKey(body, m) !== 'taskid') continue
+    const raw = body.toString('utf8', m.valueStart, m.end)
+    const value: unknown = JSON.parse(raw)
+    // a number is an id too (relays accept both); anything else names no task
+    if (typeof value === 'string') ids.push(value)
+    else if (typeof value === 'number') ids.push(raw)
+  }
+  return ids
 }
 
+export interface SubmitDeps extends ForwardDeps {
+  ownership: Ownership
+  clients: ClientKeyTable
+  metrics: GatewayMetrics
+  /** SUBMIT_QUOTA_PER_DAY; undefined when off */
+  quota: SubmitQuota | undefined
+}
 
 /**
- * POST /mj/submit/{kind}, /mj/insight-face/swap and any other submit-like path of PASSTHROUGH_ROUTES: a JSON object,
- * notifyHook removed unless ALLOW_NOTIFY_HOOK, forwarded once, under the scope's mode prefix (routes/mode-prefixes.ts).
+ * POST /mj/submit/{kind}, /mj/insight-face/swap and any other submit-like path of PASSTHROUGH_ROUTES, under the
+ * scope's mode prefix (routes/mode-prefixes.ts), forwarded once. In a scope of its own whose JSON bodies arrive as
+ * the raw bytes: checked and forwarded without being parsed into objects and serialised again (docs/tenancy.md §5:
+ * byte for byte but a removed `notifyHook`, memory near one copy of the body, nesting deeper than 64 refused).
  */
-export async function submitRoutes(app: FastifyInstance, { config, upstream }: ForwardDeps): Promise<void> {
+export async function submitRoutes(app: FastifyInstance, { config, upstream, ownership, clients, metrics, quota }: SubmitDeps): Promise<void> {
   const mode = app.prefix
   // docs/push.md §5: with PUBLIC_URL, every submit names the gateway's own callback URL
   const gatewayHook = config.publicUrl === '' ? undefined : notifyUrl(config.publicUrl, notifySecret(config.upstream.apiKey))
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: config.submitMaxBodyBytes }, (_request, body, done) => {
+    done(null, body)
+  })
   for (const path of pathsOfKind(config.passthroughRoutes, 'submit')) {
-    app.post<{ Body: JsonObject }>(
-      path,
-      { bodyLimit: config.submitMaxBodyBytes, schema: { body: SubmitBody }, validatorCompiler: strictBody },
-      async (request, reply) => {
-        const body = submitBody(request.body, config.allowNotifyHook, gatewayHook)
-        // a submit spends money and is not idempotent: one try only
-        return forward(upstream, reply, { method: 'POST', path: mode + path, body: Buffer.from(JSON.stringify(body)), idempotent: false })
+    // the `action` label: `imagine`, `action`, …, or the path below /mj/ for other submit-like routes
+    const action = path.replace(/^\/mj\/(?:submit\/)?/, '')
+    app.post<{ Body: Buffer | string | undefined }>(path, { bodyLimit: config.submitMaxBodyBytes }, async (request, reply) => {
+      const raw = request.body
+      // text/plain (Fastify's other parser) or no body at all: not an object
+      if (!Buffer.isBuffer(raw)) throw new NotAnObjectError()
+      const scanned = await scanJsonObjectAsync(raw)
+      if (!scanned.ok) throw scanError(scanned.kind, scanned.reason)
+      const client = clientOf(request, clients)
+      // an action on another client's task is refused like one on an unknown task, before anything is spent
+      for (const id of namedTaskIds(raw, scanned.members)) await ownership.assertReadable(client, id, path)
+      if (quota !== undefined && !(await quota.admit(client))) {
+        reply.header('retry-after', String(SubmitQuota.secondsToNextDay()))
+        throw new QuotaExceededError(config.fairness.submitQuotaPerDay)
       }
-    )
+      const body = submitBody(raw, scanned.members, config.allowNotifyHook, gatewayHook)
+      metrics.clientSubmits.inc({ client: client.label, action })
+      // a submit spends money and is not idempotent: one try only
+      return forward(upstream, reply, { method: 'POST', path: mode + path, body, idempotent: false, client: client.name }, async (answer) => {
+        const id = submittedTaskId(answer.body)
+        // recorded before the answer leaves, so the client's first poll already finds it
+        if (id !== undefined) await ownership.record(client, id)
+      })
+    })
   }
 }

@@ -56,9 +56,12 @@ export class TaskService {
     this.rules = { ttlSeconds: cfg.ttlSeconds, urlExpiryMarginSeconds: cfg.urlExpiryMarginSeconds, pollCacheMs: cfg.pollCacheMs }
   }
 
-  /** `mode` is the request's mode prefix ('' or `/mj-fast`…): the upstream path of a miss; the flight is the id's alone. */
-  async fetch(id: string, mode = ''): Promise<Served> {
-    const { promise, leader } = this.cache.flight(id, () => this.load(id, mode))
+  /**
+   * `mode` is the request's mode prefix ('' or `/mj-fast`…): the upstream path of a miss; the flight is the id's alone.
+   * `client` is whom the upstream call is made for (its fair share of upstream connections, docs/tenancy.md §4).
+   */
+  async fetch(id: string, mode = '', client?: string): Promise<Served> {
+    const { promise, leader } = this.cache.flight(id, () => this.load(id, mode, client))
     let loaded: Loaded
     try {
       loaded = await promise
@@ -88,14 +91,14 @@ export class TaskService {
     return { kind: 'task', body: loaded.body, etag: loaded.etag, cacheControl: cacheControlFor(loaded.maxAgeSeconds), cache }
   }
 
-  private async load(id: string, mode: string): Promise<Loaded> {
+  private async load(id: string, mode: string, client: string | undefined): Promise<Loaded> {
     const shared = this.shared
-    if (shared === undefined) return this.fromUpstream(id, mode, () => undefined)
+    if (shared === undefined) return this.fromUpstream(id, mode, client, () => undefined)
     const begun = await shared.begin(id)
     if (begun.kind === 'hit') return this.fromShared(id, begun)
     let share: Share | undefined
     try {
-      return await this.fromUpstream(id, mode, (s) => (share = s))
+      return await this.fromUpstream(id, mode, client, (s) => (share = s))
     } finally {
       shared.finish(id, begun.token, share)
     }
@@ -112,10 +115,10 @@ export class TaskService {
     return { kind: 'task', body: hit.body, etag, maxAgeSeconds, source }
   }
 
-  private async fromUpstream(id: string, mode: string, publish: (share: Share) => void): Promise<Loaded> {
+  private async fromUpstream(id: string, mode: string, client: string | undefined, publish: (share: Share) => void): Promise<Loaded> {
     let res
     try {
-      res = await this.upstream.request({ method: 'GET', path: `${mode}/mj/task/${id}/fetch`, idempotent: true })
+      res = await this.upstream.request({ method: 'GET', path: `${mode}/mj/task/${id}/fetch`, idempotent: true, client })
     } catch (err) {
       return this.standIn(id, err)
     }

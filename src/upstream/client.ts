@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool, errors as undiciErrors } from 'undici'
 import type { Config } from '../config.js'
 import type { GatewayMetrics, UpstreamOutcome } from '../metrics/gateway-metrics.js'
+import { FairShare } from './fair-share.js'
 import {
   UpstreamBadResponseError,
   UpstreamHttpError,
@@ -24,9 +25,23 @@ export interface UpstreamRequest {
   body?: Buffer
   /** GETs are retried; a submit is not (it spends money and is not idempotent). */
   idempotent: boolean
+  /** whom the call is made for: no client holds more than half of the upstream connections (CONTRACT §9) */
+  client?: string | undefined
 }
 
 const RETRY_STATUSES = new Set([502, 503, 504])
+const POOL_CONNECTIONS = 64
+
+class CarriesKey extends Error {}
+
+/**
+ * The byte strings that would show the key in a body: as is, and as a JSON string escapes it (`\\` and `"`,
+ * and `/` as `\/`, which some serialisers write), so an upstream that echoes its request headers cannot show it.
+ */
+export function keySpellings(key: string): Buffer[] {
+  const json = JSON.stringify(key).slice(1, -1)
+  return [...new Set([key, json, json.replaceAll('/', '\\/')])].map((s) => Buffer.from(s))
+}
 const BACKOFF_BASE_MS = 100
 const BACKOFF_CAP_MS = 1000
 /**
@@ -47,6 +62,8 @@ export class UpstreamClient {
   private readonly authHeader: [string, string]
   /** whether the upstream refuses the key lately (/readyz) */
   readonly keyHealth = new KeyHealth()
+  private readonly keyNeedles: readonly Buffer[]
+  private readonly share = new FairShare(POOL_CONNECTIONS)
 
   constructor(
     private readonly cfg: Config['upstream'],
@@ -54,8 +71,9 @@ export class UpstreamClient {
     private readonly random: () => number = Math.random
   ) {
     this.authHeader = cfg.authStyle === 'bearer' ? ['authorization', `Bearer ${cfg.apiKey}`] : ['mj-api-secret', cfg.apiKey]
+    this.keyNeedles = keySpellings(cfg.apiKey)
     this.pool = new Pool(cfg.baseUrl, {
-      connections: 64,
+      connections: POOL_CONNECTIONS,
       keepAliveTimeout: 30_000,
       headersTimeout: cfg.timeoutMs + UNDICI_TIMER_SLACK_MS,
       bodyTimeout: cfg.timeoutMs + UNDICI_TIMER_SLACK_MS,
@@ -79,6 +97,24 @@ export class UpstreamClient {
   /** Resolves with any upstream status below 500 (and 5xx once retries are spent, as UpstreamHttpError). */
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     const deadline = Date.now() + this.cfg.timeoutMs
+    // a connection of this client's share first; the wait is part of the time budget
+    let release = this.share.tryAcquire(req.client)
+    if (release === undefined) {
+      try {
+        release = await this.share.wait(req.client, AbortSignal.timeout(this.cfg.timeoutMs))
+        /* c8 ignore next 3 -- timing: a waiter outlives the budget only when every holder outlives it too */
+      } catch {
+        throw new UpstreamTimeoutError(this.cfg.timeoutMs)
+      }
+    }
+    try {
+      return await this.attempts(req, deadline)
+    } finally {
+      release()
+    }
+  }
+
+  private async attempts(req: UpstreamRequest, deadline: number): Promise<UpstreamResponse> {
     const maxTries = req.idempotent ? this.cfg.retries + 1 : 1
     let lastError: Error = new UpstreamTimeoutError(this.cfg.timeoutMs)
     for (let attempt = 0; attempt < maxTries; attempt++) {
@@ -122,6 +158,8 @@ export class UpstreamClient {
       })
       this.keyHealth.saw(res.statusCode)
       const body = Buffer.from(await res.body.arrayBuffer())
+      // CONTRACT §9: no body that reaches a client (every route's answers come through here) shows the key
+      if (this.keyNeedles.some((k) => body.includes(k))) throw new CarriesKey()
       outcome = res.statusCode >= 500 ? 'http_5xx' : res.statusCode >= 400 ? 'http_4xx' : 'ok'
       result = {
         status: res.statusCode,
@@ -136,6 +174,8 @@ export class UpstreamClient {
         result = { failure: new UpstreamTimeoutError(this.cfg.timeoutMs), retry: false }
       } else if (err instanceof undiciErrors.ResponseExceededMaxSizeError) {
         result = { failure: new UpstreamBadResponseError(`body larger than ${this.cfg.maxBodyBytes} bytes`), retry: false }
+      } else if (err instanceof CarriesKey) {
+        result = { failure: new UpstreamBadResponseError('the answer contains the gateway credential'), retry: false }
       } else {
         result = unreachable(err)
       }

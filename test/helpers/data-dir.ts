@@ -11,3 +11,8 @@ export function isolatedDataEnv(t: { teardown(fn: () => unknown): void }): { DAT
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   return { DATA_DIR: dir, IMAGE_HOSTS: '127.0.0.1' }
 }
+
+/** A fresh DATA_DIR alone (the embedded owner-record store lives there), removed in teardown. */
+export function tempDataDir(t: { teardown(fn: () => unknown): void }): string {
+  return isolatedDataEnv(t).DATA_DIR
+}

@@ -26,11 +26,18 @@ export const CONTRACT_METRIC_NAMES: readonly string[] = [
   'mj_gateway_upstream_request_duration_seconds',
   'mj_gateway_upstream_inflight',
   'mj_gateway_redis_up',
+  // docs/tenancy.md
+  'mj_gateway_client_requests_total',
+  'mj_gateway_client_submits_total',
+  'mj_gateway_ownership_denied_total',
   // docs/images.md §8
   'mj_gateway_images_archived_total',
   'mj_gateway_image_store_bytes',
   'mj_gateway_image_requests_total'
 ]
+
+/** exported with samples only once a client has submitted something, or with ownership on (CONTRACT §9) */
+export const TENANCY_ONLY_METRIC_NAMES: readonly string[] = ['mj_gateway_client_submits_total', 'mj_gateway_ownership_denied_total']
 
 /** exported only when the gateway runs with REDIS_URL (docs/metrics.md §5) */
 export const REDIS_ONLY_METRIC_NAMES: readonly string[] = ['mj_gateway_redis_up']

@@ -81,6 +81,8 @@ export async function startGateway(t: Teardown, env: Record<string, string> = {}
     LOG_LEVEL: 'silent',
     ...laneEnv,
     ...isolatedDataEnv(t),
+    // ownership (docs/tenancy.md) is tested where a test sets TASK_OWNERSHIP; elsewhere any client may read any task
+    TASK_OWNERSHIP: 'off',
     ...env
   })
   // the simulation accepts only the key this gateway sends: every test proves the key is injected

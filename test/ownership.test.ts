@@ -1,0 +1,52 @@
+import t from 'tap'
+import { Ownership, submittedTaskId, type OwnerRecords } from '../src/clients/ownership.js'
+import type { ClientIdentity } from '../src/clients/client-keys.js'
+
+const who = (name: string, all = false): ClientIdentity => ({ authorized: true, name, owner: name, all, label: name })
+
+function ownership(store: OwnerRecords, ownerlessVisible = false): { o: Ownership; denied: string[]; errors: unknown[] } {
+  const denied: string[] = []
+  const errors: unknown[] = []
+  const o = new Ownership({ enabled: true, ownerlessVisible, ttlMs: 60_000, store, onDenied: (r) => denied.push(r), onStoreError: (e) => errors.push(e) })
+  return { o, denied, errors }
+}
+
+t.test('docs/tenancy.md §2 the id a submit answer names: result of code 1, 21 or 22, a string or an integer', async (t) => {
+  t.equal(submittedTaskId(Buffer.from('{"code":1,"result":"17306"}')), '17306')
+  t.equal(submittedTaskId(Buffer.from('{"code":21,"result":1730621826053455}')), '1730621826053455')
+  t.equal(submittedTaskId(Buffer.from('{"code":22,"result":"x"}')), 'x')
+  for (const body of ['{"code":4,"result":"x"}', '{"code":1,"result":""}', '{"code":1,"result":null}', '{"code":1,"result":1.5}', '{"code":1}', 'null', '[1]', 'not json', '']) {
+    t.equal(submittedTaskId(Buffer.from(body)), undefined, body)
+  }
+})
+
+t.test('docs/tenancy.md §3 a store that throws at once or rejects denies and reports; an :all client never asks it', async (t) => {
+  const boom = new Error('disk gone')
+  const sync = ownership({ owners: () => { throw boom }, record: () => { throw boom } })
+  t.equal(sync.o.canRead(who('a'), 'x'), false)
+  t.same(sync.errors, [boom])
+  t.equal(sync.o.canRead(who('ops', true), 'x'), true)
+  await sync.o.record(who('a'), 'mine')
+  t.equal(sync.errors.length, 2, 'a failed write is reported')
+  t.equal(sync.o.canRead(who('a'), 'mine'), true, 'and remembered by this replica')
+
+  const async = ownership({ owners: () => Promise.reject(boom), record: () => Promise.resolve() })
+  t.equal(await async.o.canRead(who('a'), 'x'), false)
+  await t.rejects(Promise.resolve(async.o.assertReadable(who('a'), 'x', '/r')), { code: 'MJGW_TASK_NOT_FOUND' })
+  t.same(await async.o.readable(who('a'), ['x', 'y'], '/list'), [])
+  t.same(async.denied, ['/r', '/list', '/list'])
+})
+
+t.test('docs/tenancy.md §2 readable(): owners from memory and the store, in order; ownerless by OWNERLESS_TASKS', async (t) => {
+  const records = new Map([['b1', 'b']])
+  const store: OwnerRecords = { owners: async (ids) => ids.map((id) => records.get(id)), record: () => undefined }
+  const { o } = ownership(store, true)
+  await o.record(who('a'), 'a1')
+  t.same(await o.readable(who('a'), ['b1', 'a1', 'none'], '/list'), ['a1', 'none'])
+  t.same(await o.readable(who('b'), ['a1', 'b1'], '/list'), ['b1'])
+  t.equal(o.canRead(who('b'), 'b1'), true, 'the owner found is remembered: answered at once')
+  const off = new Ownership({ enabled: false, ownerlessVisible: false, ttlMs: 1, store, onDenied: () => undefined, onStoreError: () => undefined })
+  t.same(await off.readable(who('a'), ['b1'], '/list'), ['b1'])
+  await off.record(who('a'), 'z')
+  t.equal(off.canRead(who('b'), 'z'), true)
+})
