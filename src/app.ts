@@ -49,7 +49,6 @@ import { IMAGE_FAILURES } from './images/cdn-fetch.js'
 import { ImageService } from './images/image-service.js'
 import { imageRoutes } from './routes/images.js'
 import { pushFeatures } from './push/wiring.js'
-import { EVERYONE } from './routes/task-events.js'
 
 export interface AppOverrides {
   /** where pino writes (tests capture logs to prove no secret is in them); default stdout */
@@ -204,8 +203,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   list.sawTerminal = service.sawTerminal
   if (rewriter !== undefined) list.present = (body, now) => rewriter.present(body, etagOf(body), now).body
   const imageService = new ImageService(images.store, images.archiver, service, metrics, config.upstream.timeoutMs)
-  // task ownership (§9) goes here when it lands: every events read asks this one function
-  const push = pushFeatures(app, { config, cache, service, upstream, metrics, redis, shared, clientKeys, heartbeatMs: overrides.heartbeatMs, access: EVERYONE })
+  // every events read asks ownership (docs/tenancy.md §2), as /fetch does
+  const push = pushFeatures(app, {
+    ...{ config, cache, service, upstream, metrics, redis, shared, clientKeys, heartbeatMs: overrides.heartbeatMs },
+    access: (client, id, route) => ownership.assertReadable(client, id, route)
+  })
   const httpMetrics = overrides.httpMetrics ?? true
   const accessLog = INFO_OR_BELOW.has(app.log.level) ? new AccessLog(logStream, trust, nextId) : undefined
   const rateLimit = config.rateLimitPerMinute > 0 ? new RateLimitCounter(rateLimitStore(config, redis), config.rateLimitPerMinute) : undefined
@@ -258,7 +260,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     await withModePrefixes(mj, async (mj) => {
       await mj.register(taskFetchRoutes, { cache, service, metrics, rewriter, ownership, clients: clientKeys, fetched: push.fetched })
       await mj.register(push.routes)
-      await mj.register(imageRoutes, { images: imageService, signer: images.signer, clients: clientKeys })
+      await mj.register(imageRoutes, { images: imageService, signer: images.signer, clients: clientKeys, ownership })
       await mj.register(passthroughRoutes, { config, upstream, list, ownership, clients: clientKeys, metrics, quota })
       await mj.register(unroutedRoutes)
     })

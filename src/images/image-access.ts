@@ -1,5 +1,4 @@
 import type { FastifyRequest } from 'fastify'
-import type { ClientIdentity } from '../clients/client-keys.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -16,13 +15,4 @@ export function carriesImageSignature(request: FastifyRequest): boolean {
   if (request.routeOptions.config.signedImageUrl !== true) return false
   const query = request.query as Record<string, unknown> | undefined
   return query?.['sig'] !== undefined || query?.['exp'] !== undefined
-}
-
-/**
- * May this client read the images of task id? Every image read asks this one function. Ownership (a task belongs to the client that submitted it)
- * is answered by the tenancy module where it exists; until then every authorised client may.
- */
-// eslint-disable-next-line @typescript-eslint/no-unused-vars -- the id is what the ownership check will need
-export async function mayReadTaskImages(client: ClientIdentity, id: string): Promise<boolean> {
-  return client.authorized
 }

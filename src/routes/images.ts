@@ -8,7 +8,7 @@ import { TASK_ID_PATTERN } from '../tasks/task-id.js'
 import type { ImageService } from '../images/image-service.js'
 import type { ImageSigner, ImageSlot } from '../images/image-signing.js'
 import type { OpenImage } from '../images/image-store.js'
-import { mayReadTaskImages } from '../images/image-access.js'
+import type { Ownership } from '../clients/ownership.js'
 
 export const IMAGE_ROUTE = '/mj/image/:id'
 export const IMAGE_N_ROUTE = '/mj/image/:id/:n'
@@ -27,6 +27,8 @@ interface Deps {
   images: ImageService
   signer: ImageSigner
   clients: ClientKeyTable
+  /** docs/tenancy.md §2: another client's task's images are an unknown task's */
+  ownership: Ownership
 }
 
 type ImageRequest = FastifyRequest<{ Params: { id: string; n?: string } }>
@@ -34,7 +36,7 @@ type ImageRequest = FastifyRequest<{ Params: { id: string; n?: string } }>
 const config = { signedImageUrl: true }
 
 /** GET and HEAD /mj/image/:id and /mj/image/:id/:n (docs/images.md). */
-export async function imageRoutes(app: FastifyInstance, { images, signer, clients }: Deps): Promise<void> {
+export async function imageRoutes(app: FastifyInstance, { images, signer, clients, ownership }: Deps): Promise<void> {
   const handler = async (request: ImageRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const { id } = request.params
     const n: ImageSlot = request.params.n === undefined ? undefined : Number(request.params.n)
@@ -45,10 +47,7 @@ export async function imageRoutes(app: FastifyInstance, { images, signer, client
       const sig = typeof query['sig'] === 'string' ? query['sig'] : undefined
       if (!signer.verify(id, n, exp, sig, Date.now())) throw new TaskNotFoundError(id)
     } else {
-      // the refusal is not reachable before ownership exists: the token check ahead of this route refuses first
-      /* c8 ignore start */
-      if (!(await mayReadTaskImages(clientOf(request, clients), id))) throw new TaskNotFoundError(id)
-      /* c8 ignore stop */
+      await ownership.assertReadable(clientOf(request, clients), id, request.routeOptions.url ?? IMAGE_ROUTE)
     }
     return sendImage(request, reply, await images.open(id, n))
   }

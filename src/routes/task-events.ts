@@ -4,7 +4,7 @@ import type { TaskCache } from '../cache/task-cache.js'
 import type { TaskService } from '../tasks/fetch-service.js'
 import type { UpstreamClient } from '../upstream/client.js'
 import { FirstStates } from '../push/first-states.js'
-import { BadRequestError, BadTaskIdError, RateLimitedError, TaskNotFoundError, UpstreamBadResponseError } from '../http/errors.js'
+import { BadRequestError, BadTaskIdError, RateLimitedError, UpstreamBadResponseError } from '../http/errors.js'
 import { clientOf } from '../clients/identity.js'
 import { rateLimitKey } from '../rate-limit/counter.js'
 import { EventStream } from '../push/event-stream.js'
@@ -19,10 +19,11 @@ import { taskIdParams } from '../tasks/task-id.js'
 export const TASK_EVENTS_ROUTE = '/mj/task/:id/events'
 export const TASKS_EVENTS_ROUTE = '/mj/tasks/events'
 
-/** Whether a client may read a task (CONTRACT §9 ownership); every task read of these routes asks it. */
-export type TaskAccess = (client: ClientIdentity, id: string) => boolean | Promise<boolean>
-
-export const EVERYONE: TaskAccess = () => true
+/**
+ * Refuses a task the client may not read (docs/tenancy.md §2: ownership) with the very error an unknown id gets;
+ * every task read of these routes asks it. The gateway passes Ownership.assertReadable.
+ */
+export type TaskAccess = (client: ClientIdentity, id: string, route: string) => void | Promise<void>
 
 /** seconds a client over a subscriber limit is asked to wait */
 const LIMIT_RETRY_AFTER_SECONDS = 5
@@ -63,8 +64,8 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
   })
 
   /** the task's current body: the cache, else the upstream (gathered with other first states: FirstStates) */
-  const current = async (client: ClientIdentity, id: string): Promise<Buffer | Answer> => {
-    if (!(await access(client, id))) throw new TaskNotFoundError(id)
+  const current = async (client: ClientIdentity, id: string, route: string): Promise<Buffer | Answer> => {
+    await access(client, id, route)
     const hit = cache.fresh(id, Date.now())
     if (hit !== undefined) return hit.body
     return first.load(id)
@@ -79,7 +80,8 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
     }
     let bodies: Buffer[]
     try {
-      const found = await Promise.all(ids.map((id) => current(client, id)))
+      const route = request.routeOptions.url ?? TASK_EVENTS_ROUTE
+      const found = await Promise.all(ids.map((id) => current(client, id, route)))
       const answer = found.find((f): f is Answer => !Buffer.isBuffer(f))
       if (answer !== undefined) {
         subscribers.release(key)
