@@ -12,11 +12,21 @@ const isObjectJson = (text: string): boolean => {
   }
 }
 
+/** a `__proto__` key anywhere (a `__proto__` value is fine) */
+function hasProtoKey(text: string): boolean {
+  let found = false
+  JSON.parse(text, (key, value: unknown) => {
+    if (key === '__proto__') found = true
+    return value
+  })
+  return found
+}
+
 t.test('accepts exactly the JSON objects JSON.parse accepts (docs/tenancy.md: bodies)', async (t) => {
   fc.assert(
     fc.property(fc.oneof(fc.json(), fc.string(), fc.jsonValue().map((v) => JSON.stringify({ a: v }, null, 1))), (text) => {
       // a `__proto__` key is refused on purpose (tested below)
-      return scanJsonObject(Buffer.from(text)).ok === (isObjectJson(text) && !text.includes('__proto__'))
+      return scanJsonObject(Buffer.from(text)).ok === (isObjectJson(text) && !hasProtoKey(text))
     }),
     { numRuns: 2000 }
   )
@@ -59,12 +69,14 @@ t.test('removing members keeps every other byte (numbers keep every digit)', asy
 
 t.test('property: dropping members equals filtering the parsed object', async (t) => {
   fc.assert(
-    fc.property(fc.dictionary(fc.string().filter((k) => k !== '__proto__'), fc.jsonValue()), fc.func(fc.boolean()), fc.boolean(), (obj, pick, pretty) => {
+    // a __proto__ key at any depth is refused (the test above), so the objects here have none
+    fc.property(fc.dictionary(fc.string().filter((k) => k !== '__proto__'), fc.jsonValue().filter((v) => !JSON.stringify(v).includes('"__proto__"'))), fc.func(fc.boolean()), fc.boolean(), (obj, pick, pretty) => {
       const body = Buffer.from(JSON.stringify(obj, null, pretty ? 2 : 0))
       const scanned = scanJsonObject(body)
       if (!scanned.ok) return false
       const out = withoutMembers(body, scanned.members, (m) => pick(memberKey(body, m)))
-      const expected = Object.fromEntries(Object.entries(obj).filter(([k]) => !pick(k)))
+      // compared as JSON sees it (-0 is written as 0)
+      const expected: unknown = JSON.parse(JSON.stringify(Object.fromEntries(Object.entries(obj).filter(([k]) => !pick(k)))))
       return isDeepStrictEqual(JSON.parse(out.toString()), expected)
     }),
     { numRuns: 500 }
