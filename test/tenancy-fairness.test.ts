@@ -43,8 +43,8 @@ t.test('docs/tenancy.md CLIENT_MAX_INFLIGHT: beyond it a client gets 429 with re
 })
 
 /** a POST whose headers go out at once and whose body is sent only by `write` */
-function openPost(port: number, headers: Record<string, string>): { write(b: Buffer): void; response: Promise<{ status: number; headers: Record<string, unknown>; body: string }>; destroy(): void } {
-  const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/mj/submit/blend', headers: { 'content-type': 'application/json', ...headers }, agent: false })
+function openPost(port: number, headers: Record<string, string>, path = '/mj/submit/blend'): { write(b: Buffer): void; response: Promise<{ status: number; headers: Record<string, unknown>; body: string }>; destroy(): void } {
+  const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path, headers: { 'content-type': 'application/json', ...headers }, agent: false })
   const response = new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
     req.on('response', (res) => {
       let body = ''
@@ -88,6 +88,18 @@ t.test('docs/tenancy.md SUBMIT_INFLIGHT_MAX_BYTES: 503 with retry-after, before 
   t.equal((await first).status, 504)
   up.setHandler(() => ({ kind: 'json', body: SUBMITTED }))
   t.equal((await post(`${gw.url}/mj/submit/imagine`, body, { ...B, 'content-type': 'application/json' })).status, 200, 'given back when it is done')
+})
+
+t.test('docs/tenancy.md SUBMIT_INFLIGHT_MAX_BYTES holds for every submit-like route: under a mode prefix and outside /mj/submit', async (t) => {
+  const { gw, up } = await gatewayWithFake(t, { ...ENV, SUBMIT_INFLIGHT_MAX_BYTES: '1000' })
+  up.setHandler(() => ({ kind: 'json', body: SUBMITTED }))
+  for (const path of ['/mj-fast/mj/submit/imagine', '/mj/insight-face/swap', '/mj-relax/mj/insight-face/swap']) {
+    const unread = openPost(gw.port, { ...A, 'content-length': '5000' }, path)
+    const early = await unread.response
+    unread.destroy()
+    t.equal(early.status, 503, `${path}: refused before its body is read`)
+  }
+  t.equal(up.calls, 0)
 })
 
 t.test('docs/tenancy.md fairness: one client’s hanging misses hold at most half the upstream connections; another client’s miss goes through', async (t) => {

@@ -6,6 +6,15 @@ import type { ClientInflight, SubmitBytes } from '../clients/client-inflight.js'
 import { OverloadedError, RateLimitedError } from '../http/errors.js'
 import { clientOf } from '../clients/identity.js'
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** a submit (any path of the pass-through list's submit kind, under any mode prefix): SUBMIT_INFLIGHT_MAX_BYTES */
+    submit?: boolean
+    /** a stream held open for minutes (the events routes): bounded by their own subscriber limits, not CLIENT_MAX_INFLIGHT */
+    longLived?: boolean
+  }
+}
+
 export interface FairnessOptions {
   table: ClientKeyTable
   inflight: ClientInflight
@@ -14,7 +23,6 @@ export interface FairnessOptions {
 
 /** what a refused client is told to wait, in seconds: in-flight work clears quickly */
 const RETRY_AFTER_SECONDS = '1'
-const SUBMIT_PREFIX = '/mj/submit/'
 
 /**
  * CLIENT_MAX_INFLIGHT (429) and SUBMIT_INFLIGHT_MAX_BYTES (503) on every route of the /mj scope, in preParsing:
@@ -24,6 +32,11 @@ const SUBMIT_PREFIX = '/mj/submit/'
  */
 async function fairnessPlugin(app: FastifyInstance, { table, inflight, submitBytes }: FairnessOptions): Promise<void> {
   app.addHook('preParsing', (request, reply, payload, done) => {
+    const route = request.routeOptions.config
+    if (route.longLived === true) {
+      done(null, payload)
+      return
+    }
     const leave = inflight.enter(clientOf(request, table))
     if (leave === undefined) {
       reply.header('retry-after', RETRY_AFTER_SECONDS)
@@ -31,7 +44,7 @@ async function fairnessPlugin(app: FastifyInstance, { table, inflight, submitByt
       return
     }
     reply.raw.once('close', leave)
-    if (request.method !== 'POST' || !(request.routeOptions.url ?? '').startsWith(SUBMIT_PREFIX)) {
+    if (route.submit !== true) {
       done(null, payload)
       return
     }

@@ -54,7 +54,7 @@ export async function submitRoutes(app: FastifyInstance, { config, upstream, own
   for (const path of pathsOfKind(config.passthroughRoutes, 'submit')) {
     // the `action` label: `imagine`, `action`, …, or the path below /mj/ for other submit-like routes
     const action = path.replace(/^\/mj\/(?:submit\/)?/, '')
-    app.post<{ Body: Buffer | string | undefined }>(path, { bodyLimit: config.submitMaxBodyBytes }, async (request, reply) => {
+    app.post<{ Body: Buffer | string | undefined }>(path, { bodyLimit: config.submitMaxBodyBytes, config: { submit: true } }, async (request, reply) => {
       const raw = request.body
       // text/plain (Fastify's other parser) or no body at all: not an object
       if (!Buffer.isBuffer(raw)) throw new NotAnObjectError()

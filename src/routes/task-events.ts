@@ -117,10 +117,10 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
   const sse = { kind: 'manual', heartbeat: false } as const
   app.get<{ Params: { id: string } }>(
     TASK_EVENTS_ROUTE,
-    { sse, schema: { params: taskIdParams }, config: { queryToken: true } },
+    { sse, schema: { params: taskIdParams }, config: { queryToken: true, longLived: true } },
     (request, reply) => open(request, reply, [request.params.id])
   )
-  app.get<{ Querystring: { ids?: unknown } }>(TASKS_EVENTS_ROUTE, { sse, config: { queryToken: true } }, (request, reply) =>
+  app.get<{ Querystring: { ids?: unknown } }>(TASKS_EVENTS_ROUTE, { sse, config: { queryToken: true, longLived: true } }, (request, reply) =>
     open(request, reply, parseIds(request.query.ids))
   )
 }
