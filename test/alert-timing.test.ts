@@ -51,6 +51,10 @@ const http = (status: string, healthy: number, fault: number, route = '/mj/task/
   series: sel('mj_gateway_http_requests_total', { method: 'GET', route, status_code: status }),
   values: counter(healthy, fault)
 })
+const client = (name: string, status: string, healthy: number, fault: number): Series => ({
+  series: sel('mj_gateway_client_requests_total', { client: name, route: '/mj/task/:id/fetch', status_code: status }),
+  values: counter(healthy, fault)
+})
 const lookups = (result: string, healthy: number, fault: number): Series => ({ series: sel('mj_gateway_cache_lookups_total', { result }), values: counter(healthy, fault) })
 /** what every scenario has besides its fault: the instance up, cache hits, health checks */
 const base = (): Series[] => [
@@ -65,6 +69,8 @@ interface Scenario {
   fault: string
   series: Series[]
   alerts: string[]
+  /** labels the scenario's alerts carry besides job (and instance for the per-instance ones) */
+  labels?: Record<string, string>
 }
 
 const SCENARIOS: Scenario[] = [
@@ -103,6 +109,21 @@ const SCENARIOS: Scenario[] = [
       upstream('ok', 120, 600)
     ],
     alerts: ['MjGatewayHitRatioCollapse']
+  },
+  {
+    // healthy: a few 429s spread over clients; the fault: one client polls without backoff and gets nearly all of them
+    fault: 'one client runs into its limit (nearly all 429s are its own)',
+    series: [
+      ...base(),
+      client('noisy', '200', 60, 60),
+      client('noisy', '429', 1, 120),
+      client('web', '200', 60, 60),
+      client('web', '429', 1, 2),
+      client('jwt', '429', 1, 1),
+      http('429', 3, 123)
+    ],
+    alerts: ['MjGatewayClient429Dominant'],
+    labels: { client: 'noisy' }
   }
 ]
 
@@ -123,7 +144,7 @@ t.test('promtool: each alert fires within 2 minutes of its fault and clears with
     input_series: s.series,
     alert_rule_test: ALL_ALERTS.flatMap((alertname) => {
       const expected = s.alerts.includes(alertname)
-      const labels = alertname === 'MjGatewayInstanceDown' || alertname === 'MjGatewayRedisDown' ? G : { job: G.job }
+      const labels = { ...(alertname === 'MjGatewayInstanceDown' || alertname === 'MjGatewayRedisDown' ? G : { job: G.job }), ...(expected ? s.labels : {}) }
       return [
         { eval_time: `${FAULT_START_MIN}m`, alertname, exp_alerts: [] },
         { eval_time: fired, alertname, exp_alerts: expected ? [{ exp_labels: labels }] : [] },
