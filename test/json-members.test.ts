@@ -57,9 +57,16 @@ t.test('removing members keeps every other byte (numbers keep every digit)', asy
   t.equal(withoutMembers(body, scanned.members, () => true).toString(), '{  }')
 })
 
+/** a `__proto__` key anywhere in a value (the scanner refuses those at any depth: the test above) */
+function hasProtoKey(v: unknown): boolean {
+  if (Array.isArray(v)) return v.some(hasProtoKey)
+  if (v === null || typeof v !== 'object') return false
+  return Object.keys(v).some((k) => k === '__proto__' || hasProtoKey((v as Record<string, unknown>)[k]))
+}
+
 t.test('property: dropping members equals filtering the parsed object', async (t) => {
   fc.assert(
-    fc.property(fc.dictionary(fc.string().filter((k) => k !== '__proto__'), fc.jsonValue()), fc.func(fc.boolean()), fc.boolean(), (obj, pick, pretty) => {
+    fc.property(fc.dictionary(fc.string().filter((k) => k !== '__proto__'), fc.jsonValue()).filter((o) => !hasProtoKey(o)), fc.func(fc.boolean()), fc.boolean(), (obj, pick, pretty) => {
       const body = Buffer.from(JSON.stringify(obj, null, pretty ? 2 : 0))
       const scanned = scanJsonObject(body)
       if (!scanned.ok) return false
