@@ -56,6 +56,9 @@ t.test('docs/images.md: a page on another origin shows a task image through IMAG
     LOG_LEVEL: 'silent',
     ...isolatedDataEnv(t),
     CLIENT_KEYS: TOKEN,
+    // the fake upstream's task was never submitted through the gateway: with ownership on (auto, with client tokens)
+    // it would be hidden (OWNERLESS_TASKS). Not what this test is about; images and ownership: tenancy-push-images.test.ts
+    TASK_OWNERSHIP: 'off',
     CORS_ORIGINS: pageOrigin,
     IMAGE_REWRITE: 'on',
     PUBLIC_URL: gatewayUrl

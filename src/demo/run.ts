@@ -35,6 +35,11 @@ try {
     PORT: process.env.PORT ?? '8080',
     HOST: process.env.HOST ?? '127.0.0.1',
     CLIENT_KEYS: process.env.CLIENT_KEYS ?? DEMO_CLIENT_KEYS,
+    // Client tokens turn ownership on (TASK_OWNERSHIP=auto, docs/tenancy.md §2), and it stays on: what is submitted
+    // through the gateway below is the submitter's alone. But the example tasks printed below are made in the simulated
+    // upstream directly, like tasks submitted before the gateway: without an owner record, OWNERLESS_TASKS=hidden
+    // (the default) would answer every curl line about them 404. The demo shows them to everyone instead.
+    OWNERLESS_TASKS: process.env.OWNERLESS_TASKS ?? 'visible',
     // keep the banner readable; LOG_LEVEL=info shows one JSON line per request
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     // the simulated CDN is the simulated upstream itself; the archive goes to a temp directory unless DATA_DIR says

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { CorsPolicy } from '../http/cors-policy.js'
 import { replyHeaders, type HeaderList } from '../http/header-list.js'
+import { SECURITY_HEADERS } from '../http/security-headers.js'
 
 export interface CorsPluginOptions {
   policy: CorsPolicy
@@ -20,6 +21,9 @@ async function corsPlugin(app: FastifyInstance, { policy }: CorsPluginOptions): 
     const preflight = request.method === 'OPTIONS' && policy.preflightHeaders(origin, headers)
     replyHeaders(reply, headers)
     if (!preflight) return done()
+    // answered before the hardening hook sets them: the security headers (and no-store) go on a preflight too
+    // (docs/headers.md §4, §8)
+    reply.headers(SECURITY_HEADERS)
     // Safari waits for a body on a 204 without content-length: 0
     void reply.code(204).header('content-length', '0').send()
   })

@@ -7,7 +7,7 @@ export interface HttpMetricsOptions {
 }
 
 /** A route's `route` label: its pattern, or `unmatched` for no route and for a catch-all (routes/unrouted.ts), never by path. */
-function routeLabel(url: string | undefined, config: { unrouted?: boolean } | undefined): string {
+export function routeLabel(url: string | undefined, config: { unrouted?: boolean } | undefined): string {
   return url === undefined || config?.unrouted === true ? 'unmatched' : url
 }
 

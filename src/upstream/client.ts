@@ -158,8 +158,10 @@ export class UpstreamClient {
       })
       this.keyHealth.saw(res.statusCode)
       const body = Buffer.from(await res.body.arrayBuffer())
-      // CONTRACT §9: no body that reaches a client (every route's answers come through here) shows the key
-      if (this.keyNeedles.some((k) => body.includes(k))) throw new CarriesKey()
+      // CONTRACT §9: no body that reaches a client (every route's answers come through here) shows the key. A 401,
+      // 403 or 5xx body never reaches one (docs/errors.md §3: MJGW_UPSTREAM_AUTH, MJGW_UPSTREAM_ERROR, retries as
+      // usual), and an error page that echoes the key must not hide a bad key behind BAD_RESPONSE.
+      if (passesBody(res.statusCode) && this.keyNeedles.some((k) => body.includes(k))) throw new CarriesKey()
       outcome = res.statusCode >= 500 ? 'http_5xx' : res.statusCode >= 400 ? 'http_4xx' : 'ok'
       result = {
         status: res.statusCode,
@@ -203,6 +205,11 @@ function unreachable(err: unknown): Failure {
   // undici and node:net errors carry a code (ECONNREFUSED, UND_ERR_SOCKET, DEPTH_ZERO_SELF_SIGNED_CERT, ...)
   const code = String((err as { code?: unknown }).code)
   return { failure: new UpstreamUnreachableError(code), retry: !TLS_CODES.test(code) && !(err instanceof undiciErrors.InvalidArgumentError) }
+}
+
+/** Statuses whose upstream body may be passed on to a client (docs/errors.md §3); the others become gateway errors. */
+function passesBody(status: number): boolean {
+  return status < 500 && status !== 401 && status !== 403
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {
