@@ -1,5 +1,5 @@
 import type { UpstreamClient } from '../upstream/client.js'
-import { arrayElementSources } from '../upstream/json-array.js'
+import { listedTasks } from '../upstream/json-array.js'
 import { LIST_PATH } from '../tasks/list-service.js'
 
 /**
@@ -9,21 +9,5 @@ import { LIST_PATH } from '../tasks/list-service.js'
 export async function listTasks(upstream: UpstreamClient, ids: readonly string[]): Promise<Map<string, Buffer>> {
   const res = await upstream.request({ method: 'POST', path: LIST_PATH, body: Buffer.from(JSON.stringify({ ids })), idempotent: true })
   if (res.status !== 200) throw new Error(`list-by-condition answered HTTP ${res.status}`)
-  const text = res.body.toString('utf8').trim()
-  const found = new Map<string, Buffer>()
-  if (text === '' || text === 'null') return found
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(text)
-  } catch {
-    throw new Error('list-by-condition answered a body that is not JSON')
-  }
-  if (!Array.isArray(parsed)) throw new Error('list-by-condition answered a body that is not a JSON array')
-  const asked = new Set(ids)
-  const sources = arrayElementSources(text)
-  parsed.forEach((task: unknown, i) => {
-    const id = task !== null && typeof task === 'object' ? (task as Record<string, unknown>)['id'] : undefined
-    if (typeof id === 'string' && asked.has(id) && !found.has(id)) found.set(id, Buffer.from(sources[i] as string))
-  })
-  return found
+  return listedTasks(res.body, ids)
 }

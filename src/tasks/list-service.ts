@@ -1,9 +1,8 @@
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js'
 import type { UpstreamClient } from '../upstream/client.js'
-import { arrayElementSources } from '../upstream/json-array.js'
+import { listedTasks } from '../upstream/json-array.js'
 import { classify, type CacheRules } from '../cache/policy.js'
 import { etagOf, type TaskCache } from '../cache/task-cache.js'
-import { UpstreamBadResponseError } from '../upstream/failures.js'
 import { takeAnswer, type Answer } from '../upstream/answer.js'
 import { LIST_PATH } from '../routes/passthrough-table.js'
 
@@ -105,36 +104,19 @@ export class TaskListService {
     if (taken.kind === 'pass') return { kind: 'answer', answer: taken.answer }
     if (taken.kind === 'unusable') throw taken.error
 
-    const text = res.body.toString('utf8').trim()
-    // midjourney-proxy answers an empty match with []; an empty body or null means the same
-    if (text === '' || text === 'null') return undefined
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(text)
-    } catch {
-      throw new UpstreamBadResponseError('list body is not JSON')
-    }
-    if (!Array.isArray(parsed)) throw new UpstreamBadResponseError('list body is not a JSON array')
-
-    const asked = new Set(ids)
-    const sources = arrayElementSources(text)
     const now = this.cache.now()
-    parsed.forEach((task: unknown, i) => {
-      if (task === null || typeof task !== 'object') return
-      const id = (task as Record<string, unknown>)['id']
-      if (typeof id !== 'string' || !asked.has(id) || bodies.has(id)) return
-      const body = Buffer.from(sources[i] as string)
+    for (const [id, body] of listedTasks(res.body, ids)) {
       bodies.set(id, body)
       const verdict = classify(body, id, now, this.rules)
-      if (verdict.kind !== 'terminal') return
+      if (verdict.kind !== 'terminal') continue
       this.sawTerminal(body)
       if (verdict.ttlMs === 0) {
         this.cache.delete(id)
-        return
+        continue
       }
       this.cache.store(id, body, etagOf(body), true, verdict.ttlMs, now)
       this.shared?.set(id, body, verdict.ttlMs)
-    })
+    }
     return undefined
   }
 }

@@ -1,3 +1,5 @@
+import { UpstreamBadResponseError } from './failures.js'
+
 const WHITESPACE = new Set([' ', '\t', '\n', '\r'])
 
 /**
@@ -34,4 +36,29 @@ export function arrayElementSources(text: string): string[] {
     }
   }
   return out
+}
+
+/**
+ * The asked tasks of a list-by-condition answer, each as the bytes the upstream wrote for it (the first of a
+ * repeated id wins); tasks not asked for are left out. An empty body or `null` is an empty list, as midjourney-proxy
+ * answers no match with `[]`. Anything but a JSON array is an unusable upstream answer.
+ */
+export function listedTasks(body: Buffer, ids: readonly string[]): Map<string, Buffer> {
+  const text = body.toString('utf8').trim()
+  const found = new Map<string, Buffer>()
+  if (text === '' || text === 'null') return found
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    throw new UpstreamBadResponseError('list body is not JSON')
+  }
+  if (!Array.isArray(parsed)) throw new UpstreamBadResponseError('list body is not a JSON array')
+  const asked = new Set(ids)
+  const sources = arrayElementSources(text)
+  parsed.forEach((task: unknown, i) => {
+    const id = task !== null && typeof task === 'object' ? (task as Record<string, unknown>)['id'] : undefined
+    if (typeof id === 'string' && asked.has(id) && !found.has(id)) found.set(id, Buffer.from(sources[i] as string))
+  })
+  return found
 }
