@@ -53,7 +53,8 @@ export async function push(s: Settings): Promise<ScenarioReport> {
     const upstream = await startUpstream('upstream', { stepMs })
     stop.push(upstream)
     const tokens = Array.from({ length: CLIENTS }, (_, i) => `c${i}:bench-client-${i}`).join(',')
-    const gateway = await startGateway('gateway', upstream, { LOG_LEVEL: 'warn', CLIENT_KEYS: tokens, REFRESH_INTERVAL_MS: String(INTERVAL_MS) })
+    // the tasks are made in the simulated upstream, not submitted through the gateway: ownerless, so visible here
+    const gateway = await startGateway('gateway', upstream, { LOG_LEVEL: 'warn', CLIENT_KEYS: tokens, OWNERLESS_TASKS: 'visible', REFRESH_INTERVAL_MS: String(INTERVAL_MS) })
     stop.push(gateway)
     const calls = (): Promise<number> => upstream.call<number>('requests')
 
