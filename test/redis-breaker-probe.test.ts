@@ -1,0 +1,73 @@
+/**
+ * The connection's circuit breaker in process (docs/operations-resilience.md, "Redis"): a Redis that hangs opens
+ * it; while open, the shared tier does not ask Redis; probes from a timer ask again (a probe that gets no answer
+ * schedules the next) and the first answer closes it. Write-back stops as soon as Redis is not up.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { pino } from 'pino'
+import { RedisConnection } from '../src/redis/connection.js'
+import { RedisSharedTier } from '../src/redis/shared-tier.js'
+import { startRedisServer } from './helpers/redis-server.js'
+
+const rules = { ttlSeconds: 3600, urlExpiryMarginSeconds: 300, pollCacheMs: 1000 }
+const body = (id: string): Buffer => Buffer.from(JSON.stringify({ id, status: 'SUCCESS', progress: '100%' }))
+
+async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(10)) if (cond()) return true
+  return cond()
+}
+
+t.test('a hung Redis opens the breaker; misses do not wait; failed probes retry; an answer closes it', async (t) => {
+  const redis = await startRedisServer(t)
+  t.teardown(() => redis.resume())
+  const lines: string[] = []
+  const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) })
+  const states: boolean[] = []
+  const conn = new RedisConnection({ url: redis.url, log, onState: (up) => void states.push(up), breaker: { threshold: 3, coolOffMs: 100 } })
+  t.teardown(() => conn.close())
+  // no memory tier: coming up writes nothing back
+  const tier = new RedisSharedTier(conn, { namespace: 'fp-probe', lockTtlMs: 1000, lockWaitMs: 100, rules })
+  t.ok(await until(() => conn.up), 'up')
+  await sleep(50)
+  t.same(await redis.admin().keys('mjgw:fp-probe:*'), [], 'nothing written back without a memory tier')
+  await redis.admin().set('mjgw:fp-probe:task:t1', body('t1'), 'PX', 60_000)
+  t.ok(await tier.get('t1'), 'a stored task is found while Redis answers')
+
+  redis.pause()
+  for (let i = 0; i < 3; i++) await t.rejects(conn.within(conn.client.ping()), /timed out/)
+  t.equal(conn.up, false, 'three timeouts in a row: not up')
+  t.equal(states.at(-1), false, 'the state change is reported')
+  const started = Date.now()
+  t.equal(await tier.get('t1'), undefined, 'breaker open: a miss')
+  t.ok(Date.now() - started < 50, 'without waiting for Redis')
+  // a few probes go unanswered meanwhile (each times out, the next is scheduled)
+  await sleep(700)
+  t.equal(conn.up, false, 'unanswered probes keep it open')
+
+  redis.resume()
+  t.ok(await until(() => conn.up), 'a probe got an answer: up again')
+  t.equal(states.at(-1), true)
+  t.ok(lines.some((l) => l.includes('redis: answering again')))
+  t.ok(await tier.get('t1'), 'found again')
+})
+
+t.test('write-back stops when Redis stops being up part way', async (t) => {
+  const redis = await startRedisServer(t)
+  const log = pino({ level: 'silent' })
+  const conn = new RedisConnection({ url: redis.url, log, onState: () => undefined, breaker: { threshold: 1, coolOffMs: 60_000 } })
+  t.teardown(() => conn.close())
+  const breaker = (conn as unknown as { breaker: { timeout(): void } }).breaker
+  function* memory(): Generator<{ id: string; body: Buffer; ttlMs: number }> {
+    for (let i = 0; i < 250; i++) {
+      // after the first batch, Redis stops answering (one timeout opens this breaker)
+      if (i === 100) breaker.timeout()
+      yield { id: `wb-${i}`, body: body(`wb-${i}`), ttlMs: 60_000 }
+    }
+  }
+  new RedisSharedTier(conn, { namespace: 'fp-stop', lockTtlMs: 1000, lockWaitMs: 100, rules, memory })
+  t.ok(await until(() => conn.client.status === 'ready'), 'connected')
+  await sleep(200)
+  t.equal(conn.up, false, 'breaker open')
+  t.equal((await redis.admin().keys('mjgw:fp-stop:task:*')).length, 100, 'only the first batch was written')
+})
