@@ -40,7 +40,7 @@ t.test('a hung Redis opens the breaker; misses do not wait; failed probes retry;
   t.equal(states.at(-1), false, 'the state change is reported')
   const started = Date.now()
   t.equal(await tier.get('t1'), undefined, 'breaker open: a miss')
-  t.ok(Date.now() - started < 50, 'without waiting for Redis')
+  t.ok(Date.now() - started < 150, 'without waiting for Redis (the command timeout is 200 ms)')
   // a few probes go unanswered meanwhile (each times out, the next is scheduled)
   await sleep(700)
   t.equal(conn.up, false, 'unanswered probes keep it open')
