@@ -50,7 +50,8 @@ t.test('another listen error (an address not on this machine): printed, exit 1',
 })
 
 t.test('CLIENT_KEYS empty: the banner says the submit routes are off', async (t) => {
-  const run = demo(t, { PORT: '0', HOST: '127.0.0.1', CLIENT_KEYS: '' })
+  // every demo default overridden as well: the upstream auth style, the log level, ownerless tasks hidden
+  const run = demo(t, { PORT: '0', HOST: '127.0.0.1', CLIENT_KEYS: '', UPSTREAM_AUTH_STYLE: 'mj-api-secret', LOG_LEVEL: 'error', OWNERLESS_TASKS: 'hidden' })
   for (let i = 0; i < 400 && !run.out().includes('submit routes are off') && !run.out().includes('/metrics'); i++) await new Promise((r) => setTimeout(r, 25))
   t.match(run.out(), '# submit routes are off (PASSTHROUGH=auto turns them on only when CLIENT_KEYS is set)')
   run.kill()
