@@ -98,9 +98,6 @@ function rateLimitStore(config: Config, redis: RedisConnection | undefined): Sto
 /** the routes whose denials are counted from the start (submits naming a taskId are counted under their own path) */
 const OWNERSHIP_ROUTES = [FETCH_ROUTE, IMAGE_SEED_ROUTE, LIST_PATH]
 
-/** Where owner records and submit counts live when nothing needs them. */
-const NO_RECORDS: OwnerRecords & QuotaStore = { owners: (ids) => ids.map(() => undefined), record: () => undefined, increment: () => 0 }
-
 /**
  * CONTRACT §9's records: in Redis with REDIS_URL (shared by replicas), else in the embedded store under DATA_DIR
  * (opened only when ownership or a quota needs it; a DATA_DIR that cannot be written stops start-up, ConfigError).
@@ -108,8 +105,8 @@ const NO_RECORDS: OwnerRecords & QuotaStore = { owners: (ids) => ids.map(() => u
 function tenancy(app: FastifyInstance, config: Config, metrics: GatewayMetrics, redis: RedisConnection | undefined) {
   const needed = config.ownership.enabled || config.fairness.submitQuotaPerDay > 0
   const embedded = needed && redis === undefined ? new EmbeddedStore(config.dataDir, config.upstream.keyFingerprint) : undefined
-  const store: OwnerRecords & QuotaStore =
-    redis !== undefined ? new RedisOwnerRecords(redis, config.upstream.keyFingerprint) : (embedded ?? NO_RECORDS)
+  // undefined only when nothing needs it: Ownership reads its store only when enabled, and no quota is built then
+  const store = (redis !== undefined ? new RedisOwnerRecords(redis, config.upstream.keyFingerprint) : embedded) as OwnerRecords & QuotaStore
   const storeName = redis === undefined ? 'embedded' : 'redis'
   const onStoreError = (err: unknown): void => {
     metrics.tenancyStoreErrors.inc({ store: storeName })

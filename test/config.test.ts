@@ -280,4 +280,15 @@ t.test('docs/configuration.md §1 describeConfig never contains the key, client 
   t.equal(none['METRICS_TOKEN'], null)
   t.equal(none['UPSTREAM_CA_FILE'], null)
   t.equal(none['CLIENT_KEYS_FILE'], null)
+  t.equal(none['PUBLIC_URL'], null)
+  t.equal(none['IMAGE_SIGNING_KEY'], '[derived from the upstream key]')
+  t.equal(none['IMAGE_REWRITE'], 'off')
+  // the image settings when set: the signing key redacted, the public URL and rewrite as set
+  const images = describeConfig(
+    loadConfig({ ...base, PUBLIC_URL: 'https://gw.example.com/', IMAGE_SIGNING_KEY: 'image-SECRET-8-of-enough-length-000', IMAGE_REWRITE: 'on' })
+  )
+  t.notMatch(JSON.stringify(images), 'image-SECRET-8')
+  t.equal(images['IMAGE_SIGNING_KEY'], '[redacted]')
+  t.equal(images['PUBLIC_URL'], 'https://gw.example.com')
+  t.equal(images['IMAGE_REWRITE'], 'on')
 })

@@ -101,6 +101,21 @@ t.test('docs/configuration.md §1 a bad PORT stops start-up with one line naming
   t.notMatch(run.stderr() + run.stdout(), KEY)
 })
 
+t.test('docs/operations.md §2 a DATA_DIR the embedded store cannot use stops start-up with one line naming DATA_DIR', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mjgw-main-file-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'not-a-dir')
+  writeFileSync(file, 'x')
+  // client tokens turn ownership on, so the owner records need DATA_DIR (no REDIS_URL)
+  const run = start(t, { UPSTREAM_API_KEY: KEY, CLIENT_KEYS: 'web:tok-main-1', DATA_DIR: file })
+  const { code } = await run.exited
+  t.equal(code, 1)
+  const lines = run.stderr().trim().split('\n')
+  t.equal(lines.length, 1, 'one line')
+  t.match(lines[0], /^mj-gateway: DATA_DIR: cannot write the embedded store in .*not-a-dir \(E[A-Z]+\)$/)
+  t.notMatch(run.stderr() + run.stdout(), KEY)
+})
+
 t.test('docs/operations.md §2 a port that is taken: a fatal log line and a non-zero exit', async (t) => {
   const blocker = createServer()
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))

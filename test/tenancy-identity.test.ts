@@ -42,6 +42,13 @@ t.test('docs/tenancy.md JWT settings: one of a secret or a PEM key, each checked
   t.equal(JSON.stringify(cfg).includes(JWT_SECRET), true, 'kept in the config')
   const { describeConfig } = await import('../src/config.js')
   t.notOk(JSON.stringify(describeConfig(cfg)).includes(JWT_SECRET), 'never in the described configuration')
+  t.equal(describeConfig(cfg)['CLIENT_JWT_SECRET'], '[redacted]')
+  t.equal(describeConfig(cfg)['CLIENT_JWT_PUBLIC_KEY_FILE'], null, 'a secret, not a key file')
+  // a public key file: described by its algorithms, the secret unset
+  writeFileSync(pemFile, generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }) as string)
+  const rsa = describeConfig(loadConfig({ ...base, CLIENT_JWT_PUBLIC_KEY_FILE: pemFile }))
+  t.match(rsa['CLIENT_JWT_PUBLIC_KEY_FILE'], /^set \(RS256/)
+  t.equal(rsa['CLIENT_JWT_SECRET'], null)
 })
 
 t.test('docs/tenancy.md JWT: bad tokens are 401 and nothing of them is logged', async (t) => {

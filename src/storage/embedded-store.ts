@@ -37,8 +37,8 @@ export class EmbeddedStore implements OwnerRecords, QuotaStore {
       // a read-only directory or file shows up here at the latest (a write), not at the first submit
       this.db.prepare('DELETE FROM owners WHERE expires <= 0').run()
     } catch (err) {
-      const e = err as { code?: unknown; message?: unknown }
-      throw new ConfigError(`DATA_DIR: cannot write the embedded store in ${dataDir} (${String(e.code ?? e.message)})`)
+      const e = err as { code?: unknown } // fs and SqliteError errors carry a code
+      throw new ConfigError(`DATA_DIR: cannot write the embedded store in ${dataDir} (${String(e.code)})`)
     }
     this.getOwner = this.db.prepare('SELECT owner FROM owners WHERE ns = ? AND id = ? AND expires > ?')
     this.putOwner = this.db.prepare('INSERT OR REPLACE INTO owners (ns, id, owner, expires) VALUES (?, ?, ?, ?)')
