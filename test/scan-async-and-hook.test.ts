@@ -9,6 +9,8 @@ t.test('scanJsonObjectAsync: a long body scanned in slices, with an explicit dep
   t.same(await scanJsonObjectAsync(long, 5), sync, 'also with maxDepth=5')
   const deep = await scanJsonObjectAsync(long, 1)
   t.equal(deep.ok, false, 'a nested object beyond maxDepth=1 is refused on the long path')
+  const bad = Buffer.concat([Buffer.from('{"p":"'), Buffer.alloc((1 << 20) + 3, 0xff), Buffer.from('"}')])
+  t.same(await scanJsonObjectAsync(bad), { ok: false, reason: 'body is not valid UTF-8', kind: 'syntax' }, 'a long body that is not UTF-8 is a syntax error')
   const small = await scanJsonObjectAsync(Buffer.from('{"a":{"b":1}}'), 1)
   t.equal(small.ok, false, 'and on the short path')
 })
