@@ -71,7 +71,7 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
     return first.load(id)
   }
 
-  const open = async (request: FastifyRequest, reply: FastifyReply, ids: string[]): Promise<FastifyReply | undefined> => {
+  const open = async (request: FastifyRequest, reply: FastifyReply, ids: string[], route: string): Promise<FastifyReply | undefined> => {
     const client = clientOf(request, table)
     const key = rateLimitKey(client, request.ip)
     if (!subscribers.reserve(key)) {
@@ -80,7 +80,6 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
     }
     let bodies: Buffer[]
     try {
-      const route = request.routeOptions.url ?? TASK_EVENTS_ROUTE
       const found = await Promise.all(ids.map((id) => current(client, id, route)))
       const answer = found.find((f): f is Answer => !Buffer.isBuffer(f))
       if (answer !== undefined) {
@@ -118,9 +117,9 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
   app.get<{ Params: { id: string } }>(
     TASK_EVENTS_ROUTE,
     { sse, schema: { params: taskIdParams }, config: { queryToken: true, longLived: true } },
-    (request, reply) => open(request, reply, [request.params.id])
+    (request, reply) => open(request, reply, [request.params.id], TASK_EVENTS_ROUTE)
   )
   app.get<{ Querystring: { ids?: unknown } }>(TASKS_EVENTS_ROUTE, { sse, config: { queryToken: true, longLived: true } }, (request, reply) =>
-    open(request, reply, parseIds(request.query.ids))
+    open(request, reply, parseIds(request.query.ids), TASKS_EVENTS_ROUTE)
   )
 }
