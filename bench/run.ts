@@ -12,6 +12,7 @@ import { consoleReport, markdownReport, type ScenarioReport } from './lib/report
 import { HELP, HelpRequested, parseArgs, type ScenarioId, type Settings } from './lib/settings.js'
 import { hitPath } from './scenarios/hit.js'
 import { missPath } from './scenarios/miss.js'
+import { ownership } from './scenarios/ownership.js'
 import { pollingStorm } from './scenarios/storm.js'
 import { push } from './scenarios/push.js'
 import { memory } from './scenarios/memory.js'
@@ -23,6 +24,7 @@ const RESULTS_DIR = new URL('../../bench/results/', import.meta.url)
 
 const SCENARIO_RUNNERS: Record<ScenarioId, (s: Settings, dir: URL) => Promise<ScenarioReport>> = {
   hit: hitPath,
+  ownership,
   miss: missPath,
   storm: pollingStorm,
   push,

@@ -1,5 +1,5 @@
 import closeWithGrace from 'close-with-grace'
-import { ConfigError, describeConfig, loadConfig, type Config } from './config.js'
+import { describeConfig, loadConfig, type Config } from './config.js'
 import { buildApp } from './app.js'
 import { cliAnswer } from './process/cli.js'
 
@@ -22,9 +22,8 @@ let app: Awaited<ReturnType<typeof buildApp>>
 try {
   app = await buildApp(config)
 } catch (err) {
-  // a surrounding that cannot work (DATA_DIR not writable): one line, as for a bad variable
-  if (!(err instanceof ConfigError)) throw err
-  console.error(`mj-gateway: ${err.message}`)
+  // a surrounding that cannot work (DATA_DIR not writable, a ConfigError naming it): one line, as for a bad variable
+  console.error(`mj-gateway: ${(err as Error).message}`)
   process.exit(1)
 }
 app.log.info({ config: describeConfig(config) }, 'effective configuration')

@@ -29,7 +29,7 @@ t.test('npm run bench -- --quick: every scenario runs to the end and writes its 
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
   t.equal(code, 0, `the bench exits 0\n${output}`)
   const results = JSON.parse(readFileSync(out, 'utf8')) as { scenarios: Record<string, unknown>; checks: Array<{ name: string }> }
-  t.same(Object.keys(results.scenarios), ['hit', 'miss', 'storm', 'push', 'memory', 'soak'], 'all six scenarios reported')
+  t.same(Object.keys(results.scenarios), ['hit', 'ownership', 'miss', 'storm', 'push', 'memory', 'soak'], 'all seven scenarios reported')
   t.ok(results.checks.some((c) => c.name === 'gateway crashes'), 'the soak reports crashes')
   for (const title of ['1. Hit path', '2. Miss path', '3. Polling storm', '3b. Push', '4. Memory', '5. Fault soak']) t.match(output, title, `prints ${title}`)
 })

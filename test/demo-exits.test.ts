@@ -11,7 +11,10 @@ import { isolatedDataEnv } from './helpers/data-dir.js'
 const ROOT = new URL('../', import.meta.url).pathname
 const RUN = `${ROOT}dist/src/demo/run.js`
 
-function demo(tt: Test, env: Record<string, string>): { out: () => string; err: () => string; exited: Promise<number | null>; kill: () => void } {
+function demo(
+  tt: Test,
+  env: Record<string, string>
+): { out: () => string; err: () => string; exited: Promise<number | null>; kill: () => void; interrupt: () => void } {
   const clean: NodeJS.ProcessEnv = {}
   for (const [k, v] of Object.entries(process.env)) if (!ENV_VARIABLES.includes(k) && !k.startsWith('UPSTREAM_')) clean[k] = v
   const child = spawn(process.execPath, [RUN], { cwd: ROOT, env: { ...clean, ...isolatedDataEnv(tt), ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -23,7 +26,7 @@ function demo(tt: Test, env: Record<string, string>): { out: () => string; err: 
   tt.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   })
-  return { out: () => out, err: () => err, exited, kill: () => child.kill('SIGTERM') }
+  return { out: () => out, err: () => err, exited, kill: () => child.kill('SIGTERM'), interrupt: () => child.kill('SIGINT') }
 }
 
 t.test('a bad PORT: one line naming PORT, exit 1', async (t) => {
@@ -56,4 +59,18 @@ t.test('CLIENT_KEYS empty: the banner says the submit routes are off', async (t)
   t.match(run.out(), '# submit routes are off (PASSTHROUGH=auto turns them on only when CLIENT_KEYS is set)')
   run.kill()
   t.equal(await run.exited, 0, 'Ctrl-C / SIGTERM closes and exits 0')
+})
+
+t.test('own CLIENT_KEYS and METRICS_TOKEN: the banner uses $MJGW_TOKEN and $METRICS_TOKEN; Ctrl-C then SIGTERM still exits 0', async (t) => {
+  const run = demo(t, { PORT: '0', HOST: '0.0.0.0', CLIENT_KEYS: 'team:tok-team-demo-5521', METRICS_TOKEN: 'metrics-token-demo-5521' })
+  for (let i = 0; i < 400 && !run.out().includes('Ctrl-C stops the demo'); i++) await new Promise((r) => setTimeout(r, 25))
+  const out = run.out()
+  t.match(out, 'Client tokens come from CLIENT_KEYS: export MJGW_TOKEN=<one of them> first.')
+  t.match(out, /curl -i http:\/\/127\.0\.0\.1:\d+\/mj\/task\/\d+\/fetch -H "Authorization: Bearer \$MJGW_TOKEN"/, '0.0.0.0 is shown as 127.0.0.1')
+  t.match(out, `/metrics -H "Authorization: Bearer $METRICS_TOKEN"`)
+  t.notMatch(out, 'tok-team-demo-5521', 'the banner never prints a token')
+  t.notMatch(out, 'metrics-token-demo-5521')
+  run.interrupt()
+  run.kill()
+  t.equal(await run.exited, 0, 'a second signal during the shutdown changes nothing')
 })

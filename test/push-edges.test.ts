@@ -99,3 +99,20 @@ t.test('docs/push.md §5: a callback without any body or content-type is 404', a
   const r = await send('POST', `${gw.url}/gateway/notify/${notifySecret(UPSTREAM_KEY)}`)
   t.equal(r.status, 404)
 })
+
+t.test('docs/push.md §1: the events routes answer GET only: a HEAD is 404, as for a route that does not exist, and asks nothing upstream', async (t) => {
+  const { gw, world, upstream } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100' })
+  world.set('h1', 'IN_PROGRESS')
+  for (const path of ['/mj/task/h1/events', '/mj/tasks/events?ids=h1']) {
+    const r = await send('HEAD', `${gw.url}${path}`)
+    t.equal(r.status, 404, `HEAD ${path}`)
+    t.not(r.headers['content-type'], 'text/event-stream', 'no stream opened')
+  }
+  t.equal(upstream.requests.length, 0, 'the upstream was not asked')
+  const s = await openSse(`${gw.url}/mj/task/h1/events`)
+  await s.waitForEvents(1)
+  t.equal(s.headers['content-type'], 'text/event-stream', 'GET opens the stream')
+  t.equal(s.headers['x-accel-buffering'], 'no')
+  t.equal(s.headers['cache-control'], 'no-store', 'the gateway’s own cache-control, as on every answer')
+  s.close()
+})

@@ -66,6 +66,16 @@ t.test('docs/push.md §6: with REDIS_URL one replica refreshes, every replica’
   await onB.waitForEvents(6)
   t.equal(onB.events[5]?.data, update)
 
+  // the other way round: b does not refresh, so only Redis tells it that a subscriber on a watches r4
+  world.set('r4', 'IN_PROGRESS', { progress: '5%' })
+  const r4OnA = await openSse(`${a.url}/mj/task/r4/events`)
+  await r4OnA.waitForEvents(1)
+  const r4 = world.set('r4', 'IN_PROGRESS', { progress: '6%' })
+  await waitFor(async () => (await post(`${b.url}/gateway/notify/${notifySecret(KEY)}`, r4, { 'content-type': 'application/json' })).status === 200)
+  await r4OnA.waitForEvents(2)
+  t.equal(r4OnA.events[1]?.data, r4, 'a callback on b for a task watched only on a reaches a’s subscriber')
+  r4OnA.close()
+
   // a task gone upstream: the replica that refreshes finds out, the other one's subscriber is told
   world.remove('r3')
   await onB.waitForEvents(7)

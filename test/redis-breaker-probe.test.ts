@@ -6,7 +6,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { pino } from 'pino'
-import { RedisConnection } from '../src/redis/connection.js'
+import { COMMAND_TIMEOUT_MS, RedisConnection } from '../src/redis/connection.js'
+import { CircuitBreaker } from '../src/redis/breaker.js'
 import { RedisSharedTier } from '../src/redis/shared-tier.js'
 import { startRedisServer } from './helpers/redis-server.js'
 
@@ -70,4 +71,49 @@ t.test('write-back stops when Redis stops being up part way', async (t) => {
   await sleep(200)
   t.equal(conn.up, false, 'breaker open')
   t.equal((await redis.admin().keys('mjgw:fp-stop:task:*')).length, 100, 'only the first batch was written')
+})
+
+t.test('an answer that arrived in time while this process was busy is taken, not counted as a timeout', async (t) => {
+  const redis = await startRedisServer(t)
+  const states: boolean[] = []
+  // one timeout would open this breaker
+  const conn = new RedisConnection({ url: redis.url, log: pino({ level: 'silent' }), onState: (up) => void states.push(up), breaker: { threshold: 1, coolOffMs: 60_000 } })
+  t.teardown(() => conn.close())
+  t.ok(await until(() => conn.up), 'up')
+  // Sent from the loop's check phase, then the loop is blocked past the command timeout: when it turns again, its
+  // timers run first (the timeout is due) and only then its I/O (Redis's answer, there all along).
+  const answer = await new Promise<Promise<string>>((resolve) =>
+    setImmediate(() => {
+      const sent = conn.within(conn.client.ping())
+      const end = Date.now() + COMMAND_TIMEOUT_MS + 150
+      while (Date.now() < end) {
+        // busy
+      }
+      resolve(sent)
+    })
+  )
+  t.equal(answer, 'PONG', 'the answer is taken')
+  // the timeout's own turn comes after the answer's: let it pass
+  await sleep(50)
+  t.equal(conn.up, true, 'and the breaker did not count a timeout')
+  t.same(states, [true])
+})
+
+t.test('a probe still out when the breaker stops schedules no other', async (t) => {
+  let probes = 0
+  const breaker = new CircuitBreaker({
+    threshold: 1,
+    coolOffMs: 10,
+    probe: () => {
+      probes++
+      return sleep(40).then(() => false)
+    },
+    onChange: () => undefined
+  })
+  breaker.timeout()
+  t.equal(breaker.open, true)
+  t.ok(await until(() => probes === 1), 'a probe is out')
+  breaker.stop()
+  await sleep(200)
+  t.equal(probes, 1, 'its failure scheduled no further probe')
 })

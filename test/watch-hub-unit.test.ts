@@ -1,6 +1,7 @@
 import t from 'tap'
 import { TaskCache } from '../src/cache/task-cache.js'
 import { WatchHub } from '../src/push/watch-hub.js'
+import { taskState, type TaskState } from '../src/push/task-state.js'
 import type { TaskListener } from '../src/push/watch-hub.js'
 import { taskBody } from './helpers/fake-upstream.js'
 
@@ -12,9 +13,10 @@ t.test('WatchHub.apply: a terminal state is final, an older body replayed after 
   const now = Date.now()
   const running = Buffer.from(JSON.stringify(taskBody('x', 'IN_PROGRESS')))
   const done = Buffer.from(JSON.stringify(taskBody('x', 'SUCCESS')))
-  hub.subscribe('x', listener, running, now)
+  const state = taskState(running) as TaskState
+  hub.subscribe('x', listener, running, state, now)
   t.equal(hub.apply('x', done, now + 1), true, 'the terminal state is news')
   t.equal(hub.apply('x', running, now + 2), false, 'an older body after it is not')
   t.same(seen, [done.toString()], 'the listener heard only the terminal state')
-  t.same(hub.subscribe('x', listener, running, now + 3).body, done, 'the hub still holds the terminal body')
+  t.same(hub.subscribe('x', listener, running, state, now + 3).body, done, 'the hub still holds the terminal body')
 })

@@ -1,6 +1,6 @@
 /** What a run measures and for how long: `--quick` (CI smoke, under a minute), the full run, or `--soak` alone. */
-export type ScenarioId = 'hit' | 'miss' | 'storm' | 'push' | 'memory' | 'soak' | 'redis-stall'
-export const SCENARIOS: readonly ScenarioId[] = ['hit', 'miss', 'storm', 'push', 'memory', 'soak']
+export type ScenarioId = 'hit' | 'ownership' | 'miss' | 'storm' | 'push' | 'memory' | 'soak' | 'redis-stall'
+export const SCENARIOS: readonly ScenarioId[] = ['hit', 'ownership', 'miss', 'storm', 'push', 'memory', 'soak']
 /** run only when asked for (--only=redis-stall): it needs redis-server installed */
 export const EXTRA_SCENARIOS: readonly ScenarioId[] = ['redis-stall']
 
@@ -82,10 +82,10 @@ export function parseArgs(argv: readonly string[]): Settings {
 export class HelpRequested extends Error {}
 
 export const HELP = `npm run bench [-- options]
-  (no option)         all six scenarios (hit, miss, storm, push, memory, a 30 s soak); writes bench/results/latest.json
+  (no option)         all seven scenarios (hit, ownership, miss, storm, push, memory, a 30 s soak); writes bench/results/latest.json
   --quick             the same in under a minute, short and noisy (CI smoke); writes bench/results/quick.json
   --soak              only the fault soak, 2 minutes (--soak-seconds=N, at most ${SOAK_MAX_SECONDS})
-  --only=hit,miss     only these scenarios (hit, miss, storm, push, memory, soak; and redis-stall, run only when named:
+  --only=hit,miss     only these scenarios (hit, ownership, miss, storm, push, memory, soak; and redis-stall, run only when named:
                       hit-path throughput with Redis stopped mid-traffic (SIGSTOP) against Redis up; needs redis-server)
   --rounds=N --seconds=S   measured rounds per candidate and seconds per round
   --profile           also write the gateway's CPU profile of the hit path to bench/results/

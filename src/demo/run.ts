@@ -3,7 +3,7 @@
  * Prints ready-to-paste curl lines. Ctrl-C closes both and exits 0.
  */
 import { buildApp } from '../app.js'
-import { ConfigError, loadConfig, type Config } from '../config.js'
+import { loadConfig, type Config } from '../config.js'
 import { passthroughEnabled } from '../routes/passthrough.js'
 import { startSimulatedUpstream } from './simulated-upstream.js'
 import { tmpdir } from 'node:os'
@@ -32,7 +32,6 @@ try {
     ...process.env,
     UPSTREAM_BASE_URL: sim.url,
     UPSTREAM_API_KEY: DEMO_UPSTREAM_KEY,
-    PORT: process.env.PORT ?? '8080',
     HOST: process.env.HOST ?? '127.0.0.1',
     CLIENT_KEYS: process.env.CLIENT_KEYS ?? DEMO_CLIENT_KEYS,
     // Client tokens turn ownership on (TASK_OWNERSHIP=auto, docs/tenancy.md §2), and it stays on: what is submitted
@@ -48,13 +47,16 @@ try {
   })
 } catch (err) {
   await sim.close()
-  console.error(err instanceof ConfigError ? err.message : err)
+  // loadConfig throws only ConfigError: one line naming the variable
+  console.error((err as Error).message)
   process.exit(1)
 }
 
 const app = await buildApp(config)
+let base: string
 try {
-  await app.listen({ port: config.port, host: config.host })
+  // Fastify's own idea of where to reach it: 0.0.0.0 becomes 127.0.0.1, an IPv6 host gets its brackets
+  base = await app.listen({ port: config.port, host: config.host })
 } catch (err) {
   await app.close().catch(() => undefined)
   await sim.close()
@@ -77,11 +79,6 @@ const shutdown = (signal: string): void => {
 }
 process.once('SIGINT', () => shutdown('SIGINT'))
 process.once('SIGTERM', () => shutdown('SIGTERM'))
-
-const address = app.server.address()
-const port = typeof address === 'object' && address !== null ? address.port : config.port
-const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host === '::' ? '[::1]' : config.host.includes(':') ? `[${config.host}]` : config.host
-const base = `http://${host}:${port}`
 
 const usingDemoToken = process.env.CLIENT_KEYS === undefined
 const auth =

@@ -77,17 +77,19 @@ export class WatchHub {
     if (until > w.watchedUntil) w.watchedUntil = until
   }
 
-  /** Starts telling `listener` about `id`, whose current body is `body`; returns the state it now holds. */
-  subscribe(id: string, listener: TaskListener, body: Buffer, now: number): { body: Buffer; state: TaskState | undefined } {
+  /**
+   * Starts telling `listener` about `id`, whose current body (a task object with that id: the route checked it) is
+   * `body`; returns what the hub now holds, which is newer when another subscriber or the refresher got there first.
+   */
+  subscribe(id: string, listener: TaskListener, body: Buffer, state: TaskState, now: number): { body: Buffer; state: TaskState } {
     const w = this.entry(id, now)
     w.listeners.add(listener)
-    const state = taskState(body)
-    if (w.body === undefined && state?.id === id) {
+    if (w.state === undefined) {
       w.body = body
       w.state = state
       this.schedule(w, now)
     }
-    return { body: w.body ?? body, state: w.state ?? state }
+    return { body: w.body as Buffer, state: w.state }
   }
 
   unsubscribe(id: string, listener: TaskListener): void {

@@ -1,5 +1,4 @@
-import sseModule, { type SSEPluginOptions } from '@fastify/sse'
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config.js'
 import type { TaskCache } from '../cache/task-cache.js'
 import type { TaskService } from '../tasks/fetch-service.js'
@@ -17,9 +16,6 @@ import { Refresher } from './refresher.js'
 import { Subscribers } from './subscribers.js'
 import { WatchHub } from './watch-hub.js'
 import { RedisRelay } from './redis-relay.js'
-
-/** the package's default export is the fastify-plugin-wrapped one (its types name the bare function) */
-const fastifySse = sseModule as unknown as FastifyPluginAsync<SSEPluginOptions>
 
 export interface PushDeps {
   config: Config
@@ -95,7 +91,6 @@ export function pushFeatures(app: FastifyInstance, deps: PushDeps): PushFeatures
   return {
     fetched: (id, now) => hub.fetched(id, now),
     routes: async (mj) => {
-      await mj.register(fastifySse, { heartbeatInterval: 0 })
       await mj.register(taskEventsRoutes, { cache, service, hub, subscribers, table: deps.clientKeys, access: deps.access, upstream })
     },
     callbacks: async (root) => {

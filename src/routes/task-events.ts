@@ -7,9 +7,9 @@ import { FirstStates } from '../push/first-states.js'
 import { BadRequestError, BadTaskIdError, RateLimitedError, UpstreamBadResponseError } from '../http/errors.js'
 import { clientOf } from '../clients/identity.js'
 import { rateLimitKey } from '../rate-limit/counter.js'
-import { EventStream } from '../push/event-stream.js'
+import { EventStream, writeStreamHead } from '../push/event-stream.js'
 import type { Subscribers } from '../push/subscribers.js'
-import { taskState } from '../push/task-state.js'
+import { taskState, type TaskState } from '../push/task-state.js'
 import type { WatchHub } from '../push/watch-hub.js'
 import type { Answer } from '../upstream/answer.js'
 import { sendAnswer } from './send-answer.js'
@@ -52,8 +52,8 @@ export function parseIds(raw: unknown): string[] {
 
 
 /**
- * GET /mj/task/:id/events and GET /mj/tasks/events?ids=… (CONTRACT §11), on @fastify/sse in its 'manual' mode (no
- * Accept negotiation: curl's `*\/*` and EventSource alike get the stream, and nothing answers outside the §6 shape).
+ * GET /mj/task/:id/events and GET /mj/tasks/events?ids=… (CONTRACT §11). No Accept negotiation: curl's `*\/*` and
+ * EventSource alike get the stream, and nothing answers outside the §6 shape.
  * Everything that can fail (limits, ownership, an unknown id, the upstream) fails before the stream opens, as JSON.
  */
 export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
@@ -79,6 +79,7 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
       throw new RateLimitedError(`${LIMIT_RETRY_AFTER_SECONDS} seconds`)
     }
     let bodies: Buffer[]
+    let states: TaskState[]
     try {
       const found = await Promise.all(ids.map((id) => current(client, id, route)))
       const answer = found.find((f): f is Answer => !Buffer.isBuffer(f))
@@ -87,15 +88,16 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
         return sendAnswer(reply, answer)
       }
       bodies = found as Buffer[]
-      bodies.forEach((body, i) => {
-        if (taskState(body)?.id !== ids[i]) throw new UpstreamBadResponseError('not a task object for the requested id')
+      states = bodies.map((body, i) => {
+        const state = taskState(body)
+        if (state?.id !== ids[i]) throw new UpstreamBadResponseError('not a task object for the requested id')
+        return state as TaskState
       })
     } catch (err) {
       subscribers.release(key)
       throw err
     }
-    reply.sse.keepAlive()
-    reply.sse.sendHeaders()
+    writeStreamHead(reply)
     const lastEventId = request.headers['last-event-id']
     const stream = new EventStream(reply.raw, ids, typeof lastEventId === 'string' ? lastEventId : undefined, (s) => {
       for (const id of ids) hub.unsubscribe(id, s)
@@ -104,22 +106,21 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
     })
     subscribers.add(stream)
     const now = Date.now()
+    // (a stream that a terminal state ended ignores the rest: update() on a closed stream does nothing)
     ids.forEach((id, i) => {
-      if (!stream.live) return
-      const known = hub.subscribe(id, stream, bodies[i] as Buffer, now)
-      if (known.state !== undefined) stream.update(id, known.body, known.state)
+      const known = hub.subscribe(id, stream, bodies[i] as Buffer, states[i] as TaskState, now)
+      stream.update(id, known.body, known.state)
     })
     stream.opened()
     return undefined
   }
 
-  const sse = { kind: 'manual', heartbeat: false } as const
-  app.get<{ Params: { id: string } }>(
-    TASK_EVENTS_ROUTE,
-    { sse, schema: { params: taskIdParams }, config: { queryToken: true, longLived: true } },
-    (request, reply) => open(request, reply, [request.params.id], TASK_EVENTS_ROUTE)
+  // GET only: a HEAD would open a stream with nothing to send (a wrong method is 404, docs/errors.md)
+  const config = { queryToken: true, longLived: true }
+  app.get<{ Params: { id: string } }>(TASK_EVENTS_ROUTE, { schema: { params: taskIdParams }, config, exposeHeadRoute: false }, (request, reply) =>
+    open(request, reply, [request.params.id], TASK_EVENTS_ROUTE)
   )
-  app.get<{ Querystring: { ids?: unknown } }>(TASKS_EVENTS_ROUTE, { sse, config: { queryToken: true, longLived: true } }, (request, reply) =>
+  app.get<{ Querystring: { ids?: unknown } }>(TASKS_EVENTS_ROUTE, { config, exposeHeadRoute: false }, (request, reply) =>
     open(request, reply, parseIds(request.query.ids), TASKS_EVENTS_ROUTE)
   )
 }
