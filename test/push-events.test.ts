@@ -178,3 +178,26 @@ t.test('docs/push.md §9: the subscriber gauge and the refresh counter', async (
   await waitFor(async () => sample(await gw.metrics(), 'mj_gateway_events_subscribers') === 0)
   t.notOk(gw.logs().includes(UPSTREAM_KEY))
 })
+
+t.test('docs/push.md §1: a task already being loaded or watched costs a later subscriber no upstream call', async (t) => {
+  // no refresher round during the test: every list call is a first state
+  const { gw, world, upstream } = await pushGateway(t, { REFRESH_INTERVAL_MS: '60000', POLL_CACHE_MS: '0' })
+  const body = world.set('f1', 'IN_PROGRESS', { progress: '5%' })
+  upstream.enqueue({ kind: 'raw', body: `[${body}]`, delayMs: 300 })
+  const a = openSse(`${gw.url}/mj/task/f1/events`)
+  // past the gathering window, while the first list call is still out
+  await new Promise((r) => setTimeout(r, 100))
+  const b = openSse(`${gw.url}/mj/task/f1/events`)
+  const [sa, sb] = await Promise.all([a, b])
+  await sa.waitForEvents(1)
+  await sb.waitForEvents(1)
+  t.equal(sb.events[0]?.data, body)
+  t.equal(world.listCalls, 1, 'the second subscriber joined the load in flight')
+  // now the hub watches it: a third subscriber takes its state from there
+  const sc = await openSse(`${gw.url}/mj/task/f1/events`)
+  await sc.waitForEvents(1)
+  t.equal(sc.events[0]?.data, body)
+  t.equal(world.listCalls, 1, 'a watched task’s state comes from the hub')
+  t.equal(world.fetchCalls, 0)
+  for (const s of [sa, sb, sc]) s.close()
+})

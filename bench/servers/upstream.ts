@@ -73,7 +73,9 @@ serveIpc(port, {
   fetches: () => sim.stats.byRoute[FETCH_ROUTE] ?? 0,
   faults: () => faultCounts,
   /** every request the simulation has answered so far (push scenario) */
-  requests: () => sim.stats.requests
+  requests: () => sim.stats.requests,
+  /** the same, by route ('POST /mj/task/list-by-condition', …) */
+  byRoute: () => sim.stats.byRoute
 })
 
 async function startFaultFront(faults: Faults): Promise<number> {

@@ -13,11 +13,14 @@ interface Waiter<T> {
 /**
  * The first state of tasks new subscribers ask for that the cache does not hold: gathered for GATHER_MS and asked
  * in one list-by-condition call (100 ids a call), so a crowd subscribing to many tasks costs one upstream call, not
- * one per task. An id the list leaves out, or a list that fails, goes to `single` (the /fetch miss path: one call
- * for that id, with its error mapping, its stale stand-in and its 404 for an unknown task).
+ * one per task. A task already being loaded is not asked again: later subscribers join the load in flight. An id
+ * the list leaves out, or a list that fails, goes to `single` (the /fetch miss path: one call for that id, with its
+ * error mapping, its stale stand-in and its 404 for an unknown task).
  */
 export class FirstStates<T> {
-  private pending = new Map<string, Array<Waiter<Buffer | T>>>()
+  private pending = new Map<string, Waiter<Buffer | T>>()
+  /** every id gathered or being asked, until its answer is in */
+  private readonly inflight = new Map<string, Promise<Buffer | T>>()
   private timer: NodeJS.Timeout | undefined
 
   constructor(
@@ -26,12 +29,16 @@ export class FirstStates<T> {
   ) {}
 
   load(id: string): Promise<Buffer | T> {
-    return new Promise((resolve, reject) => {
-      const waiting = this.pending.get(id)
-      if (waiting !== undefined) waiting.push({ resolve, reject })
-      else this.pending.set(id, [{ resolve, reject }])
+    const known = this.inflight.get(id)
+    if (known !== undefined) return known
+    const loading = new Promise<Buffer | T>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
       this.timer ??= setTimeout(() => void this.flush(), GATHER_MS)
     })
+    this.inflight.set(id, loading)
+    const done = (): void => void this.inflight.delete(id)
+    loading.then(done, done)
+    return loading
   }
 
   private async flush(): Promise<void> {
@@ -45,7 +52,8 @@ export class FirstStates<T> {
       for (const id of chunk) {
         const body = found.get(id)
         const result = body === undefined ? this.single(id) : Promise.resolve(body)
-        for (const w of batch.get(id) as Array<Waiter<Buffer | T>>) result.then(w.resolve, w.reject)
+        const w = batch.get(id) as Waiter<Buffer | T>
+        result.then(w.resolve, w.reject)
       }
     }
   }

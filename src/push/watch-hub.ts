@@ -92,6 +92,11 @@ export class WatchHub {
     return { body: w.body as Buffer, state: w.state }
   }
 
+  /** the body the hub holds for a task it watches (the refresher keeps it current), if any */
+  known(id: string): Buffer | undefined {
+    return this.tasks.get(id)?.body
+  }
+
   unsubscribe(id: string, listener: TaskListener): void {
     const w = this.tasks.get(id)
     if (w === undefined) return

@@ -63,12 +63,13 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
     return served.kind === 'task' ? served.body : served.answer
   })
 
-  /** the task's current body: the cache, else the upstream (gathered with other first states: FirstStates) */
+  /**
+   * The task's current body: the cache, else what the hub holds for a task it already watches (another subscriber's,
+   * kept current by the refresher), else the upstream (gathered with other first states: FirstStates).
+   */
   const current = async (client: ClientIdentity, id: string, route: string): Promise<Buffer | Answer> => {
     await access(client, id, route)
-    const hit = cache.fresh(id, Date.now())
-    if (hit !== undefined) return hit.body
-    return first.load(id)
+    return cache.fresh(id, Date.now())?.body ?? hub.known(id) ?? first.load(id)
   }
 
   const open = async (request: FastifyRequest, reply: FastifyReply, ids: string[], route: string): Promise<FastifyReply | undefined> => {
