@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import t from 'tap'
 import { failureOf, ImageFetchError } from '../src/images/cdn-fetch.js'
-import { DiskImageStore } from '../src/images/disk-store.js'
+import { DiskImageStore, HOT_IMAGE_MAX_BYTES } from '../src/images/disk-store.js'
 import { archivable, linkAt, taskImages } from '../src/images/task-images.js'
 
 function tempDir(t: { teardown(fn: () => unknown): void }): string {
@@ -49,10 +49,7 @@ t.test('disk store: a file cut short by hand is a miss and forgotten; stale temp
   // the same bytes under another key: stored once
   await store.put('k2', Readable.from([Buffer.from('hello image')]), 'image/png')
   t.equal(store.bytes, 11)
-  const opened = await store.open('k2')
-  t.equal(opened?.hash, stored.hash)
-  opened?.release()
-  opened?.release()
+  // cut short before any read (nothing of it is in memory yet)
   truncateSync(join(dir, 'blobs', stored.hash.slice(0, 2), stored.hash), 5)
   t.equal(await store.open('k1'), undefined)
   t.notOk(store.has('k2'), 'both keys of the lost blob are forgotten')
@@ -72,9 +69,7 @@ t.test('disk store: a file cut short by hand is a miss and forgotten; stale temp
   t.equal(again.bytes, 4)
   const kept = await again.open('k3')
   t.equal(kept?.contentType, 'image/webp')
-  const chunks: Buffer[] = []
-  for await (const c of kept?.stream(0, 3) ?? []) chunks.push(c as Buffer)
-  t.equal(Buffer.concat(chunks).toString(), 'kept')
+  t.equal(kept?.body(0, 3).toString(), 'kept')
   await again.close()
   t.same(readdirSync(join(dir, 'tmp')), ['young-write'])
 })
@@ -91,4 +86,36 @@ t.test('disk store: a source that fails leaves nothing behind', async (t) => {
   t.notOk(store.has('k'))
   t.same(readdirSync(join(dir, 'tmp')), [])
   await store.close()
+})
+
+t.test('disk store: an image up to HOT_IMAGE_MAX_BYTES is read once and then served from memory; a larger one is streamed from disk each time', async (t) => {
+  const dir = tempDir(t)
+  const store = new DiskImageStore(dir, 64 << 20)
+  t.teardown(() => store.close())
+  const small = await store.put('small', Readable.from([Buffer.from('small image')]), 'image/png')
+  const bigBytes = Buffer.alloc(HOT_IMAGE_MAX_BYTES + 1, 7)
+  const big = await store.put('big', Readable.from([bigBytes]), 'image/png')
+
+  const first = await store.open('small')
+  t.same(first?.body(0, 4), Buffer.from('small'), 'a range of it')
+  first?.release()
+  const path = join(dir, 'blobs', small.hash.slice(0, 2), small.hash)
+  // the file's content changed on disk (same size): what is served is what was read once, from memory
+  writeFileSync(path, 'SMALL IMAGE')
+  const again = await store.open('small')
+  t.same(again?.body(0, small.size - 1), Buffer.from('small image'), 'read once: served from memory')
+  rmSync(path)
+  t.equal(await store.open('small'), undefined, 'its file deleted by hand: a miss at once, though memory holds it')
+
+  const opened = await store.open('big')
+  const body = opened?.body(0, big.size - 1)
+  t.ok(body instanceof Readable, 'a larger image is a stream')
+  const chunks: Buffer[] = []
+  for await (const c of body as Readable) chunks.push(c as Buffer)
+  t.ok(Buffer.concat(chunks).equals(bigBytes))
+  const unread = await store.open('big')
+  unread?.release()
+  unread?.release()
+  rmSync(join(dir, 'blobs', big.hash.slice(0, 2), big.hash))
+  t.equal(await store.open('big'), undefined, 'not held in memory: its file gone, it is a miss')
 })

@@ -1,6 +1,12 @@
 import t from 'tap'
 import { Ownership, submittedTaskId, type OwnerRecords } from '../src/clients/ownership.js'
 import type { ClientIdentity } from '../src/clients/client-keys.js'
+import { EmbeddedStore } from '../src/storage/embedded-store.js'
+import { RedisOwnerRecords } from '../src/redis/owner-records.js'
+import { RedisConnection } from '../src/redis/connection.js'
+import { pino } from 'pino'
+import { tempDataDir } from './helpers/data-dir.js'
+import { startRedisServer } from './helpers/redis-server.js'
 
 const who = (name: string, all = false): ClientIdentity => ({ authorized: true, name, owner: name, all, label: name })
 
@@ -30,7 +36,7 @@ t.test('docs/tenancy.md §3 a store that throws at once or rejects denies and re
   t.equal(sync.errors.length, 2, 'a failed write is reported')
   t.equal(sync.o.canRead(who('a'), 'mine'), true, 'and remembered by this replica')
 
-  const async = ownership({ owners: () => Promise.reject(boom), record: () => Promise.resolve() })
+  const async = ownership({ owners: () => Promise.reject(boom), record: () => Promise.resolve(undefined) })
   t.equal(await async.o.canRead(who('a'), 'x'), false)
   await t.rejects(Promise.resolve(async.o.assertReadable(who('a'), 'x', '/r')), { code: 'MJGW_TASK_NOT_FOUND' })
   t.same(await async.o.readable(who('a'), ['x', 'y'], '/list'), [])
@@ -49,4 +55,23 @@ t.test('docs/tenancy.md §2 readable(): owners from memory and the store, in ord
   t.same(await off.readable(who('a'), ['b1'], '/list'), ['b1'])
   await off.record(who('a'), 'z')
   t.equal(off.canRead(who('b'), 'z'), true)
+})
+
+t.test('docs/tenancy.md §2 the first record wins, in the embedded store and in Redis: a later one is refused and names the owner', async (t) => {
+  const embedded = new EmbeddedStore(tempDataDir(t), 'fp-first')
+  t.teardown(() => embedded.close())
+  const redis = await startRedisServer(t)
+  const conn = new RedisConnection({ url: redis.url, log: pino({ level: 'silent' }), onState: () => undefined })
+  t.teardown(() => conn.close())
+  for (let i = 0; i < 100 && !conn.up; i++) await new Promise((r) => setTimeout(r, 20))
+  for (const [name, store] of [['embedded', embedded], ['redis', new RedisOwnerRecords(conn, 'fp-first')]] as const) {
+    t.equal(await store.record('t1', 'a', 60_000), undefined, `${name}: recorded`)
+    t.equal(await store.record('t1', 'b', 60_000), 'a', `${name}: a second owner is refused`)
+    t.same(await store.owners(['t1']), ['a'], `${name}: the first stays`)
+  }
+  // through Ownership: a client naming an owned task in a later submit answer does not take it
+  const { o } = ownership(embedded)
+  await o.record(who('b'), 't1')
+  t.equal(o.canRead(who('a'), 't1'), true)
+  t.equal(o.canRead(who('b'), 't1'), false)
 })

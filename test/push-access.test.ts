@@ -34,11 +34,23 @@ t.test('docs/push.md §3: the token in Authorization, mj-api-secret or ?token= (
   }
   const fetchWithQuery = await get(`${gw.url}/mj/task/t1/fetch?token=${TOKEN}`)
   t.equal(fetchWithQuery.status, 401, 'a query token is not taken on /fetch')
+  // a name the log would not recognise as the token's is no token (it would be logged in clear)
+  const encodedName = await get(`${gw.url}/mj/task/t1/events?%74oken=${TOKEN}`)
+  t.equal(encodedName.status, 401, 'the parameter is `token`, written exactly so')
 
   await waitFor(() => gw.logs().includes('?token=[redacted]&ids=t1'))
   const logs = gw.logs()
   t.notOk(logs.includes(TOKEN), 'the token appears in no log line')
   t.match(logs, /"url":"\/mj\/task\/t1\/events\?token=\[redacted\]".*"client":"web"/)
+})
+
+t.test('loggableUrl: escaped names, names without a value, broken escapes, the callback path', async (t) => {
+  t.equal(loggableUrl('/mj/task/x/events?%74oken=abc&%54OKEN=def&s%69g=ghi'), '/mj/task/x/events?%74oken=[redacted]&%54OKEN=[redacted]&s%69g=[redacted]')
+  t.equal(loggableUrl('/mj/task/x/events?token&ids=a'), '/mj/task/x/events?[redacted]&ids=a')
+  t.equal(loggableUrl('/mj/task/x/events?%zz=1&token=abc'), '/mj/task/x/events?%zz=1&token=[redacted]')
+  t.equal(loggableUrl('/gateway/notify/s3cr3t'), '/gateway/notify/[redacted]')
+  t.equal(loggableUrl('/gateway/notify/s3cr3t?x=1'), '/gateway/notify/[redacted]?x=1')
+  t.equal(loggableUrl('/mj/task/x/fetch'), '/mj/task/x/fetch')
 })
 
 t.test('loggableUrl never lets a token query value through', async (t) => {

@@ -128,13 +128,30 @@ t.test('docs/tenancy.md ownership: a submit naming another client’s taskId is 
   for (const kind of ['modal', 'change', 'simple-change']) {
     isNotFound(t, await tn.gw.post(`/mj/submit/${kind}`, { taskId: aId, action: 'UPSCALE', index: 1 }, as('c')), aId, kind)
   }
+  // simple-change names its task in `content`: "<taskId> U1"
+  isNotFound(t, await tn.gw.post('/mj/submit/simple-change', { content: `${aId} U1` }, as('b')), aId, 'simple-change naming it in content')
+  isNotFound(t, await tn.gw.post('/mj/submit/simple-change', { content: `  ${aId}\tV2 ` }, as('b')), aId, 'with other white space')
   t.equal(submits(), 0, 'no action reached upstream')
   t.equal(tn.sim.stats.byRoute['POST /mj/submit/modal'] ?? 0, 0)
+  t.equal(tn.sim.stats.byRoute['POST /mj/submit/simple-change'] ?? 0, 0)
+  t.equal((await tn.gw.post('/mj/submit/simple-change', { content: `${aId} U1` }, as('a'))).status, 200, 'its owner may')
+  t.equal((await tn.gw.post('/mj/submit/imagine', { prompt: 'a content member elsewhere names no task', content: aId }, as('b'))).status, 200)
   const own = await tn.gw.post('/mj/submit/action', action, as('a'))
   t.equal(own.status, 200, 'the owner may act on it')
   const child = (own.json as { result: string }).result
   t.equal((await tn.fetch(child, as('a'))).status, 200, 'the child task belongs to the owner too')
   t.equal((await tn.fetch(child, as('b'))).status, 404)
+})
+
+t.test('docs/tenancy.md ownership: a submit answered "already exists" (code 21) with another client’s task id does not make it theirs', async (t) => {
+  const tn = await startTenancy(t)
+  const aId = await tn.submit(as('a'))
+  tn.sim.enqueue({ kind: 'json', body: { code: 21, description: 'task already exists', result: aId } })
+  const again = await tn.gw.post('/mj/submit/imagine', { prompt: 'the same prompt' }, as('b'))
+  t.equal(again.status, 200)
+  t.match(again.json, { code: 21, result: aId })
+  t.equal((await tn.fetch(aId, as('a'))).status, 200, 'still its first owner’s')
+  isNotFound(t, await tn.fetch(aId, as('b')), aId, 'not the second client’s')
 })
 
 t.test('docs/tenancy.md ownership: OWNERLESS_TASKS decides for tasks without a record; TASK_OWNERSHIP=off and auto without identities turn it off', async (t) => {

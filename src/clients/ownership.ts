@@ -9,7 +9,8 @@ import { TaskNotFoundError } from '../http/errors.js'
 export interface OwnerRecords {
   /** the owner of each id, in order; undefined = no record */
   owners(ids: readonly string[]): ReadonlyArray<string | undefined> | Promise<ReadonlyArray<string | undefined>>
-  record(id: string, owner: string, ttlMs: number): void | Promise<void>
+  /** records `owner` unless the task has one already (first record wins); returns that earlier owner, if any */
+  record(id: string, owner: string, ttlMs: number): string | undefined | Promise<string | undefined>
 }
 
 export interface OwnershipOptions {
@@ -105,18 +106,20 @@ export class Ownership {
   }
 
   /**
-   * Records that `client` submitted task `id`. Remembered at once (so this replica serves the owner's first poll
-   * without waiting) and written through to the store; a failed write is reported and leaves other replicas
-   * denying (fails closed).
+   * Records that `client` submitted task `id`, unless the task has an owner already: a submit answered "already
+   * exists" (code 21) names an existing task, which stays its first owner's. Written to the store, then remembered
+   * (the route waits for this before answering, so the owner's first poll finds it on this replica); a failed write
+   * is reported, remembered here and leaves other replicas denying (fails closed).
    */
   async record(client: ClientIdentity, id: string): Promise<void> {
-    if (!this.enabled) return
-    this.memo.set(id, client.owner)
+    if (!this.enabled || this.memo.has(id)) return
+    let earlier: string | undefined
     try {
-      await this.opts.store.record(id, client.owner, this.opts.ttlMs)
+      earlier = await this.opts.store.record(id, client.owner, this.opts.ttlMs)
     } catch (err) {
       this.opts.onStoreError(err)
     }
+    this.memo.set(id, earlier ?? client.owner)
   }
 
   private decide(client: ClientIdentity, id: string, owner: string | undefined): boolean {

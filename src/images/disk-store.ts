@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { Transform, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import Database from 'better-sqlite3'
+import { LRUCache } from 'lru-cache'
 import type { ImageStore, OpenImage, StoredImage } from './image-store.js'
 
 /** A temp file older than this is a crashed write's leftover (another process sharing DATA_DIR may be writing younger ones). */
@@ -13,6 +14,13 @@ const STALE_TEMP_MS = 3_600_000
 const TOUCH_FLUSH_MS = 10_000
 /** read size when streaming: fewer, larger writes to the socket */
 const READ_CHUNK = 1 << 20
+/**
+ * Images up to this size are read whole and kept in memory (HOT_BYTES in all, least recently used out): a page of
+ * thumbnails asks the same few images again and again, and for an image this small opening, reading and closing a
+ * file costs more than sending it (docs/images.md §5, measured in §9).
+ */
+export const HOT_IMAGE_MAX_BYTES = 1 << 20
+export const HOT_BYTES = 32 << 20
 
 interface Row {
   hash: string
@@ -31,6 +39,8 @@ export class DiskImageStore implements ImageStore {
   private readonly blobs: string
   private readonly temp: string
   private readonly touched = new Map<string, number>()
+  /** the bytes of small images recently served, by hash (content-addressed: never stale) */
+  private readonly hot = new LRUCache<string, Buffer>({ maxSize: HOT_BYTES, sizeCalculation: (b) => Math.max(1, b.length) })
   private readonly flushTimer: NodeJS.Timeout
   private held = 0
   private readonly q: {
@@ -95,6 +105,13 @@ export class DiskImageStore implements ImageStore {
   async open(key: string): Promise<OpenImage | undefined> {
     const row = this.q.find.get(key)
     if (row === undefined) return undefined
+    const held = this.hot.get(row.hash)
+    // a file deleted by hand (a takedown, or another process's eviction) is a miss at once, held in memory or not:
+    // one stat, synchronous (a few µs, no trip through the thread pool)
+    if (held !== undefined && statSync(this.blobPath(row.hash), { throwIfNoEntry: false })?.size === row.size) {
+      this.touched.set(row.hash, Date.now())
+      return heldImage(row, held)
+    }
     let fh: FileHandle
     try {
       fh = await open(this.blobPath(row.hash), 'r')
@@ -110,7 +127,10 @@ export class DiskImageStore implements ImageStore {
       return undefined
     }
     this.touched.set(row.hash, Date.now())
-    return openImage(row, fh)
+    if (size > HOT_IMAGE_MAX_BYTES) return openImage(row, fh)
+    const bytes = await fh.readFile().finally(() => fh.close())
+    this.hot.set(row.hash, bytes)
+    return heldImage(row, bytes)
   }
 
   async put(key: string, source: Readable, contentType: string): Promise<StoredImage> {
@@ -179,6 +199,7 @@ export class DiskImageStore implements ImageStore {
     })()
     if (row !== undefined) this.held -= row.size
     this.touched.delete(hash)
+    this.hot.delete(hash)
   }
 
   private flushTouches(): void {
@@ -212,11 +233,22 @@ function openImage(row: Row, fh: FileHandle): OpenImage {
     hash: row.hash,
     size: row.size,
     contentType: row.content_type,
-    stream(start, end) {
+    body(start, end) {
       released = true
       // the stream owns the descriptor from here and closes it when it ends or is destroyed
       return createReadStream('', { fd: fh, start, end, highWaterMark: READ_CHUNK, autoClose: true })
     },
     release
+  }
+}
+
+/** an image whose bytes are in memory: nothing to release */
+function heldImage(row: Row, bytes: Buffer): OpenImage {
+  return {
+    hash: row.hash,
+    size: row.size,
+    contentType: row.content_type,
+    body: (start, end) => bytes.subarray(start, end + 1),
+    release: () => undefined
   }
 }

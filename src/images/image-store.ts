@@ -10,8 +10,8 @@ export interface StoredImage {
 
 /** An archived image ready to be read: its bytes are held open until streamed or released. */
 export interface OpenImage extends StoredImage {
-  /** the bytes start..end (inclusive); the image is released when the stream ends or is destroyed */
-  stream(start: number, end: number): Readable
+  /** the bytes start..end (inclusive), in memory or as a stream; the image is released when the stream ends or is destroyed */
+  body(start: number, end: number): Readable | Buffer
   /** releases the image without reading it (a HEAD, a 304, a 416) */
   release(): void
 }

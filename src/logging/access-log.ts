@@ -16,14 +16,36 @@ export function requestIds(): () => string {
 
 /**
  * query parameters that carry a credential: a signed image URL's signature (docs/images.md §2), the client token of
- * an events stream (docs/push.md §3); the name in any case
+ * an events stream (docs/push.md §3); the name in any case and however it is escaped (`%74oken`)
  */
-const SECRET_QUERY = /([?&](?:sig|token)=)[^&#]*/gi
+const SECRET_PARAMS = new Set(['sig', 'token'])
+/** the upstream's callback URL carries the gateway's callback secret in its path (docs/push.md §5) */
+const SECRET_PATH = /^(\/gateway\/notify\/)[^?#]*/
 
-/** The URL as logged: a credential in the query is replaced, so a log reader cannot replay the request. */
+/** The URL as logged: a credential in the query or the path is replaced, so a log reader cannot replay the request. */
 export function loggableUrl(url: string | undefined): string | undefined {
-  if (url === undefined || !url.includes('?')) return url
-  return url.replace(SECRET_QUERY, '$1[redacted]')
+  // (the hit path's URLs, without a query, are returned as they are: no work per hit)
+  if (url === undefined || (!url.includes('?') && !url.startsWith('/gateway/'))) return url
+  const path = url.replace(SECRET_PATH, '$1[redacted]')
+  const q = path.indexOf('?')
+  if (q < 0) return path
+  const params = path
+    .slice(q + 1)
+    .split('&')
+    .map((p) => (SECRET_PARAMS.has(paramName(p)) ? `${p.slice(0, p.indexOf('=') + 1)}[redacted]` : p))
+  return `${path.slice(0, q + 1)}${params.join('&')}`
+}
+
+/** a query parameter's name as a server reads it: unescaped, and here in lower case */
+function paramName(param: string): string {
+  const eq = param.indexOf('=')
+  const raw = (eq < 0 ? param : param.slice(0, eq)).replace(/\+/g, ' ')
+  try {
+    return decodeURIComponent(raw).toLowerCase()
+  } catch {
+    // a broken escape: the name as written
+    return raw.toLowerCase()
+  }
 }
 
 /** where the line goes: the app logger's destination */

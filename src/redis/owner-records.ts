@@ -24,8 +24,10 @@ export class RedisOwnerRecords implements OwnerRecords, QuotaStore {
     return found.map((v) => v ?? undefined)
   }
 
-  async record(id: string, owner: string, ttlMs: number): Promise<void> {
-    await this.redis.within(this.redis.client.set(`${this.prefix}owner:${id}`, owner, 'PX', ttlMs))
+  /** first record wins (SET NX): returns the owner already on record, undefined when this one was written */
+  async record(id: string, owner: string, ttlMs: number): Promise<string | undefined> {
+    const earlier = await this.redis.within(this.redis.client.set(`${this.prefix}owner:${id}`, owner, 'PX', ttlMs, 'NX', 'GET'))
+    return earlier ?? undefined
   }
 
   async increment(client: string, day: string, ttlMs: number): Promise<number> {

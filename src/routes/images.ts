@@ -86,5 +86,5 @@ function sendImage(request: FastifyRequest, reply: FastifyReply, image: OpenImag
     image.release()
     return reply.send()
   }
-  return reply.send(image.stream(start, end))
+  return reply.send(image.body(start, end))
 }

@@ -15,15 +15,20 @@ import { notifySecret, notifyUrl, submitBody } from '../push/notify-hook.js'
 /** The allowlist (docs/http-api.md §4) is config.passthroughRoutes: nothing else is routed, so nothing else reaches upstream. */
 export { SUBMIT_KINDS } from './passthrough-table.js'
 
-/** Every `taskId` a submit names at the top level (any spelling a relay would read as it), as strings. */
-export function namedTaskIds(body: Buffer, members: readonly Member[]): string[] {
+/**
+ * Every task a submit names at the top level, as strings: a `taskId` (any spelling a relay would read as it), and on
+ * simple-change (`contentNamesTask`) the first word of `content`, which is how that route names its task
+ * (`{"content": "<taskId> U2"}`).
+ */
+export function namedTaskIds(body: Buffer, members: readonly Member[], contentNamesTask = false): string[] {
   const ids: string[] = []
   for (const m of members) {
-    if (foldedKey(body, m) !== 'taskid') continue
+    const key = foldedKey(body, m)
+    if (key !== 'taskid' && !(contentNamesTask && key === 'content')) continue
     const raw = body.toString('utf8', m.valueStart, m.end)
     const value: unknown = JSON.parse(raw)
     // a number is an id too (relays accept both); anything else names no task
-    if (typeof value === 'string') ids.push(value)
+    if (typeof value === 'string') ids.push(key === 'content' ? (value.trim().split(/\s+/)[0] as string) : value)
     else if (typeof value === 'number') ids.push(raw)
   }
   return ids
@@ -62,7 +67,7 @@ export async function submitRoutes(app: FastifyInstance, { config, upstream, own
       if (!scanned.ok) throw scanError(scanned.kind, scanned.reason)
       const client = clientOf(request, clients)
       // an action on another client's task is refused like one on an unknown task, before anything is spent
-      for (const id of namedTaskIds(raw, scanned.members)) await ownership.assertReadable(client, id, path)
+      for (const id of namedTaskIds(raw, scanned.members, path.endsWith('/simple-change'))) await ownership.assertReadable(client, id, path)
       if (quota !== undefined && !(await quota.admit(client))) {
         reply.header('retry-after', String(SubmitQuota.secondsToNextDay()))
         throw new QuotaExceededError(config.fairness.submitQuotaPerDay)

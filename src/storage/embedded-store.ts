@@ -55,8 +55,12 @@ export class EmbeddedStore implements OwnerRecords, QuotaStore {
     return ids.map((id) => this.getOwner.get(this.namespace, id, now)?.owner)
   }
 
-  record(id: string, owner: string, ttlMs: number): void {
-    this.putOwner.run(this.namespace, id, owner, Date.now() + ttlMs)
+  /** first record wins: returns the owner already on record, undefined when this one was written */
+  record(id: string, owner: string, ttlMs: number): string | undefined {
+    const now = Date.now()
+    const earlier = this.getOwner.get(this.namespace, id, now)?.owner
+    if (earlier === undefined) this.putOwner.run(this.namespace, id, owner, now + ttlMs)
+    return earlier
   }
 
   increment(client: string, day: string, ttlMs: number): number {
