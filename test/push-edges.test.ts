@@ -1,10 +1,10 @@
 import t from 'tap'
 import { ConfigError, describeConfig, loadConfig } from '../src/config.js'
-import { UPSTREAM_KEY } from './helpers/gateway.js'
+import { sample, UPSTREAM_KEY } from './helpers/gateway.js'
 import { openSse } from './helpers/sse-client.js'
 import { pushGateway, taskWorld } from './helpers/task-world.js'
 import { imageUrlExpiringAt, taskBody } from './helpers/fake-upstream.js'
-import { get, send, waitFor } from './helpers/net.js'
+import { get, rawExchange, send, waitFor } from './helpers/net.js'
 import { TaskCache } from '../src/cache/task-cache.js'
 import { WatchHub } from '../src/push/watch-hub.js'
 import { notifySecret } from '../src/push/notify-hook.js'
@@ -114,5 +114,20 @@ t.test('docs/push.md §1: the events routes answer GET only: a HEAD is 404, as f
   t.equal(s.headers['content-type'], 'text/event-stream', 'GET opens the stream')
   t.equal(s.headers['x-accel-buffering'], 'no')
   t.equal(s.headers['cache-control'], 'no-store', 'the gateway’s own cache-control, as on every answer')
+  s.close()
+})
+
+t.test('docs/push.md §1: a client that leaves while its first state is read holds no stream and no place', async (t) => {
+  const { gw, world, upstream } = await pushGateway(t, { REFRESH_INTERVAL_MS: '60000', POLL_CACHE_MS: '0' })
+  const body = world.set('gone1', 'IN_PROGRESS')
+  upstream.enqueue({ kind: 'raw', body: `[${body}]`, delayMs: 300 })
+  const port = Number(new URL(gw.url).port)
+  // sends the request, then closes the connection after 50 ms: long before the first state arrives
+  await rawExchange(port, 'GET /mj/task/gone1/events HTTP/1.1\r\nhost: x\r\n\r\n', 50)
+  await new Promise((r) => setTimeout(r, 600))
+  t.equal(sample(await gw.metrics(), 'mj_gateway_events_subscribers'), 0, 'its place is given back')
+  const s = await openSse(`${gw.url}/mj/task/gone1/events`)
+  await s.waitForEvents(1)
+  t.equal(sample(await gw.metrics(), 'mj_gateway_events_subscribers'), 1, 'only the one connected')
   s.close()
 })

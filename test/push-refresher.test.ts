@@ -7,6 +7,9 @@ import { TaskCache } from '../src/cache/task-cache.js'
 import { refreshPeriods, WatchHub } from '../src/push/watch-hub.js'
 import { taskState } from '../src/push/task-state.js'
 import { taskBody } from './helpers/fake-upstream.js'
+import { pino } from 'pino'
+import { Refresher } from '../src/push/refresher.js'
+import type { UpstreamClient } from '../src/upstream/client.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -132,4 +135,21 @@ t.test('adaptive refresh: a task unchanged for 10 s is asked every second interv
   t.equal(hub.apply('q', Buffer.from('[]'), 0), false, 'nor does a body that is no task')
   t.equal(taskState(Buffer.from('{"id":1}')), undefined)
   t.equal(taskState(Buffer.from('nope')), undefined)
+})
+
+t.test('docs/push.md §6: a replica that does not refresh still forgets the tasks nobody watches any more', async (t) => {
+  const hub = new WatchHub({ cache: new TaskCache({ maxBytes: 1 << 20, staleIfErrorMs: 0 }), rules: { ttlSeconds: 60, urlExpiryMarginSeconds: 0, pollCacheMs: 0 }, intervalMs: 100, watchIdleMs: 50 })
+  let asked = 0
+  const upstream = { request: () => { asked++; throw new Error('a replica that does not lead asks nothing') } } as unknown as UpstreamClient
+  const refresher = new Refresher({ hub, upstream, intervalMs: 100, log: pino({ level: 'silent' }), count: () => undefined, confirm: async () => undefined, leader: async () => false })
+  const now = Date.now()
+  hub.fetched('f1', now)
+  hub.fetched('f2', now)
+  t.equal(hub.size, 2)
+  await refresher.tick()
+  t.equal(hub.size, 2, 'still watched')
+  await sleep(80)
+  await refresher.tick()
+  t.equal(hub.size, 0, 'their watch ran out: forgotten')
+  t.equal(asked, 0)
 })

@@ -41,8 +41,9 @@ export class JwtIdentities {
     }
     const { sub, exp, iat } = payload as { sub: unknown; exp: unknown; iat?: unknown }
     if (typeof sub !== 'string' || !SUB_PATTERN.test(sub) || typeof exp !== 'number') return undefined
-    // the lifetime as issued; without `iat`, what is left of it
-    const from = typeof iat === 'number' ? iat : nowMs / 1000
+    // the lifetime as issued; without `iat`, or with one in the future (which would hide a long life), from now
+    const now = nowMs / 1000
+    const from = typeof iat === 'number' ? Math.min(iat, now) : now
     if (exp - from > this.maxTtlSeconds) return undefined
     return sub
   }

@@ -62,13 +62,16 @@ export class Refresher {
     const now = Date.now()
     if (this.stopped || now < this.resumeAt) return
     const { hub, leader, relay } = this.opts
+    let leading = true
     try {
-      if (leader !== undefined && !(await leader())) return
-      await relay?.before(now)
+      if (leader !== undefined) leading = await leader()
+      if (leading) await relay?.before(now)
     } catch (err) {
       this.opts.log.warn({ reason: (err as Error).message }, 'refresher: redis coordination failed; refreshing from this replica')
     }
+    // due() also forgets the tasks nobody watches any more: on every replica, the one refreshing or not
     const ids = hub.due(now)
+    if (!leading) return
     for (let i = 0; i < ids.length && !this.stopped; i += MAX_LIST_IDS) {
       if (!(await this.refresh(ids.slice(i, i + MAX_LIST_IDS)))) return
     }

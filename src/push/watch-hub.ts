@@ -92,6 +92,11 @@ export class WatchHub {
     return { body: w.body as Buffer, state: w.state }
   }
 
+  /** tasks held: watched, or forgotten at the next round */
+  get size(): number {
+    return this.tasks.size
+  }
+
   /** the body the hub holds for a task it watches (the refresher keeps it current), if any */
   known(id: string): Buffer | undefined {
     return this.tasks.get(id)?.body

@@ -98,6 +98,12 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
       subscribers.release(key)
       throw err
     }
+    // the client left while its first states were read: its 'close' has come and gone, so nothing would ever end a
+    // stream opened now; its place is given back
+    if (reply.raw.destroyed) {
+      subscribers.release(key)
+      return undefined
+    }
     writeStreamHead(reply)
     const lastEventId = request.headers['last-event-id']
     const stream = new EventStream(reply.raw, ids, typeof lastEventId === 'string' ? lastEventId : undefined, (s) => {
