@@ -8,14 +8,15 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs'
 import { createServer as createHttpServer, type Server } from 'node:http'
-import { connect, createServer as createNetServer } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { pngBytes } from '../src/demo/png.js'
 import { pin, pinningNote } from './lib/cpus.js'
 import { median } from './lib/load.js'
-import { findNginx } from './lib/nginx.js'
+import { findNginx, treeCpu } from './lib/nginx.js'
+import { freePort } from './lib/ports.js'
 import { procCpuSeconds } from './lib/child.js'
 
 const quick = process.argv.includes('--quick')
@@ -96,18 +97,6 @@ async function bulkLoad(target: { url: string; cpuSeconds(): number | undefined 
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address()
-      const port = typeof a === 'object' && a !== null ? a.port : 0
-      s.close(() => resolve(port))
-    })
-  })
-}
-
 /** a valid PNG header followed by random bytes up to `size` (what matters here is the byte count) */
 function imageOf(size: number): Buffer {
   const head = pngBytes(4, 4, size)
@@ -168,19 +157,6 @@ async function stop(proc: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   const timer = setTimeout(() => proc.kill('SIGKILL'), 5000)
   await exited
   clearTimeout(timer)
-}
-
-function treeCpu(pid: number): number | undefined {
-  let total = procCpuSeconds(pid)
-  if (total === undefined) return undefined
-  try {
-    for (const child of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)) {
-      if (child !== '') total += procCpuSeconds(Number(child)) ?? 0
-    }
-  } catch {
-    return total
-  }
-  return total
 }
 
 async function startNginx(bin: string, root: string): Promise<{ url: string; proc: ChildProcess; prefix: string }> {

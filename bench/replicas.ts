@@ -12,13 +12,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer, type AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { startSimulatedUpstream, type SimulatedUpstream } from '../src/demo/simulated-upstream.js'
+import { freePort } from './lib/ports.js'
 
 const UPSTREAM_LATENCY_MS = 50
 const STEP_MS = 800
@@ -28,14 +28,6 @@ const FETCHES = 'GET /mj/task/:id/fetch'
 interface Gateway {
   url: string
   app: FastifyInstance
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  server.close()
-  return port
 }
 
 async function ownRedis(): Promise<{ url: string; stop: () => Promise<void> }> {

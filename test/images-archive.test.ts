@@ -4,6 +4,8 @@ import t from 'tap'
 import { sample } from './helpers/gateway.js'
 import { startImageGateway } from './helpers/image-gateway.js'
 import { waitFor } from './helpers/net.js'
+import { openSse } from './helpers/sse-client.js'
+import { taskBody } from './helpers/fake-upstream.js'
 
 const IMMUTABLE = 'private, max-age=31536000, immutable'
 
@@ -199,4 +201,24 @@ t.test('docs/images.md: IMAGE_STORE_MAX_BYTES bounds the archive, least recently
   t.equal((await ig.image('/mj/image/lru-b')).status, 200)
   t.equal(ig.cdn.calls, 4, 'b was evicted and fetched again')
   t.ok((sample(await ig.gw.metrics(), 'mj_gateway_image_store_bytes') ?? Infinity) <= size * 2.5 + size)
+})
+
+t.test('docs/images.md §3: a task whose SUCCESS arrives by push (an events subscriber, the refresher) is archived without any fetch', async (t) => {
+  const ig = await startImageGateway(t, { REFRESH_INTERVAL_MS: '100' })
+  let status = 'IN_PROGRESS'
+  const body = (): string => JSON.stringify(taskBody('p1', status, status === 'SUCCESS' ? { imageUrl: ig.link('p1') } : {}))
+  ig.gw.upstream.setHandler((req) => {
+    if (req.method === 'POST' && req.url === '/mj/task/list-by-condition') return { kind: 'raw', body: `[${body()}]` }
+    return { kind: 'json', status: 404, body: { code: 404 } }
+  })
+  const s = await openSse(`${ig.gw.url}/mj/task/p1/events`)
+  await s.waitForEvents(1)
+  status = 'SUCCESS'
+  await s.waitForEnd()
+  await ig.archived(1)
+  t.equal(ig.gw.upstream.requests.filter((r) => r.method === 'GET').length, 0, 'no fetch: the SUCCESS came by the refresher')
+  ig.cdn.handler = () => ({ kind: 'status', status: 404 })
+  const res = await ig.image('/mj/image/p1')
+  t.equal(res.status, 200, 'served from the archive')
+  t.same(res.body, ig.bytes('p1'))
 })

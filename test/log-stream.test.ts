@@ -2,41 +2,23 @@
  * Logging that cannot take the gateway down (docs/operations.md §4): a closed stdout pipe or a
  * reader that stops reading never blocks serving or shutdown; lines are dropped and counted instead.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, readdirSync, statSync } from 'node:fs'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
-import { join, relative } from 'node:path'
 import { Writable } from 'node:stream'
-import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
 import { ENV_VARIABLES } from '../src/config.js'
 import { startSimulatedUpstream } from '../src/demo/simulated-upstream.js'
 import { LogStream } from '../src/logging/log-stream.js'
+import { ensureBuilt } from './helpers/built.js'
 
 const ROOT = new URL('../', import.meta.url)
 const MAIN = new URL('dist/src/main.js', ROOT).pathname
-const TSC = new URL('node_modules/typescript/bin/tsc', ROOT).pathname
 const KEY = 'sk-logstream-SECRET-51a0'
 
 t.setTimeout(120_000)
-/** dist is stale when a source file is newer than its compiled output (CI builds first; a dev run may not have) */
-function distIsStale(dir = new URL('src/', ROOT).pathname): boolean {
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name)
-    if (entry.isDirectory()) {
-      if (distIsStale(path)) return true
-    } else if (entry.name.endsWith('.ts')) {
-      const out = join(ROOT.pathname, 'dist', relative(ROOT.pathname, path).replace(/\.ts$/, '.js'))
-      if (!existsSync(out) || statSync(out).mtimeMs < statSync(path).mtimeMs) return true
-    }
-  }
-  return false
-}
 
-t.before(async () => {
-  // npm start runs the compiled output: make sure it is compiled from the sources under test
-  if (distIsStale()) await promisify(execFile)(process.execPath, [TSC, '-p', 'tsconfig.build.json'], { cwd: ROOT.pathname })
-})
+// npm start runs the compiled output: compiled from the sources under test
+t.before(ensureBuilt)
 
 async function freePort(): Promise<number> {
   const s = createServer()

@@ -1,21 +1,20 @@
 /**
  * `npm start`-level: the compiled entry point as a process of its own (docs/operations.md §1–§3, docs/configuration.md §1).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { createServer } from 'node:net'
-import { join, relative } from 'node:path'
-import { promisify } from 'node:util'
+import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { ENV_VARIABLES } from '../src/config.js'
 import { startSimulatedUpstream } from '../src/demo/simulated-upstream.js'
 import { get } from './helpers/net.js'
 import { isolatedDataEnv } from './helpers/data-dir.js'
+import { ensureBuilt } from './helpers/built.js'
 
 const ROOT = new URL('../', import.meta.url)
 const MAIN = new URL('dist/src/main.js', ROOT).pathname
-const TSC = new URL('node_modules/typescript/bin/tsc', ROOT).pathname
 const KEY = 'sk-main-test-SECRET-4f1c9a'
 
 interface Run {
@@ -60,25 +59,10 @@ const logLines = (text: string): Record<string, unknown>[] =>
     .filter((l) => l.trim() !== '')
     .map((l) => JSON.parse(l) as Record<string, unknown>)
 
-/** dist is stale when a source file is newer than its compiled output (CI builds first; a dev run may not have). */
-function distIsStale(dir = new URL('src/', ROOT).pathname): boolean {
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name)
-    if (entry.isDirectory()) {
-      if (distIsStale(path)) return true
-    } else if (entry.name.endsWith('.ts')) {
-      const out = join(ROOT.pathname, 'dist', relative(ROOT.pathname, path).replace(/\.ts$/, '.js'))
-      if (!existsSync(out) || statSync(out).mtimeMs < statSync(path).mtimeMs) return true
-    }
-  }
-  return false
-}
 
 t.setTimeout(180_000)
-t.before(async () => {
-  // npm start runs the compiled output; make sure it is compiled from the sources under test.
-  if (distIsStale()) await promisify(execFile)(process.execPath, [TSC, '-p', 'tsconfig.build.json'], { cwd: ROOT.pathname })
-})
+// npm start runs the compiled output: compiled from the sources under test
+t.before(ensureBuilt)
 
 t.test('docs/operations.md §2 npm start without an upstream key exits non-zero with one clear line saying what to set', async (t) => {
   const run = start(t, {})

@@ -52,10 +52,18 @@ t.test('docs/push.md §5: a callback for a watched task is an update at once; an
   const accepted = await post(hook, update, { 'content-type': 'application/json' })
   t.equal(accepted.status, 200)
   await s.waitForEvents(2, 3000)
-  t.equal(s.events[1]?.data, update, 'the callback body is the event')
+  t.equal(s.events[1]?.data, update, 'the event is the upstream’s state')
   const fetched = await gw.fetchTask('n1', auth)
   t.equal(fetched.body, update, '/fetch answers it too')
-  t.equal(world.listCalls, lists, 'no refresh was needed')
+  t.equal(world.listCalls, lists + 1, 'read from the upstream at once: one list call (no round is due for a minute)')
+
+  // a forged state (the callback URL may have leaked): the task is read from the upstream, the forgery goes nowhere
+  const forgedState = JSON.stringify({ id: 'n1', status: 'SUCCESS', progress: '100%', imageUrl: 'https://cdn.discordapp.com/attachments/evil.png' })
+  t.equal((await post(hook, forgedState, { 'content-type': 'application/json' })).status, 200, 'a watched task: taken as a hint')
+  await waitFor(() => world.listCalls === lists + 2)
+  await new Promise((r) => setTimeout(r, 100))
+  t.equal(s.events.length, 2, 'no event: the upstream says nothing changed')
+  t.equal((await gw.fetchTask('n1', auth)).body, update, '/fetch still answers the upstream’s state')
 
   // forged / replayed / unwatched: 404, nothing changes
   const forged = await post(`${gw.url}/gateway/notify/${'A'.repeat(32)}`, update, { 'content-type': 'application/json' })
@@ -73,7 +81,7 @@ t.test('docs/push.md §5: a callback for a watched task is an update at once; an
   t.equal((await gw.fetchTask('n1', auth)).body, done, 'the terminal state stays')
 
   const m = await gw.metrics()
-  t.equal(sample(m, 'mj_gateway_notify_callbacks_total', { outcome: 'accepted' }), 2)
+  t.equal(sample(m, 'mj_gateway_notify_callbacks_total', { outcome: 'accepted' }), 3)
   t.equal(sample(m, 'mj_gateway_notify_callbacks_total', { outcome: 'rejected' }), 1)
   t.equal(sample(m, 'mj_gateway_notify_callbacks_total', { outcome: 'ignored' }), 4)
   await waitFor(() => gw.logs().includes('"url":"/gateway/notify/[redacted]"'))

@@ -5,10 +5,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { pin } from './cpus.js'
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { procCpuSeconds } from './child.js'
+import { freePort } from './ports.js'
 
 export interface Nginx {
   readonly url: string
@@ -24,18 +24,6 @@ export function findNginx(): string | undefined {
   const which = spawnSync('sh', ['-c', 'command -v nginx'], { encoding: 'utf8' })
   const found = which.stdout.trim()
   return which.status === 0 && found !== '' ? found : undefined
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 function config(prefix: string, port: number, upstreamPort: number, apiKey: string): string {
@@ -78,8 +66,8 @@ http {
 `
 }
 
-/** nginx's own CPU: the master plus its worker(s). */
-function treeCpu(pid: number): number | undefined {
+/** nginx's own CPU: the master plus its worker(s) (undefined when /proc cannot tell). */
+export function treeCpu(pid: number): number | undefined {
   let total = procCpuSeconds(pid)
   if (total === undefined) return undefined
   try {

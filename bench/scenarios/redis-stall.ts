@@ -5,22 +5,12 @@
  * figure should stay within 20 % of the Redis-up one.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import { createServer, type AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { asCandidate, cycling, metric, prebuilt, startGateway, startUpstream } from '../lib/candidates.js'
 import { load, median, type Measurement } from '../lib/load.js'
 import { fmt, type Check, type ScenarioReport } from '../lib/report.js'
 import type { Settings } from '../lib/settings.js'
-
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const { port } = s.address() as AddressInfo
-  s.close()
-  await once(s, 'close')
-  return port
-}
+import { freePort } from '../lib/ports.js'
 
 async function waitFor(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
   const deadline = Date.now() + ms

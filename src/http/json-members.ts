@@ -46,15 +46,10 @@ const PROTO_KEY = Buffer.from('"__proto__"')
  * image, no recursion, every digit of every number left as it was.
  */
 export function scanJsonObject(body: Buffer, maxDepth = MAX_JSON_DEPTH): Scanned {
-  if (!isUtf8(body)) return { ok: false, reason: 'body is not valid UTF-8', kind: 'syntax' }
-  try {
-    const run = scan(body, maxDepth)
-    for (;;) {
-      const step = run.next()
-      if (step.done === true) return { ok: true, members: step.value }
-    }
-  } catch (err) {
-    return { ok: false, reason: (err as Invalid).message, kind: (err as Invalid).kind }
+  const run = checked(body, maxDepth)
+  for (;;) {
+    const step = run.next()
+    if (step.done === true) return step.value
   }
 }
 
@@ -64,14 +59,19 @@ export function scanJsonObject(body: Buffer, maxDepth = MAX_JSON_DEPTH): Scanned
  */
 export async function scanJsonObjectAsync(body: Buffer, maxDepth = MAX_JSON_DEPTH): Promise<Scanned> {
   if (body.length <= SLICE) return scanJsonObject(body, maxDepth)
+  const run = checked(body, maxDepth)
+  for (;;) {
+    const step = run.next()
+    if (step.done === true) return step.value
+    await new Promise<void>((resolve) => setImmediate(resolve))
+  }
+}
+
+/** the scan with its verdict: pauses where scan() pauses (the async driver yields the loop there), then the result */
+function* checked(body: Buffer, maxDepth: number): Generator<void, Scanned> {
   if (!isUtf8(body)) return { ok: false, reason: 'body is not valid UTF-8', kind: 'syntax' }
   try {
-    const run = scan(body, maxDepth)
-    for (;;) {
-      const step = run.next()
-      if (step.done === true) return { ok: true, members: step.value }
-      await new Promise<void>((resolve) => setImmediate(resolve))
-    }
+    return { ok: true, members: yield* scan(body, maxDepth) }
   } catch (err) {
     return { ok: false, reason: (err as Invalid).message, kind: (err as Invalid).kind }
   }

@@ -32,8 +32,13 @@ const MAX_BACKOFF_MS = 30_000
  * task that is due (WatchHub.due: adaptive), up to 100 ids per list-by-condition call, and hands each answer to the
  * hub. Upstream failures back it off (doubling, up to 30 s) and never end a stream; the loop itself never throws.
  */
+/** callbacks that arrive within this long of each other are refreshed in one call */
+export const SOON_GATHER_MS = 20
+
 export class Refresher {
   private timer: NodeJS.Timeout | undefined
+  private readonly soonIds = new Set<string>()
+  private soonTimer: NodeJS.Timeout | undefined
   private failures = 0
   private resumeAt = 0
   private running: Promise<void> | undefined
@@ -49,7 +54,27 @@ export class Refresher {
   async stop(): Promise<void> {
     this.stopped = true
     clearInterval(this.timer)
+    clearTimeout(this.soonTimer)
     await this.running
+  }
+
+  /**
+   * Refreshes `id` from the upstream now (within SOON_GATHER_MS, with any other id asked meanwhile), on this replica
+   * whether it leads or not: an upstream callback says the task changed (docs/push.md §5), but what changed is read
+   * from the upstream, never taken from the callback's body.
+   */
+  soon(id: string): void {
+    this.soonIds.add(id)
+    this.soonTimer ??= setTimeout(() => {
+      this.soonTimer = undefined
+      const ids = [...this.soonIds]
+      this.soonIds.clear()
+      // (a failure backs the rounds off like any other; the next round asks again)
+      void (async () => {
+        for (let i = 0; i < ids.length && !this.stopped; i += MAX_LIST_IDS) await this.refresh(ids.slice(i, i + MAX_LIST_IDS))
+      })()
+    }, SOON_GATHER_MS)
+    this.soonTimer.unref()
   }
 
   /** One round (the timer calls it; tests may too). Rounds never overlap. */

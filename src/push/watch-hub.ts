@@ -34,6 +34,8 @@ export interface WatchHubOptions {
   watchIdleMs: number
   /** the shared tier's terminal tasks (Redis), fed like the memory cache */
   shared?: TerminalStore | undefined
+  /** a task's terminal state arrived (refresh, callback, peer): its images are archived as on the fetch path (docs/images.md §3) */
+  sawTerminal?: (body: Buffer) => void
 }
 
 /**
@@ -174,6 +176,7 @@ export class WatchHub {
     const { cache, rules, shared } = this.opts
     const verdict = classify(body, w.id, now, rules)
     if (verdict.kind === 'terminal') {
+      this.opts.sawTerminal?.(body)
       if (verdict.ttlMs === 0) {
         cache.delete(w.id)
         return

@@ -49,7 +49,8 @@ export function pushFeatures(app: FastifyInstance, deps: PushDeps): PushFeatures
     rules: { ttlSeconds: config.cache.ttlSeconds, urlExpiryMarginSeconds: config.cache.urlExpiryMarginSeconds, pollCacheMs: config.cache.pollCacheMs },
     intervalMs,
     watchIdleMs: config.push.watchIdleSeconds * 1000,
-    shared
+    shared,
+    sawTerminal: (body) => service.sawTerminal(body)
   })
   const subscribers = new Subscribers(config.push.maxSubscribers, deps.heartbeatMs)
   const counters = new PushMetrics(metrics.registry, () => subscribers.count)
@@ -98,11 +99,15 @@ export function pushFeatures(app: FastifyInstance, deps: PushDeps): PushFeatures
       await root.register(notifyCallbackRoutes, {
         secret,
         count: (outcome) => counters.notifyCallbacks.inc({ outcome }),
-        accept: async (id, body) => {
+        // A callback is a hint, never a state: anyone who learnt the callback URL (it travels in every submit, and
+        // a relay may show it in task bodies) could otherwise post any state for any watched task. The task is read
+        // from the upstream at once instead.
+        accept: async (id) => {
           const now = Date.now()
           if (!hub.watched(id, now) && !(await relay?.watched(id))) return false
-          hub.watchUntil(id, now, now)
-          if (hub.apply(id, body, now)) relay?.changed(id, body)
+          // watched here until that refresh is in (a task only another replica's subscriber watches)
+          hub.watchUntil(id, now + intervalMs, now)
+          refresher.soon(id)
           return true
         }
       })
