@@ -121,6 +121,9 @@ t.test('docs/images.md: a CDN failing (5xx, refused) is a 502 while the link liv
 
 t.test('docs/images.md: the background archive gives up on a link that dies before its retry', async (t) => {
   const ig = await startImageGateway(t)
+  // ex= counts in whole seconds: made 350–600 ms into a second, the link lives 400–650 ms more, past the first try
+  // and short of the first retry (750–1250 ms after it)
+  while (Date.now() % 1000 < 350 || Date.now() % 1000 >= 600) await new Promise((r) => setTimeout(r, 5))
   ig.tasks.set('short', { imageUrl: ig.link('short', 1) })
   ig.cdn.handler = () => ({ kind: 'status', status: 500 })
   await ig.gw.fetchTask('short')
