@@ -10,8 +10,7 @@ import fc from 'fast-check'
 import { SECURITY_HEADERS } from '../src/http/security-headers.js'
 import { CORS_EXPOSED_HEADERS } from '../src/http/cors-policy.js'
 import { startGateway, type Gateway } from './helpers/gateway.js'
-import { send, waitFor, type HttpResult } from './helpers/net.js'
-import { rawExchange, type RawAnswer } from './helpers/raw-http.js'
+import { rawAnswer, send, waitFor, type HttpResult, type RawAnswer } from './helpers/net.js'
 import { taskBody } from './helpers/fake-upstream.js'
 
 const APP = 'https://frontend.example.com'
@@ -69,8 +68,8 @@ t.test('compatibility: every answer the gateway makes itself carries CORS, the e
     ['415 a submit that is not JSON', () => send('POST', url('/mj/submit/imagine'), { headers: fromApp({ ...AUTH, 'content-type': 'text/xml' }), body: '<a/>' }), 415, /./],
     ['414 a URL over the limit', () => send('GET', url(`/mj/task/T1/fetch?x=${'a'.repeat(3000)}`), { headers: fromApp(AUTH) }), 414, 'MJGW_URI_TOO_LONG'],
     ['431 a header flood', () => send('GET', url('/mj/task/T1/fetch'), { headers: fromApp({ ...AUTH, ...Object.fromEntries(Array.from({ length: 120 }, (_, i) => [`x-h${i}`, 'v'])) }) }), 431, 'MJGW_HEADERS_TOO_LARGE'],
-    ['400 a URL whose escapes do not decode', () => rawExchange(gw.port, `GET /mj/task/%ZZ/fetch HTTP/1.1\r\nHost: gw\r\nOrigin: ${APP}\r\nmj-api-secret: ${TOKEN}\r\nConnection: close\r\n\r\n`), 400, 'MJGW_BAD_TASK_ID'],
-    ['401 such a URL without a token', () => rawExchange(gw.port, `GET /mj/%ZZ HTTP/1.1\r\nHost: gw\r\nOrigin: ${APP}\r\nConnection: close\r\n\r\n`), 401, 'MJGW_UNAUTHORIZED']
+    ['400 a URL whose escapes do not decode', () => rawAnswer(gw.port, `GET /mj/task/%ZZ/fetch HTTP/1.1\r\nHost: gw\r\nOrigin: ${APP}\r\nmj-api-secret: ${TOKEN}\r\nConnection: close\r\n\r\n`), 400, 'MJGW_BAD_TASK_ID'],
+    ['401 such a URL without a token', () => rawAnswer(gw.port, `GET /mj/%ZZ HTTP/1.1\r\nHost: gw\r\nOrigin: ${APP}\r\nConnection: close\r\n\r\n`), 401, 'MJGW_UNAUTHORIZED']
   ]
   for (const [what, request, status, code] of cases) readableError(t, await request(), status, code, what)
   t.equal(gw.upstream.calls, 0, 'none of them reached upstream')
@@ -103,39 +102,39 @@ t.test('compatibility: the bare answers of Nodeâ€™s HTTP parser are the gatewayâ
   const calls = gw.upstream.calls
   const head = (lines: string[]): string => `${lines.join('\r\n')}\r\n\r\n`
 
-  const noHost = await rawExchange(gw.port, head(['GET /mj/task/T1/fetch HTTP/1.1', `Origin: ${APP}`, `mj-api-secret: ${TOKEN}`]))
+  const noHost = await rawAnswer(gw.port, head(['GET /mj/task/T1/fetch HTTP/1.1', `Origin: ${APP}`, `mj-api-secret: ${TOKEN}`]))
   readableError(t, noHost, 400, 'MJGW_BAD_REQUEST', 'HTTP/1.1 without Host')
   t.match(JSON.parse(noHost.body), { message: /Host/ })
   t.equal(noHost.headers['connection'], 'close')
 
-  const http10 = await rawExchange(gw.port, head(['GET /mj/task/T1/fetch HTTP/1.0', `mj-api-secret: ${TOKEN}`]))
+  const http10 = await rawAnswer(gw.port, head(['GET /mj/task/T1/fetch HTTP/1.0', `mj-api-secret: ${TOKEN}`]))
   t.equal(http10.status, 200, 'HTTP/1.0 needs no Host')
 
-  const expect = await rawExchange(gw.port, head(['GET /mj/task/T1/fetch HTTP/1.1', 'Host: gw', `Origin: ${APP}`, `mj-api-secret: ${TOKEN}`, 'Expect: teapot', 'Connection: close']))
+  const expect = await rawAnswer(gw.port, head(['GET /mj/task/T1/fetch HTTP/1.1', 'Host: gw', `Origin: ${APP}`, `mj-api-secret: ${TOKEN}`, 'Expect: teapot', 'Connection: close']))
   readableError(t, expect, 417, 'MJGW_EXPECTATION_FAILED', 'an unknown Expect')
-  const expectPost = await rawExchange(
+  const expectPost = await rawAnswer(
     gw.port,
     head(['POST /mj/unknown HTTP/1.1', 'Host: gw', `Origin: ${APP}`, 'Expect: 200-ok', 'Content-Length: 2', 'Connection: close']) + '{}'
   )
   readableError(t, expectPost, 417, 'MJGW_EXPECTATION_FAILED', 'an unknown Expect, before the token is looked at')
 
-  const cont = await rawExchange(
+  const cont = await rawAnswer(
     gw.port,
     head(['POST /mj/task/list-by-condition HTTP/1.1', 'Host: gw', `mj-api-secret: ${TOKEN}`, 'Content-Type: application/json', 'Expect: 100-continue', 'Content-Length: 13', 'Connection: close']) + '{"ids":["T1"]}'.slice(0, 13)
   )
   t.match(cont.raw, /^HTTP\/1\.1 100 Continue\r\n/, 'Expect: 100-continue is still honoured')
 
-  const malformed = await rawExchange(gw.port, head(['GET /mj/task/T1/fetch HTTP/1.1', 'Host: gw', `Origin: ${APP}`, 'Bad Header Line']))
+  const malformed = await rawAnswer(gw.port, head(['GET /mj/task/T1/fetch HTTP/1.1', 'Host: gw', `Origin: ${APP}`, 'Bad Header Line']))
   readableError(t, malformed, 400, 'MJGW_BAD_REQUEST', 'a malformed head')
-  const smuggle = await rawExchange(gw.port, head(['POST /mj/unknown HTTP/1.1', 'Host: gw', `ORIGIN:  ${APP} `, 'Content-Length: 1', 'Transfer-Encoding: chunked']))
+  const smuggle = await rawAnswer(gw.port, head(['POST /mj/unknown HTTP/1.1', 'Host: gw', `ORIGIN:  ${APP} `, 'Content-Length: 1', 'Transfer-Encoding: chunked']))
   readableError(t, smuggle, 400, 'MJGW_BAD_REQUEST', 'content-length with transfer-encoding')
-  const overflow = await rawExchange(gw.port, head(['GET /mj/task/T1/fetch HTTP/1.1', 'Host: gw', `Origin: ${APP}`, `X-Big: ${'b'.repeat(20_000)}`]))
+  const overflow = await rawAnswer(gw.port, head(['GET /mj/task/T1/fetch HTTP/1.1', 'Host: gw', `Origin: ${APP}`, `X-Big: ${'b'.repeat(20_000)}`]))
   readableError(t, overflow, 431, 'MJGW_HEADERS_TOO_LARGE', 'a head over 16 KiB')
 
-  const foreign = await rawExchange(gw.port, head(['GET /mj/task/T1/fetch HTTP/1.1', 'Origin: https://evil.example', `mj-api-secret: ${TOKEN}`]))
+  const foreign = await rawAnswer(gw.port, head(['GET /mj/task/T1/fetch HTTP/1.1', 'Origin: https://evil.example', `mj-api-secret: ${TOKEN}`]))
   t.equal(foreign.status, 400)
   t.equal(foreign.headers['access-control-allow-origin'], undefined, 'another origin gets no CORS header')
-  const foreignMalformed = await rawExchange(gw.port, head(['GET / HTTP/1.1', 'Origin: https://evil.example', 'Bad Header Line']))
+  const foreignMalformed = await rawAnswer(gw.port, head(['GET / HTTP/1.1', 'Origin: https://evil.example', 'Bad Header Line']))
   t.equal(foreignMalformed.headers['access-control-allow-origin'], undefined, 'nor on a malformed head')
   t.equal(foreignMalformed.headers['x-frame-options'], 'DENY', 'the security headers all the same')
   t.equal(gw.upstream.calls, calls, 'none of them reached upstream')

@@ -6,8 +6,7 @@ import type { Test } from 'tap'
 import { idFromUrl, taskBody } from './fake-upstream.js'
 import { startGateway, type Gateway } from './gateway.js'
 import { exIn, pngBytes, startImageCdn, type ImageCdn } from './image-cdn.js'
-import { request } from 'undici'
-import { waitFor } from './net.js'
+import { send, waitFor } from './net.js'
 import { sample } from './gateway.js'
 
 export interface BinaryResult {
@@ -17,12 +16,10 @@ export interface BinaryResult {
   json(): Record<string, unknown>
 }
 
+/** the tests' one HTTP client (helpers/net.ts), the body as bytes */
 export async function getBinary(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<BinaryResult> {
-  const res = await request(url, { method, headers, headersTimeout: 30_000, bodyTimeout: 30_000 })
-  const body = Buffer.from(await res.body.arrayBuffer())
-  const flat: Record<string, string> = {}
-  for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(', ') : v
-  return { status: res.statusCode, headers: flat, body, json: () => JSON.parse(body.toString('utf8')) as Record<string, unknown> }
+  const res = await send(method, url, { headers })
+  return { status: res.status, headers: res.headers, body: res.bytes, json: () => res.json() as Record<string, unknown> }
 }
 
 export interface ImageGateway {

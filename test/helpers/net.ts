@@ -122,6 +122,33 @@ export function rawExchange(port: number, bytes: string | Buffer, timeoutMs = 50
   })
 }
 
+export interface RawAnswer {
+  status: number
+  /** lowercase names; a repeated header keeps its last value */
+  headers: Record<string, string>
+  body: string
+  /** the whole answer as received */
+  raw: string
+}
+
+/**
+ * rawExchange, its answer parsed by hand: for requests no HTTP client library sends (no Host, an unknown Expect, a
+ * malformed head) and answers no library would hand back as they are. Rejects when no HTTP answer came.
+ */
+export async function rawAnswer(port: number, bytes: string | Buffer, timeoutMs = 5000): Promise<RawAnswer> {
+  const received = await rawExchange(port, bytes, timeoutMs)
+  const head = received.split('\r\n\r\n', 1)[0] ?? ''
+  const lines = head.split('\r\n')
+  const status = rawStatus(received)
+  if (status === 0) throw new Error(`no HTTP answer: ${JSON.stringify(received.slice(0, 200))}`)
+  const headers: Record<string, string> = {}
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':')
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+  }
+  return { status, headers, body: received.slice(head.length + 4), raw: received }
+}
+
 /** The status code of the first response in a raw exchange, or 0 when the server answered nothing. */
 export function rawStatus(raw: string): number {
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(raw)
