@@ -24,10 +24,14 @@ export class RedisOwnerRecords implements OwnerRecords, QuotaStore {
     return found.map((v) => v ?? undefined)
   }
 
-  /** first record wins (SET NX): returns the owner already on record, undefined when this one was written */
+  /**
+   * First record wins (SET NX): returns the owner already on record, undefined when this one was written. Two
+   * commands when one is on record (rare: a submit answered "already exists"), not SET NX GET, which Redis < 7 refuses.
+   */
   async record(id: string, owner: string, ttlMs: number): Promise<string | undefined> {
-    const earlier = await this.redis.within(this.redis.client.set(`${this.prefix}owner:${id}`, owner, 'PX', ttlMs, 'NX', 'GET'))
-    return earlier ?? undefined
+    const key = `${this.prefix}owner:${id}`
+    if ((await this.redis.within(this.redis.client.set(key, owner, 'PX', ttlMs, 'NX'))) === 'OK') return undefined
+    return (await this.redis.within(this.redis.client.get(key))) ?? undefined
   }
 
   async increment(client: string, day: string, ttlMs: number): Promise<number> {
