@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Ownership, submittedTaskId, type OwnerRecords } from '../src/clients/ownership.js'
+import { Ownership, submittedTask, type OwnerRecords } from '../src/clients/ownership.js'
 import type { ClientIdentity } from '../src/clients/client-keys.js'
 import { EmbeddedStore } from '../src/storage/embedded-store.js'
 import { RedisOwnerRecords } from '../src/redis/owner-records.js'
@@ -18,11 +18,11 @@ function ownership(store: OwnerRecords, ownerlessVisible = false): { o: Ownershi
 }
 
 t.test('docs/tenancy.md §2 the id a submit answer names: result of code 1, 21 or 22, a string or an integer', async (t) => {
-  t.equal(submittedTaskId(Buffer.from('{"code":1,"result":"17306"}')), '17306')
-  t.equal(submittedTaskId(Buffer.from('{"code":21,"result":1730621826053455}')), '1730621826053455')
-  t.equal(submittedTaskId(Buffer.from('{"code":22,"result":"x"}')), 'x')
+  t.same(submittedTask(Buffer.from('{"code":1,"result":"17306"}')), { id: '17306', existing: false })
+  t.same(submittedTask(Buffer.from('{"code":21,"result":1730621826053455}')), { id: '1730621826053455', existing: true })
+  t.same(submittedTask(Buffer.from('{"code":22,"result":"x"}')), { id: 'x', existing: false })
   for (const body of ['{"code":4,"result":"x"}', '{"code":1,"result":""}', '{"code":1,"result":null}', '{"code":1,"result":1.5}', '{"code":1}', 'null', '[1]', 'not json', '']) {
-    t.equal(submittedTaskId(Buffer.from(body)), undefined, body)
+    t.equal(submittedTask(Buffer.from(body)), undefined, body)
   }
 })
 
@@ -35,6 +35,9 @@ t.test('docs/tenancy.md §3 a store that throws at once or rejects denies and re
   await sync.o.record(who('a'), 'mine')
   t.equal(sync.errors.length, 2, 'a failed write is reported')
   t.equal(sync.o.canRead(who('a'), 'mine'), true, 'and remembered by this replica')
+  await sync.o.record(who('a'), 'existing', true)
+  t.equal(sync.errors.length, 3, 'reported')
+  t.equal(sync.o.canRead(who('a'), 'existing'), false, 'an existing task (code 21) is not given to the submitter when the store cannot say whose it is')
 
   const async = ownership({ owners: () => Promise.reject(boom), record: () => Promise.resolve(undefined) })
   t.equal(await async.o.canRead(who('a'), 'x'), false)

@@ -2,7 +2,7 @@ import t from 'tap'
 import { sample, UPSTREAM_KEY } from './helpers/gateway.js'
 import { openSse } from './helpers/sse-client.js'
 import { pushGateway } from './helpers/task-world.js'
-import { post, waitFor } from './helpers/net.js'
+import { post, rawAnswer, waitFor } from './helpers/net.js'
 import { notifySecret } from '../src/push/notify-hook.js'
 
 const TOKEN = 'client-TOKEN-notify-5a1d'
@@ -84,6 +84,47 @@ t.test('docs/push.md §5: a callback for a watched task is an update at once; an
   t.equal(sample(m, 'mj_gateway_notify_callbacks_total', { outcome: 'accepted' }), 3)
   t.equal(sample(m, 'mj_gateway_notify_callbacks_total', { outcome: 'rejected' }), 1)
   t.equal(sample(m, 'mj_gateway_notify_callbacks_total', { outcome: 'ignored' }), 4)
+  // the router takes the route however its path is escaped or written (absolute form): the log hides it each time
+  const escaped = await post(`${gw.url}/gateway/%6Eotify/${secret}`, update, { 'content-type': 'application/json' })
+  t.equal(escaped.status, 404, 'an escaped path reaches the route (the task has ended: ignored)')
+  const absolute = await rawAnswer(
+    Number(new URL(gw.url).port),
+    `POST http://gw.example/gateway/notify/${secret} HTTP/1.1\r\nHost: gw.example\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(update)}\r\nConnection: close\r\n\r\n${update}`
+  )
+  t.equal(absolute.status, 404, 'so does the absolute form')
+  t.equal(sample(await gw.metrics(), 'mj_gateway_notify_callbacks_total', { outcome: 'ignored' }), 6, 'both were taken as callbacks')
   await waitFor(() => gw.logs().includes('"url":"/gateway/notify/[redacted]"'))
   t.notOk(gw.logs().includes(secret), 'the callback secret is in no log line')
+})
+
+t.test('docs/push.md §5: callbacks cost at most one upstream call per 250 ms, and none while the upstream is failing', async (t) => {
+  const { gw, world } = await pushGateway(t, SLOW)
+  const hook = `${gw.url}/gateway/notify/${notifySecret(UPSTREAM_KEY)}`
+  const body = world.set('c1', 'IN_PROGRESS', { progress: '10%' })
+  const s = await openSse(`${gw.url}/mj/task/c1/events`, auth)
+  await s.waitForEvents(1)
+  const lists = world.listCalls
+
+  // a stream of callbacks (forged or not), one every 30 ms for 300 ms: one call per 250 ms, each for all that came
+  for (let i = 0; i < 10; i++) {
+    t.equal((await post(hook, body, { 'content-type': 'application/json' })).status, 200)
+    await new Promise((r) => setTimeout(r, 30))
+  }
+  await new Promise((r) => setTimeout(r, 400))
+  const calls = world.listCalls - lists
+  t.ok(calls >= 1 && calls <= 3, `${calls} list calls for 10 callbacks over 300 ms`)
+
+  // the upstream fails: a call backs off; callbacks meanwhile ask nothing
+  world.failLists(1000)
+  await new Promise((r) => setTimeout(r, 300))
+  const beforeFailure = world.listCalls
+  await post(hook, body, { 'content-type': 'application/json' })
+  await waitFor(() => world.listCalls > beforeFailure)
+  // its retries spent, the call failed
+  await new Promise((r) => setTimeout(r, 1000))
+  const failed = world.listCalls
+  await post(hook, body, { 'content-type': 'application/json' })
+  await new Promise((r) => setTimeout(r, 600))
+  t.equal(world.listCalls, failed, 'backing off: the callback waits for the round after the backoff')
+  s.close()
 })

@@ -107,17 +107,19 @@ export class Ownership {
 
   /**
    * Records that `client` submitted task `id`, unless the task has an owner already: a submit answered "already
-   * exists" (code 21) names an existing task, which stays its first owner's. Written to the store, then remembered
-   * (the route waits for this before answering, so the owner's first poll finds it on this replica); a failed write
-   * is reported, remembered here and leaves other replicas denying (fails closed).
+   * exists" (code 21, `existing`) names an existing task, which stays its first owner's. Written to the store, then
+   * remembered (the route waits for this before answering, so the owner's first poll finds it on this replica). A
+   * failed write is reported and leaves other replicas denying (fails closed); this replica remembers the submitter
+   * only for a new task, as the store cannot say whose an existing one is.
    */
-  async record(client: ClientIdentity, id: string): Promise<void> {
+  async record(client: ClientIdentity, id: string, existing = false): Promise<void> {
     if (!this.enabled || this.memo.has(id)) return
     let earlier: string | undefined
     try {
       earlier = await this.opts.store.record(id, client.owner, this.opts.ttlMs)
     } catch (err) {
       this.opts.onStoreError(err)
+      if (existing) return
     }
     this.memo.set(id, earlier ?? client.owner)
   }
@@ -139,8 +141,11 @@ export class Ownership {
   }
 }
 
-/** The id a submit answer names (CONTRACT §9): `result` of an answer whose `code` is 1, 21 or 22; else undefined. */
-export function submittedTaskId(body: Buffer): string | undefined {
+/**
+ * The task a submit answer names (CONTRACT §9): `result` of an answer whose `code` is 1, 21 or 22, else undefined.
+ * `existing`: code 21, "already exists", names a task submitted before (maybe by another client).
+ */
+export function submittedTask(body: Buffer): { id: string; existing: boolean } | undefined {
   let parsed: unknown
   try {
     parsed = JSON.parse(body.toString('utf8'))
@@ -150,7 +155,8 @@ export function submittedTaskId(body: Buffer): string | undefined {
   if (parsed === null || typeof parsed !== 'object') return undefined
   const { code, result } = parsed as { code?: unknown; result?: unknown }
   if (code !== 1 && code !== 21 && code !== 22) return undefined
-  if (typeof result === 'string' && result !== '') return result
-  if (typeof result === 'number' && Number.isSafeInteger(result) && result >= 0) return String(result)
+  const existing = code === 21
+  if (typeof result === 'string' && result !== '') return { id: result, existing }
+  if (typeof result === 'number' && Number.isSafeInteger(result) && result >= 0) return { id: String(result), existing }
   return undefined
 }

@@ -20,15 +20,13 @@ export function credentialHeaders(request: FastifyRequest): IncomingHttpHeaders 
   return token === undefined || token === '' ? headers : { ...headers, authorization: `Bearer ${token}` }
 }
 
-/**
- * The `token` parameter, its name written exactly so: the very parameter the access log hides (loggableUrl). A name
- * written otherwise (`%74oken=`) would reach the log in clear, so it is no token.
- */
+/** The query string as the router reads it: what follows the first `?` or `#`; undefined when there is none. */
+export function queryOf(url: string): string | undefined {
+  const at = url.search(/[?#]/)
+  return at < 0 ? undefined : url.slice(at + 1)
+}
+
+/** the `token` parameter (its name unescaped as any query parser does; the access log hides it: loggableUrl) */
 function queryToken(url: string): string | undefined {
-  const part = url
-    .slice(url.indexOf('?') + 1)
-    .split('&')
-    .find((p) => p.startsWith('token='))
-  // (decoded as a query string is: `+` is a space, a broken escape stays as it is)
-  return part === undefined ? undefined : (new URLSearchParams(part).get('token') as string)
+  return new URLSearchParams(queryOf(url) ?? '').get('token') ?? undefined
 }

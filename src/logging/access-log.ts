@@ -1,4 +1,6 @@
 import type { IncomingMessage } from 'node:http'
+import { NOTIFY_ROUTE } from '../push/notify-hook.js'
+import { queryOf } from '../http/query-token.js'
 import { hostname } from 'node:os'
 import type { ClientIdentity } from '../clients/client-keys.js'
 import { clientHost, clientIp, type TrustFn } from '../http/client-address.js'
@@ -19,21 +21,20 @@ export function requestIds(): () => string {
  * an events stream (docs/push.md §3); the name in any case and however it is escaped (`%74oken`)
  */
 const SECRET_PARAMS = new Set(['sig', 'token'])
-/** the upstream's callback URL carries the gateway's callback secret in its path (docs/push.md §5) */
-const SECRET_PATH = /^(\/gateway\/notify\/)[^?#]*/
+/** the upstream's callback carries the gateway's callback secret in its path (docs/push.md §5): logged as this */
+const NOTIFY_LOGGED = NOTIFY_ROUTE.replace(':secret', '[redacted]')
 
-/** The URL as logged: a credential in the query or the path is replaced, so a log reader cannot replay the request. */
+/**
+ * The URL as logged: a credential in the query is replaced, so a log reader cannot replay the request. The query
+ * starts where the router starts it (queryOf), so whatever the gateway would take as a token is hidden.
+ */
 export function loggableUrl(url: string | undefined): string | undefined {
+  if (url === undefined) return url
+  const query = queryOf(url)
   // (the hit path's URLs, without a query, are returned as they are: no work per hit)
-  if (url === undefined || (!url.includes('?') && !url.startsWith('/gateway/'))) return url
-  const path = url.replace(SECRET_PATH, '$1[redacted]')
-  const q = path.indexOf('?')
-  if (q < 0) return path
-  const params = path
-    .slice(q + 1)
-    .split('&')
-    .map((p) => (SECRET_PARAMS.has(paramName(p)) ? `${p.slice(0, p.indexOf('=') + 1)}[redacted]` : p))
-  return `${path.slice(0, q + 1)}${params.join('&')}`
+  if (query === undefined) return url
+  const params = query.split('&').map((p) => (SECRET_PARAMS.has(paramName(p)) ? `${p.slice(0, p.indexOf('=') + 1)}[redacted]` : p))
+  return `${url.slice(0, url.length - query.length)}${params.join('&')}`
 }
 
 /** a query parameter's name as a server reads it: unescaped, and here in lower case */
@@ -78,10 +79,11 @@ export class AccessLog {
     private readonly nextId: () => string
   ) {}
 
-  write(req: IncomingMessage, statusCode: number, client: ClientIdentity | null, ms: number, reqId = this.nextId()): void {
+  /** `route`: the pattern the router matched, if any (the callback route's URL is never logged as sent) */
+  write(req: IncomingMessage, statusCode: number, client: ClientIdentity | null, ms: number, reqId = this.nextId(), route?: string): void {
     const request =
       field('method', req.method).slice(1) +
-      field('url', loggableUrl(req.url)) +
+      field('url', route === NOTIFY_ROUTE ? NOTIFY_LOGGED : loggableUrl(req.url)) +
       field('host', clientHost(req, this.trust)) +
       field('remoteAddress', clientIp(req, this.trust)) +
       field('remotePort', req.socket.remotePort)

@@ -14,7 +14,7 @@ export interface RequestLogOptions {
 async function requestLog(app: FastifyInstance, { accessLog }: RequestLogOptions): Promise<void> {
   if (accessLog === undefined) return
   app.addHook('onResponse', (request, reply, done) => {
-    accessLog.write(request.raw, reply.statusCode, request.mjClient, reply.elapsedTime, request.id)
+    accessLog.write(request.raw, reply.statusCode, request.mjClient, reply.elapsedTime, request.id, request.routeOptions.url)
     done()
   })
 }

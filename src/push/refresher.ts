@@ -34,14 +34,22 @@ const MAX_BACKOFF_MS = 30_000
  */
 /** callbacks that arrive within this long of each other are refreshed in one call */
 export const SOON_GATHER_MS = 20
+/**
+ * and callbacks cost at most one call per this long (each up to 100 ids): anyone who learnt the callback URL could
+ * otherwise make the gateway call the upstream as often as they post
+ */
+export const SOON_MIN_GAP_MS = 250
 
 export class Refresher {
   private timer: NodeJS.Timeout | undefined
   private readonly soonIds = new Set<string>()
   private soonTimer: NodeJS.Timeout | undefined
+  private lastSoon = 0
   private failures = 0
   private resumeAt = 0
-  private running: Promise<void> | undefined
+  /** the rounds and the callbacks' refreshes, one after another: an older answer never lands after a newer one */
+  private queue: Promise<void> = Promise.resolve()
+  private roundQueued: Promise<void> | undefined
   private stopped = false
 
   constructor(private readonly opts: RefresherOptions) {}
@@ -55,7 +63,7 @@ export class Refresher {
     this.stopped = true
     clearInterval(this.timer)
     clearTimeout(this.soonTimer)
-    await this.running
+    await this.queue
   }
 
   /**
@@ -65,22 +73,32 @@ export class Refresher {
    */
   soon(id: string): void {
     this.soonIds.add(id)
-    this.soonTimer ??= setTimeout(() => {
+    if (this.soonTimer !== undefined) return
+    const delay = Math.max(SOON_GATHER_MS, this.lastSoon + SOON_MIN_GAP_MS - Date.now())
+    this.soonTimer = setTimeout(() => {
       this.soonTimer = undefined
+      this.lastSoon = Date.now()
       const ids = [...this.soonIds]
       this.soonIds.clear()
-      // (a failure backs the rounds off like any other; the next round asks again)
-      void (async () => {
-        for (let i = 0; i < ids.length && !this.stopped; i += MAX_LIST_IDS) await this.refresh(ids.slice(i, i + MAX_LIST_IDS))
-      })()
-    }, SOON_GATHER_MS)
+      void this.enqueue(() => this.refreshNow(ids))
+    }, delay)
     this.soonTimer.unref()
   }
 
-  /** One round (the timer calls it; tests may too). Rounds never overlap. */
+  /** One round (the timer calls it; tests may too). Rounds never overlap, nor pile up. */
   tick(): Promise<void> {
-    this.running ??= this.round().finally(() => (this.running = undefined))
-    return this.running
+    this.roundQueued ??= this.enqueue(() => this.round()).finally(() => (this.roundQueued = undefined))
+    return this.roundQueued
+  }
+
+  private enqueue(job: () => Promise<void>): Promise<void> {
+    this.queue = this.queue.then(job)
+    return this.queue
+  }
+
+  /** the callbacks' ids; while the upstream fails (backing off), left to the round after the backoff */
+  private async refreshNow(ids: string[]): Promise<void> {
+    for (let i = 0; i < ids.length && !this.stopped && Date.now() >= this.resumeAt; i += MAX_LIST_IDS) await this.refresh(ids.slice(i, i + MAX_LIST_IDS))
   }
 
   private async round(): Promise<void> {

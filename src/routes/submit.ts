@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { Ownership } from '../clients/ownership.js'
-import { submittedTaskId } from '../clients/ownership.js'
+import { submittedTask } from '../clients/ownership.js'
 import type { ClientKeyTable } from '../clients/client-keys.js'
 import { clientOf } from '../clients/identity.js'
 import { SubmitQuota } from '../clients/submit-quota.js'
@@ -76,9 +76,9 @@ export async function submitRoutes(app: FastifyInstance, { config, upstream, own
       metrics.clientSubmits.inc({ client: client.label, action })
       // a submit spends money and is not idempotent: one try only
       return forward(upstream, reply, { method: 'POST', path: mode + path, body, idempotent: false, client: client.name }, async (answer) => {
-        const id = submittedTaskId(answer.body)
+        const task = submittedTask(answer.body)
         // recorded before the answer leaves, so the client's first poll already finds it
-        if (id !== undefined) await ownership.record(client, id)
+        if (task !== undefined) await ownership.record(client, task.id, task.existing)
       })
     })
   }
