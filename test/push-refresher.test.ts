@@ -138,7 +138,7 @@ t.test('adaptive refresh: a task unchanged for 10 s is asked every second interv
 })
 
 t.test('docs/push.md §6: a replica that does not refresh still forgets the tasks nobody watches any more', async (t) => {
-  const hub = new WatchHub({ cache: new TaskCache({ maxBytes: 1 << 20, staleIfErrorMs: 0 }), rules: { ttlSeconds: 60, urlExpiryMarginSeconds: 0, pollCacheMs: 0 }, intervalMs: 100, watchIdleMs: 50 })
+  const hub = new WatchHub({ cache: new TaskCache({ maxBytes: 1 << 20, staleIfErrorMs: 0 }), rules: { ttlSeconds: 60, urlExpiryMarginSeconds: 0, pollCacheMs: 0 }, intervalMs: 100, watchIdleMs: 500 })
   let asked = 0
   const upstream = { request: () => { asked++; throw new Error('a replica that does not lead asks nothing') } } as unknown as UpstreamClient
   const refresher = new Refresher({ hub, upstream, intervalMs: 100, log: pino({ level: 'silent' }), count: () => undefined, confirm: async () => undefined, leader: async () => false })
@@ -148,7 +148,7 @@ t.test('docs/push.md §6: a replica that does not refresh still forgets the task
   t.equal(hub.size, 2)
   await refresher.tick()
   t.equal(hub.size, 2, 'still watched')
-  await sleep(80)
+  await sleep(600)
   await refresher.tick()
   t.equal(hub.size, 0, 'their watch ran out: forgotten')
   t.equal(asked, 0)

@@ -26,6 +26,14 @@ export function writeStreamHead(reply: FastifyReply): void {
   reply.raw.flushHeaders()
 }
 
+/**
+ * A stream the client ended (or dropped) is told to Fastify as an error, so its onResponse hooks (access line,
+ * metrics) run as they would for a finished response.
+ */
+export function clientGone(res: ServerResponse): void {
+  res.emit('error', Object.assign(new Error('events stream closed before it ended'), { code: 'ECONNRESET' }))
+}
+
 /** `data:` lines for a payload: CR and CRLF become LF (CR alone would end an SSE line and cut the JSON). */
 function dataLines(payload: string): string {
   return payload
@@ -60,7 +68,7 @@ export class EventStream implements TaskListener {
     res.once('close', () => {
       // Ended by the client (or dropped): told as an error, so Fastify's onResponse hooks (access line, metrics) run
       // as they would for a finished response
-      if (!res.writableFinished) res.emit('error', Object.assign(new Error('events stream closed before it ended'), { code: 'ECONNRESET' }))
+      if (!res.writableFinished) clientGone(res)
       this.close()
     })
   }

@@ -7,7 +7,7 @@ import { FirstStates } from '../push/first-states.js'
 import { BadRequestError, BadTaskIdError, RateLimitedError, UpstreamBadResponseError } from '../http/errors.js'
 import { clientOf } from '../clients/identity.js'
 import { rateLimitKey } from '../rate-limit/counter.js'
-import { EventStream, writeStreamHead } from '../push/event-stream.js'
+import { clientGone, EventStream, writeStreamHead } from '../push/event-stream.js'
 import type { Subscribers } from '../push/subscribers.js'
 import { taskState, type TaskState } from '../push/task-state.js'
 import type { WatchHub } from '../push/watch-hub.js'
@@ -102,6 +102,7 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
     // stream opened now; its place is given back
     if (reply.raw.destroyed) {
       subscribers.release(key)
+      clientGone(reply.raw)
       return undefined
     }
     writeStreamHead(reply)

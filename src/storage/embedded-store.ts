@@ -57,10 +57,15 @@ export class EmbeddedStore implements OwnerRecords, QuotaStore {
 
   /** first record wins: returns the owner already on record, undefined when this one was written */
   record(id: string, owner: string, ttlMs: number): string | undefined {
-    const now = Date.now()
-    const earlier = this.getOwner.get(this.namespace, id, now)?.owner
-    if (earlier === undefined) this.putOwner.run(this.namespace, id, owner, now + ttlMs)
-    return earlier
+    // one write transaction (BEGIN IMMEDIATE): another process sharing DATA_DIR cannot record between the read and the write
+    return this.db
+      .transaction(() => {
+        const now = Date.now()
+        const earlier = this.getOwner.get(this.namespace, id, now)?.owner
+        if (earlier === undefined) this.putOwner.run(this.namespace, id, owner, now + ttlMs)
+        return earlier
+      })
+      .immediate()
   }
 
   increment(client: string, day: string, ttlMs: number): number {
