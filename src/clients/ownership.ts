@@ -9,8 +9,8 @@ import { TaskNotFoundError } from '../http/errors.js'
 export interface OwnerRecords {
   /** the owner of each id, in order; undefined = no record */
   owners(ids: readonly string[]): ReadonlyArray<string | undefined> | Promise<ReadonlyArray<string | undefined>>
-  /** records `owner` unless the task has one already (first record wins); returns that earlier owner, if any */
-  record(id: string, owner: string, ttlMs: number): string | undefined | Promise<string | undefined>
+  /** records `owner` unless the task has one already (first record wins); returns that earlier owner (null, undefined: none) */
+  record(id: string, owner: string, ttlMs: number): string | null | undefined | Promise<string | null | undefined>
 }
 
 export interface OwnershipOptions {
@@ -114,7 +114,7 @@ export class Ownership {
    */
   async record(client: ClientIdentity, id: string, existing = false): Promise<void> {
     if (!this.enabled || this.memo.has(id)) return
-    let earlier: string | undefined
+    let earlier: string | null | undefined
     try {
       earlier = await this.opts.store.record(id, client.owner, this.opts.ttlMs)
     } catch (err) {

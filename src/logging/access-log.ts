@@ -28,8 +28,7 @@ const NOTIFY_LOGGED = NOTIFY_ROUTE.replace(':secret', '[redacted]')
  * The URL as logged: a credential in the query is replaced, so a log reader cannot replay the request. The query
  * starts where the router starts it (queryOf), so whatever the gateway would take as a token is hidden.
  */
-export function loggableUrl(url: string | undefined): string | undefined {
-  if (url === undefined) return url
+export function loggableUrl(url: string): string {
   const query = queryOf(url)
   // (the hit path's URLs, without a query, are returned as they are: no work per hit)
   if (query === undefined) return url
@@ -79,11 +78,11 @@ export class AccessLog {
     private readonly nextId: () => string
   ) {}
 
-  /** `route`: the pattern the router matched, if any (the callback route's URL is never logged as sent) */
+  /** `route`: the pattern the router matched, if any (the callback route's URL is never logged as sent); a server's request always has its url */
   write(req: IncomingMessage, statusCode: number, client: ClientIdentity | null, ms: number, reqId = this.nextId(), route?: string): void {
     const request =
       field('method', req.method).slice(1) +
-      field('url', route === NOTIFY_ROUTE ? NOTIFY_LOGGED : loggableUrl(req.url)) +
+      field('url', route === NOTIFY_ROUTE ? NOTIFY_LOGGED : loggableUrl(req.url as string)) +
       field('host', clientHost(req, this.trust)) +
       field('remoteAddress', clientIp(req, this.trust)) +
       field('remotePort', req.socket.remotePort)

@@ -27,11 +27,6 @@ export interface RefresherOptions {
 /** failures in a row back the loop off this far at most */
 const MAX_BACKOFF_MS = 30_000
 
-/**
- * The one background loop of CONTRACT §11: every REFRESH_INTERVAL_MS it asks the upstream for every watched live
- * task that is due (WatchHub.due: adaptive), up to 100 ids per list-by-condition call, and hands each answer to the
- * hub. Upstream failures back it off (doubling, up to 30 s) and never end a stream; the loop itself never throws.
- */
 /** callbacks that arrive within this long of each other are refreshed in one call */
 export const SOON_GATHER_MS = 20
 /**
@@ -40,6 +35,11 @@ export const SOON_GATHER_MS = 20
  */
 export const SOON_MIN_GAP_MS = 250
 
+/**
+ * The one background loop of CONTRACT §11: every REFRESH_INTERVAL_MS it asks the upstream for every watched live
+ * task that is due (WatchHub.due: adaptive), up to 100 ids per list-by-condition call, and hands each answer to the
+ * hub. Upstream failures back it off (doubling, up to 30 s) and never end a stream; the loop itself never throws.
+ */
 export class Refresher {
   private timer: NodeJS.Timeout | undefined
   private readonly soonIds = new Set<string>()

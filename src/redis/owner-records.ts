@@ -28,10 +28,11 @@ export class RedisOwnerRecords implements OwnerRecords, QuotaStore {
    * First record wins (SET NX): returns the owner already on record, undefined when this one was written. Two
    * commands when one is on record (rare: a submit answered "already exists"), not SET NX GET, which Redis < 7 refuses.
    */
-  async record(id: string, owner: string, ttlMs: number): Promise<string | undefined> {
+  async record(id: string, owner: string, ttlMs: number): Promise<string | null | undefined> {
     const key = `${this.prefix}owner:${id}`
     if ((await this.redis.within(this.redis.client.set(key, owner, 'PX', ttlMs, 'NX'))) === 'OK') return undefined
-    return (await this.redis.within(this.redis.client.get(key))) ?? undefined
+    // (null: the record expired in between; none, then)
+    return this.redis.within(this.redis.client.get(key))
   }
 
   async increment(client: string, day: string, ttlMs: number): Promise<number> {
