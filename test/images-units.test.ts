@@ -56,6 +56,7 @@ t.test('disk store: a file cut short by hand is a miss and forgotten; stale temp
   t.equal(store.bytes, 0)
   await store.put('k3', Readable.from([Buffer.from('kept')]), 'image/webp')
   await store.close()
+  t.notOk(store.has('k3'), 'an index that cannot be read (here: closed at shutdown) answers no, and does not throw')
 
   const old = join(dir, 'tmp', 'old-leftover')
   const young = join(dir, 'tmp', 'young-write')

@@ -99,7 +99,14 @@ export class DiskImageStore implements ImageStore {
   }
 
   has(key: string): boolean {
-    return this.q.hasKey.get(key) !== undefined
+    try {
+      return this.q.hasKey.get(key) !== undefined
+    } catch {
+      // The index cannot be read (a disk error, or closed at shutdown). The archiver asks this from the background
+      // (a refresh, a callback), where a throw would stop the process: not known to be archived; the download that
+      // follows meets the same trouble in put() and is counted as a store error.
+      return false
+    }
   }
 
   async open(key: string): Promise<OpenImage | undefined> {
