@@ -9,7 +9,7 @@ import { machineFacts } from './lib/machine.js'
 import { pin, pinningNote } from './lib/cpus.js'
 import { enableTrace } from './lib/trace.js'
 import { consoleReport, markdownReport, type ScenarioReport } from './lib/report.js'
-import { HELP, HelpRequested, parseArgs, type ScenarioId, type Settings } from './lib/settings.js'
+import { HELP, HelpRequested, parseArgs, SCENARIOS, type ScenarioId, type Settings } from './lib/settings.js'
 import { hitPath } from './scenarios/hit.js'
 import { missPath } from './scenarios/miss.js'
 import { ownership } from './scenarios/ownership.js'
@@ -75,7 +75,10 @@ async function main(): Promise<number> {
     checks,
     scenarios: Object.fromEntries(reports.map((r) => [r.id, { title: r.title, setup: r.setup, table: r.table, notes: r.notes, data: r.data }]))
   }
-  const base = settings.out ?? fileURLToPath(new URL(settings.mode === 'quick' ? 'quick' : settings.mode === 'soak' ? 'soak' : 'latest', RESULTS_DIR))
+  // latest.* holds the last full run (the README's figures): a run of some scenarios only must not replace it
+  const partial = settings.scenarios.join() !== SCENARIOS.join()
+  const name = settings.mode === 'quick' ? 'quick' : settings.mode === 'soak' ? 'soak' : partial ? 'partial' : 'latest'
+  const base = settings.out ?? fileURLToPath(new URL(name, RESULTS_DIR))
   const jsonPath = base.endsWith('.json') ? base : `${base}.json`
   writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`)
   const md = [

@@ -1,35 +1,30 @@
-import { EventEmitter } from 'node:events'
-import type { ServerResponse } from 'node:http'
 import t from 'tap'
 import { EventStream } from '../src/push/event-stream.js'
+import type { StreamOutput } from '../src/push/stream-output.js'
 import type { TaskState } from '../src/push/task-state.js'
 
-/** a response that records what is written */
-function fakeRes(): { res: ServerResponse; chunks: string[]; ended: () => boolean } {
-  const e = new EventEmitter() as EventEmitter & Record<string, unknown>
+/** an output that records what is written */
+function fakeOutput(): { out: StreamOutput; chunks: string[]; ended: () => boolean } {
   const chunks: string[] = []
   let ended = false
-  Object.assign(e, {
-    writableLength: 0,
-    writableFinished: false,
-    destroyed: false,
-    write: (c: string) => (chunks.push(c), true),
+  const out: StreamOutput = {
+    waiting: 0,
+    write: (c) => void chunks.push(c),
     end: () => {
       ended = true
     },
-    destroy: () => {
-      e.destroyed = true
-    },
-  })
-  return { res: e as unknown as ServerResponse, chunks, ended: () => ended }
+    destroy: () => undefined,
+    onClose: () => undefined
+  }
+  return { out, chunks, ended: () => ended }
 }
 
 const state = (version: string, terminal = false): TaskState => ({ id: 'x', version, terminal }) as unknown as TaskState
 
 t.test('EventStream: updates and gone for unknown, finished or closed tasks write nothing', async (t) => {
-  const { res, chunks, ended } = fakeRes()
+  const { out, chunks, ended } = fakeOutput()
   let closes = 0
-  const s = new EventStream(res, ['a', 'b'], undefined, () => closes++)
+  const s = new EventStream(out, ['a', 'b'], undefined, () => closes++)
   s.opened()
   s.update('zzz', Buffer.from('{}'), state('1'))
   t.same(chunks, [], 'an id the stream did not ask for: nothing')

@@ -86,7 +86,8 @@ export const HELP = `npm run bench [-- options]
   --quick             the same in under a minute, short and noisy (CI smoke); writes bench/results/quick.json
   --soak              only the fault soak, 2 minutes (--soak-seconds=N, at most ${SOAK_MAX_SECONDS})
   --only=hit,miss     only these scenarios (hit, ownership, miss, storm, push, memory, soak; and redis-stall, run only when named:
-                      hit-path throughput with Redis stopped mid-traffic (SIGSTOP) against Redis up; needs redis-server)
+                      hit-path throughput with Redis stopped mid-traffic (SIGSTOP) against Redis up; needs redis-server);
+                      writes bench/results/partial.json (latest.json keeps the last full run)
   --rounds=N --seconds=S   measured rounds per candidate and seconds per round
   --profile           also write the gateway's CPU profile of the hit path to bench/results/
   --out=FILE          write the JSON results there instead

@@ -1,6 +1,5 @@
-import type { ServerResponse } from 'node:http'
-import type { FastifyReply } from 'fastify'
 import { errorBody } from '../http/errors.js'
+import type { StreamOutput } from './stream-output.js'
 import type { TaskState } from './task-state.js'
 import type { TaskListener } from './watch-hub.js'
 
@@ -9,30 +8,6 @@ import type { TaskListener } from './watch-hub.js'
  * kernel's socket buffer took): one task body is a few KiB, so this holds a dozen changes, never an unbounded queue.
  */
 export const MAX_BUFFERED_BYTES = 64 * 1024
-
-/** an events stream's own response headers (docs/push.md §1); the reply's headers (security, CORS, rate limit) win */
-const STREAM_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' }
-
-/**
- * Commits the stream: status 200 with the reply's headers, sent at once. The head is written as one flat list and
- * flushed right away: a head built with setHeader() and sent with the first event stays in memory for the stream's
- * whole life as a rope of every header line plus a [name, value] pair per header (measured: 3.8 KB of the 11.3 KB of
- * JS heap an idle subscriber cost; docs/push.md §10).
- */
-export function writeStreamHead(reply: FastifyReply): void {
-  const head: string[] = []
-  for (const [name, value] of Object.entries({ ...STREAM_HEADERS, ...reply.getHeaders() })) head.push(name, String(value))
-  reply.raw.writeHead(200, head)
-  reply.raw.flushHeaders()
-}
-
-/**
- * A stream the client ended (or dropped) is told to Fastify as an error, so its onResponse hooks (access line,
- * metrics) run as they would for a finished response.
- */
-export function clientGone(res: ServerResponse): void {
-  res.emit('error', Object.assign(new Error('events stream closed before it ended'), { code: 'ECONNRESET' }))
-}
 
 /** `data:` lines for a payload: CR and CRLF become LF (CR alone would end an SSE line and cut the JSON). */
 function dataLines(payload: string): string {
@@ -57,7 +32,7 @@ export class EventStream implements TaskListener {
   private opening = true
 
   constructor(
-    private readonly res: ServerResponse,
+    private readonly out: StreamOutput,
     private readonly ids: readonly string[],
     lastEventId: string | undefined,
     private readonly onClose: (stream: EventStream) => void
@@ -65,12 +40,7 @@ export class EventStream implements TaskListener {
     const seen = lastEventId?.split('.') ?? []
     this.versions = ids.map((_, i) => (seen.length === ids.length ? (seen[i] as string) : ''))
     this.open = new Set(ids)
-    res.once('close', () => {
-      // Ended by the client (or dropped): told as an error, so Fastify's onResponse hooks (access line, metrics) run
-      // as they would for a finished response
-      if (!res.writableFinished) clientGone(res)
-      this.close()
-    })
+    out.onClose(() => this.close())
   }
 
   update(id: string, body: Buffer, state: TaskState): void {
@@ -106,7 +76,7 @@ export class EventStream implements TaskListener {
   close(): void {
     if (this.closed) return
     this.closed = true
-    if (!this.res.destroyed) this.res.end()
+    this.out.end()
     this.onClose(this)
   }
 
@@ -120,13 +90,13 @@ export class EventStream implements TaskListener {
   private write(chunk: string): void {
     if (this.closed) return
     if (this.opening) this.allowance += chunk.length
-    else if (this.res.writableLength > this.allowance) {
+    else if (this.out.waiting > this.allowance) {
       // it stopped reading: drop it rather than hold ever more for it
       this.closed = true
-      this.res.destroy()
+      this.out.destroy()
       this.onClose(this)
       return
     }
-    this.res.write(chunk)
+    this.out.write(chunk)
   }
 }

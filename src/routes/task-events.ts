@@ -7,7 +7,8 @@ import { FirstStates } from '../push/first-states.js'
 import { BadRequestError, BadTaskIdError, RateLimitedError, UpstreamBadResponseError } from '../http/errors.js'
 import { clientOf } from '../clients/identity.js'
 import { rateLimitKey } from '../rate-limit/counter.js'
-import { clientGone, EventStream, writeStreamHead } from '../push/event-stream.js'
+import { EventStream } from '../push/event-stream.js'
+import { answered, openStreamOutput } from '../push/stream-output.js'
 import type { Subscribers } from '../push/subscribers.js'
 import { taskState, type TaskState } from '../push/task-state.js'
 import type { WatchHub } from '../push/watch-hub.js'
@@ -102,12 +103,11 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
     // stream opened now; its place is given back
     if (reply.raw.destroyed) {
       subscribers.release(key)
-      clientGone(reply.raw)
+      answered(reply.raw, 'events stream closed before it opened')
       return undefined
     }
-    writeStreamHead(reply)
     const lastEventId = request.headers['last-event-id']
-    const stream = new EventStream(reply.raw, ids, typeof lastEventId === 'string' ? lastEventId : undefined, (s) => {
+    const stream = new EventStream(openStreamOutput(reply), ids, typeof lastEventId === 'string' ? lastEventId : undefined, (s) => {
       for (const id of ids) hub.unsubscribe(id, s)
       subscribers.delete(s)
       subscribers.release(key)

@@ -3,7 +3,7 @@
  * send malformed HTTP.
  */
 import { createServer } from 'node:http'
-import { connect, type AddressInfo } from 'node:net'
+import { connect, type AddressInfo, type Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import { getGlobalDispatcher, type Dispatcher } from 'undici'
 
@@ -106,20 +106,40 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs 
   }
 }
 
+/** A raw connection that keeps what it receives, for tests that act while an answer streams (half-close, pause). */
+export interface RawConnection {
+  socket: Socket
+  /** everything received so far, as latin1 */
+  received(): string
+  /** resolves once what was received matches (rejects after timeoutMs) */
+  until(pattern: RegExp, timeoutMs?: number): Promise<string>
+  /** resolves with everything received once the connection is closed */
+  closed: Promise<string>
+}
+
+/** Opens a socket and writes raw bytes on it. */
+export function openRaw(port: number, bytes: string | Buffer): RawConnection {
+  const socket = connect(port, '127.0.0.1')
+  const chunks: Buffer[] = []
+  const received = (): string => Buffer.concat(chunks).toString('latin1')
+  socket.on('data', (c: Buffer) => chunks.push(c))
+  socket.on('error', () => undefined)
+  socket.on('connect', () => socket.write(bytes))
+  const closed = new Promise<string>((resolve) => socket.on('close', () => resolve(received())))
+  const until = async (pattern: RegExp, timeoutMs = 5000): Promise<string> => {
+    await waitFor(() => pattern.test(received()), timeoutMs)
+    return received()
+  }
+  return { socket, received, until, closed }
+}
+
 /** Writes raw bytes on a fresh socket and collects everything until the server closes it (or timeoutMs). */
-export function rawExchange(port: number, bytes: string | Buffer, timeoutMs = 5000): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    const chunks: Buffer[] = []
-    const timer = setTimeout(() => socket.destroy(), timeoutMs)
-    socket.on('data', (c: Buffer) => chunks.push(c))
-    socket.on('error', () => undefined)
-    socket.on('close', () => {
-      clearTimeout(timer)
-      resolve(Buffer.concat(chunks).toString('latin1'))
-    })
-    socket.on('connect', () => socket.write(bytes))
-  })
+export async function rawExchange(port: number, bytes: string | Buffer, timeoutMs = 5000): Promise<string> {
+  const c = openRaw(port, bytes)
+  const timer = setTimeout(() => c.socket.destroy(), timeoutMs)
+  const all = await c.closed
+  clearTimeout(timer)
+  return all
 }
 
 export interface RawAnswer {
