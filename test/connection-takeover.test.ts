@@ -100,6 +100,7 @@ t.test('refused, and left to node:http, which answers as usual', async (t) => {
     const c = openRaw(port, bytes)
     const got = await c.until(/\r\n\r\n(?:[0-9a-f]+\r\n)?kept\n/).catch(() => c.received())
     t.match(got, /kept\n/, name)
+    t.notMatch(got, /taken/, `${name}: nothing taken`)
     c.socket.destroy()
   }
 })

@@ -142,3 +142,23 @@ t.test('docs/push.md §8: shutting down ends open streams', async (t) => {
   await s.waitForEnd()
   t.ok(Date.now() - started < 5000, 'close does not wait for the subscriber')
 })
+
+t.test('docs/push.md §8: a stream whose first state arrives while the gateway shuts down ends at once', async (t) => {
+  const { gw, world, upstream } = await pushGateway(t, { REFRESH_INTERVAL_MS: '60000', POLL_CACHE_MS: '0' })
+  const body = world.set('late', 'IN_PROGRESS')
+  upstream.enqueue({ kind: 'raw', body: `[${body}]`, delayMs: 500 })
+  const opening = openSse(`${gw.url}/mj/task/late/events`)
+  // the request has reached its first state, which the upstream holds for 500 ms
+  await waitFor(() => world.listCalls === 1)
+  const started = Date.now()
+  const closing = gw.app.close()
+  const s = await opening
+  await s.waitForEnd()
+  await closing
+  t.ok(Date.now() - started < 5000, `the stream ended and the gateway closed in ${Date.now() - started} ms`)
+  t.same(
+    s.events.map((e) => e.event),
+    ['task'],
+    'its first state, then the end of the connection: the EventSource reconnects elsewhere'
+  )
+})

@@ -8,6 +8,7 @@ import { sample } from './helpers/gateway.js'
 import { openSse } from './helpers/sse-client.js'
 import { pushGateway } from './helpers/task-world.js'
 import { openRaw, waitFor } from './helpers/net.js'
+import { MAX_IGNORED_INPUT_BYTES } from '../src/push/stream-output.js'
 
 const request = (path: string, version = '1.1'): string => `GET ${path} HTTP/${version}\r\nhost: x\r\naccept: text/event-stream\r\n\r\n`
 
@@ -48,7 +49,8 @@ const subscribers = async (gw: { metrics(): Promise<string> }): Promise<number |
 
 t.test('docs/push.md §10: over HTTP/1.1 the stream is chunked by the gateway on a connection that closes with it: the last chunk, then the close', async (t) => {
   const { gw, world } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100' })
-  world.set('c1', 'IN_PROGRESS', { progress: '10%' })
+  // not ASCII: a chunk's size is its bytes, not its characters
+  world.set('c1', 'IN_PROGRESS', { progress: '10%', prompt: '一只猫 ✓ ünïcödé' })
   const c = openRaw(gw.port, request('/mj/task/c1/events'))
   const head = answerOf(await c.until(/event: task/))
   t.equal(head.status, 200)
@@ -57,12 +59,13 @@ t.test('docs/push.md §10: over HTTP/1.1 the stream is chunked by the gateway on
   t.equal(head.headers['connection'], 'close', 'the connection ends with the stream')
   t.equal(head.headers['keep-alive'], undefined)
   t.equal(head.headers['x-content-type-options'], 'nosniff', 'the security headers, as on every answer')
-  world.set('c1', 'SUCCESS', { progress: '100%' })
+  world.set('c1', 'SUCCESS', { progress: '100%', prompt: '一只猫 ✓ ünïcödé' })
   const all = answerOf(await c.closed)
   const { chunks, last, rest } = chunksOf(all.body)
   t.ok(last, 'the last chunk (size 0) ends the body')
   t.equal(rest, '', 'nothing after it: the gateway closed the connection')
   t.same(eventNames(chunks.join('')), ['task', 'task', 'end'])
+  t.match(chunks[0], '一只猫 ✓ ünïcödé', 'the task JSON as sent')
   t.ok(chunks.every((c) => c.endsWith('\n\n')), 'every chunk is whole events')
   await waitFor(async () => (await subscribers(gw)) === 0)
 })
@@ -82,6 +85,45 @@ t.test('docs/push.md §10: a client that ends its side ends its stream; bytes a 
   t.ok(chunksOf(all.body).last, 'the stream ends cleanly with its last chunk')
   await waitFor(async () => (await subscribers(gw)) === 0)
   t.pass('its place is given back')
+})
+
+t.test('docs/push.md §10: a client that keeps sending on its stream is dropped', async (t) => {
+  const { gw, world } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100' })
+  world.set('s1', 'IN_PROGRESS')
+  const c = openRaw(gw.port, request('/mj/task/s1/events'))
+  await c.until(/event: task/)
+  c.socket.write('x'.repeat(MAX_IGNORED_INPUT_BYTES + 1))
+  await c.closed
+  await waitFor(async () => (await subscribers(gw)) === 0)
+  t.pass('closed, its place given back')
+})
+
+t.test('docs/push.md §7: a connection that takes nothing for the idle timeout is closed, even after its stream ended; a reading one stays', async (t) => {
+  const { gw, world } = await pushGateway(
+    t,
+    { REFRESH_INTERVAL_MS: '100', UPSTREAM_MAX_BODY_BYTES: String(48 * 1048576) },
+    { overrides: { timeouts: { idleMs: 1000 }, heartbeatMs: 200 } }
+  )
+  // a finished task whose one event is more than the kernel's socket buffers take: it ends at once, but its bytes
+  // wait in the process for a client that does not read
+  world.set('big', 'SUCCESS', { padding: 'x'.repeat(32 * 1048576) })
+  world.set('live', 'IN_PROGRESS')
+  const reading = await openSse(`${gw.url}/mj/task/live/events`)
+  await reading.waitForEvents(1)
+  const c = openRaw(gw.port, request('/mj/task/big/events'))
+  c.socket.pause()
+  await waitFor(async () => (await subscribers(gw)) === 1 && (await gw.metric('mj_gateway_http_requests_total{method="GET",route="/mj/task/:id/events",status_code="200"}')) === 2, 10_000)
+  t.pass('the ended stream has given its place back')
+  // past the idle timeout (1 s, checked about every second), the client reads again: what the kernel held reaches it,
+  // then the end of a connection the gateway dropped, never the rest of the event nor the last chunk
+  await new Promise((resolve) => setTimeout(resolve, 3500))
+  c.socket.resume()
+  const all = await c.closed
+  t.ok(all.length < 30 * 1048576, `the connection was dropped with most of the event unsent (${all.length} bytes came)`)
+  t.notMatch(all.slice(-200), /event: end/, 'no end event, no last chunk')
+  t.notOk(reading.ended, 'a client that reads its heartbeats keeps its stream past the idle timeout')
+  t.ok(reading.comments.length >= 3, 'it got heartbeats')
+  reading.close()
 })
 
 t.test('docs/push.md §10: over HTTP/1.0 node:http keeps the stream: not chunked, the body ends with the connection', async (t) => {

@@ -34,8 +34,11 @@ interface ServerSocket extends Socket {
   _httpMessage?: unknown
 }
 
-/** node:http's own function for giving a parser back (lib/_http_common.js), as its upgrade path calls it */
-const freeParser = (process.getBuiltinModule('_http_common') as { freeParser?: FreeParser } | undefined)?.freeParser
+/**
+ * node:http's own function for giving a parser back (lib/_http_common.js), as its upgrade path calls it
+ * (process.getBuiltinModule is Node 20.16+: before it, no takeover)
+ */
+const freeParser = (process.getBuiltinModule?.('_http_common') as { freeParser?: FreeParser } | undefined)?.freeParser
 
 type Listener = (...args: unknown[]) => void
 
@@ -87,7 +90,8 @@ export function canTakeOver(req: IncomingMessage, res: ServerResponse): boolean 
 
 /**
  * Takes the connection (canTakeOver() said it can, and the head is written): node:http and Fastify forget it, and
- * the socket is the caller's to write, end and destroy. Its reads are the caller's too: nothing listens yet.
+ * the socket is the caller's to write, end and destroy. Its reads are the caller's too: nothing listens yet. So is
+ * node:http's idle timeout, which stays set on the socket: its 'timeout' event has no listener any more.
  */
 export function takeOver(req: IncomingMessage, res: ServerResponse): Socket {
   const socket = req.socket as ServerSocket
@@ -99,7 +103,5 @@ export function takeOver(req: IncomingMessage, res: ServerResponse): Socket {
   parser._consumed = false
   parser.finish()
   ;(freeParser as FreeParser)(parser, req, socket)
-  // node:http's idle timeout had no one left to act on it
-  socket.setTimeout(0)
   return socket
 }

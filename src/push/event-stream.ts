@@ -5,7 +5,8 @@ import type { TaskListener } from './watch-hub.js'
 
 /**
  * A client that stops reading is dropped once this much is waiting in the process for its socket (beyond what the
- * kernel's socket buffer took): one task body is a few KiB, so this holds a dozen changes, never an unbounded queue.
+ * kernel's socket buffer took; Node counts a string by its length, so these are bytes for the ASCII of task JSON):
+ * one task body is a few KiB, so this holds a dozen changes, never an unbounded queue.
  */
 export const MAX_BUFFERED_BYTES = 64 * 1024
 

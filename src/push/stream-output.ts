@@ -6,13 +6,16 @@ import { canTakeOver, takeOver } from '../http/connection-takeover.js'
 /** Where an events stream's bytes go once its head is sent (docs/push.md §10). */
 export interface StreamOutput {
   write(chunk: string): void
-  /** bytes waiting in the process for the client (beyond what the kernel's socket buffer took) */
+  /**
+   * what waits in the process for the client (beyond what the kernel's socket buffer took), as Node counts it: a
+   * string by its length, so about bytes for task JSON
+   */
   readonly waiting: number
   /** ends the response cleanly, then the connection */
   end(): void
   /** drops the connection */
   destroy(): void
-  /** `listener` runs once when the connection is gone, whoever ended it */
+  /** `listener` runs when the stream is over for the client: it closed the connection, or ended its side of it */
   onClose(listener: () => void): void
 }
 
@@ -47,9 +50,11 @@ export function openStreamOutput(reply: FastifyReply): StreamOutput {
 /**
  * Runs the answer's onResponse hooks now: Fastify runs them when the response emits 'finish' or 'error', and an events
  * response never finishes while it serves. Used when the stream opens, and when the client left before it could.
+ * Fastify's 'error' listener is called directly: emit('error') would throw if none were there.
  */
 export function answered(res: ServerResponse, why: string): void {
-  res.emit('error', new Error(why))
+  const err = new Error(why)
+  for (const listener of res.listeners('error')) listener.call(res, err)
 }
 
 /** a stream node:http keeps serving (a connection canTakeOver() refused) */
@@ -80,14 +85,28 @@ class ResponseOutput implements StreamOutput {
   }
 }
 
+/**
+ * What a client may send on a taken-over connection after its request, ignored, before it is dropped: an events
+ * client sends nothing, but one may have pipelined a request or two before it saw `connection: close`.
+ */
+export const MAX_IGNORED_INPUT_BYTES = 16 * 1024
+
 /** a taken-over connection: the gateway frames the chunks itself (TAKEN_OVER_HEADERS) */
 class SocketOutput implements StreamOutput {
   constructor(private readonly socket: Socket) {
     // a write to a connection the client dropped fails with an error, and 'close' follows: that is the signal
     socket.on('error', () => undefined)
-    // the client ended its side (node:http would end ours too); reads are discarded: a client has nothing to say here
+    // node:http's idle timeout (connectionTimeout) stays set: heartbeats keep a reading client's stream alive, and a
+    // connection that takes nothing for that long (a client that stopped reading, even after its stream ended) goes,
+    // as node:http would let it go
+    socket.on('timeout', () => socket.destroy())
+    // the client ended its side: ours ends too (onClose), as node:http would end it
     socket.once('end', () => this.end())
-    socket.resume()
+    let ignored = 0
+    socket.on('data', (chunk: Buffer) => {
+      ignored += chunk.length
+      if (ignored > MAX_IGNORED_INPUT_BYTES) socket.destroy()
+    })
   }
 
   write(chunk: string): void {
@@ -109,5 +128,6 @@ class SocketOutput implements StreamOutput {
 
   onClose(listener: () => void): void {
     this.socket.once('close', listener)
+    this.socket.once('end', listener)
   }
 }

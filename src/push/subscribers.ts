@@ -14,6 +14,8 @@ export class Subscribers {
   private readonly perClient = new Map<string, number>()
   private reserved = 0
   private readonly timer: NodeJS.Timeout
+  /** closeAll() ran: the gateway is shutting down */
+  closing = false
 
   constructor(
     private readonly max: number,
@@ -56,6 +58,7 @@ export class Subscribers {
 
   /** at shutdown: every stream ends (the client's EventSource reconnects elsewhere) */
   closeAll(): void {
+    this.closing = true
     clearInterval(this.timer)
     for (const s of [...this.streams]) s.close()
   }

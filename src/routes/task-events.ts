@@ -120,6 +120,9 @@ export async function taskEventsRoutes(app: FastifyInstance, deps: Deps): Promis
       stream.update(id, known.body, known.state)
     })
     stream.opened()
+    // its first states were read while the gateway began to shut down: closeAll() has come and gone, so it ends now
+    // (the client's EventSource reconnects to another replica)
+    if (subscribers.closing) stream.close()
     return undefined
   }
 
