@@ -91,17 +91,25 @@ class ResponseOutput implements StreamOutput {
  */
 export const MAX_IGNORED_INPUT_BYTES = 16 * 1024
 
+/** a chunked body's end */
+const LAST_CHUNK = '0\r\n\r\n'
+
+// listeners every taken-over socket shares (one function each, not one per socket: see docs/push.md §11)
+function ignoreError(): void {
+  // a write to a connection the client dropped fails with an error, and 'close' follows: that is the signal
+}
+function destroySocket(this: Socket): void {
+  this.destroy()
+}
+
 /** a taken-over connection: the gateway frames the chunks itself (TAKEN_OVER_HEADERS) */
 class SocketOutput implements StreamOutput {
   constructor(private readonly socket: Socket) {
-    // a write to a connection the client dropped fails with an error, and 'close' follows: that is the signal
-    socket.on('error', () => undefined)
+    socket.on('error', ignoreError)
     // node:http's idle timeout (connectionTimeout) stays set: heartbeats keep a reading client's stream alive, and a
     // connection that takes nothing for that long (a client that stopped reading, even after its stream ended) goes,
     // as node:http would let it go
-    socket.on('timeout', () => socket.destroy())
-    // the client ended its side: ours ends too (onClose), as node:http would end it
-    socket.once('end', () => this.end())
+    socket.on('timeout', destroySocket)
     let ignored = 0
     socket.on('data', (chunk: Buffer) => {
       ignored += chunk.length
@@ -119,13 +127,16 @@ class SocketOutput implements StreamOutput {
 
   end(): void {
     // the last chunk, then the connection: destroyed once written, so a client that never closes its side cannot hold it
-    if (this.socket.writable) this.socket.end('0\r\n\r\n', () => this.socket.destroy())
+    if (!this.socket.writable) return
+    this.socket.once('finish', destroySocket)
+    this.socket.end(LAST_CHUNK)
   }
 
   destroy(): void {
     this.socket.destroy()
   }
 
+  /** also when the client ends its side: the stream's owner then ends ours, as node:http would */
   onClose(listener: () => void): void {
     this.socket.once('close', listener)
     this.socket.once('end', listener)
