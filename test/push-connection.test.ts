@@ -87,6 +87,20 @@ t.test('docs/push.md §10: a client that ends its side ends its stream; bytes a 
   t.pass('its place is given back')
 })
 
+t.test('docs/push.md §10: a client that resets its connection: its stream ends, its place is given back, the gateway goes on', async (t) => {
+  const { gw, world } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100' })
+  world.set('r1', 'IN_PROGRESS')
+  const c = openRaw(gw.port, request('/mj/task/r1/events'))
+  await c.until(/event: task/)
+  c.socket.resetAndDestroy()
+  await waitFor(async () => (await subscribers(gw)) === 0)
+  world.set('r1', 'IN_PROGRESS', { progress: '50%' })
+  const s = await openSse(`${gw.url}/mj/task/r1/events`)
+  await s.waitForEvents(1)
+  t.match(s.events[0]?.data, '50%', 'the next subscriber is served')
+  s.close()
+})
+
 t.test('docs/push.md §10: a client that keeps sending on its stream is dropped', async (t) => {
   const { gw, world } = await pushGateway(t, { REFRESH_INTERVAL_MS: '100' })
   world.set('s1', 'IN_PROGRESS')
