@@ -18,7 +18,8 @@ export interface Settings {
   hit: { tasks: number; bodyBytes: number }
   miss: { tasks: number; pollers: number; upstreamLatencyMs: number; upstreamJitterMs: number }
   storm: { pollers: number; tasks: number; seconds: number; rounds: number; stepMs: number }
-  push: { subscribers: number; tasks: number; stepMs: number; idleSubscribers: number }
+  /** idleSettleMs: how long the idle subscribers sit before their memory is measured again */
+  push: { subscribers: number; tasks: number; stepMs: number; idleSubscribers: number; idleSettleMs: number }
   memory: { counts: [number, number]; bodyBytes: number }
   soak: { seconds: number; connections: number }
   /** write the gateway's CPU profile of the hit path (bench/results/*.cpuprofile) */
@@ -69,7 +70,7 @@ export function parseArgs(argv: readonly string[]): Settings {
     hit: { tasks: quick ? 300 : 1000, bodyBytes: 3072 },
     miss: { tasks: 20, pollers: num('pollers', 200, 1, 1000), upstreamLatencyMs: 20, upstreamJitterMs: num('jitter', 10, 0, 1000) },
     storm: { pollers: 200, tasks: 20, seconds: quick ? 3 : 10, rounds: quick ? 1 : 3, stepMs: 1000 },
-    push: { subscribers: 200, tasks: 20, stepMs: quick ? 1000 : 6000, idleSubscribers: quick ? 2000 : 10_000 },
+    push: { subscribers: 200, tasks: 20, stepMs: quick ? 1000 : 6000, idleSubscribers: quick ? 2000 : 10_000, idleSettleMs: quick ? 3000 : 30_000 },
     memory: { counts: quick ? [1000, 3000] : [10_000, 50_000], bodyBytes: 3072 },
     soak: { seconds: num('soak-seconds', soakOnly ? 120 : quick ? 3 : 30, 1, SOAK_MAX_SECONDS), connections: 50 },
     profile: flags.has('--profile'),
