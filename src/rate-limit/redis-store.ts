@@ -33,6 +33,12 @@ interface Count {
   pending: number
   /** this replica's requests being reported right now */
   reporting: number
+  /**
+   * Requests that came after the client's first in this window, while the first report was on its way: answered
+   * once it is back (or has failed), so a replica that has not heard of a client yet admits at most its first
+   * request. `undefined` once the first report is back.
+   */
+  waiting?: CountCallback[]
 }
 
 export interface SyncedStoreOptions {
@@ -56,6 +62,9 @@ export interface SyncedStoreOptions {
  *
  * Tolerance (README): across N replicas, a client can get through at most (N − 1) × (5 % of the limit + what it
  * sends one replica during one report) more than the limit in a window; on one replica the limit is exact.
+ * A client new to a replica in a window is the exception to "no round trip": its first request is answered at once,
+ * and what it sends while that first report is under way waits for the report (at most COMMAND_TIMEOUT_MS), so a
+ * replica that starts while a client is over its limit admits at most that client's first request.
  * While Redis is down or hangs (the connection's breaker), each replica goes on counting from what it knows and
  * reports its counts when Redis is back: a client over its limit stays over it, and a Redis that restarts empty
  * does not lower a count a replica has seen.
@@ -68,6 +77,8 @@ export class SyncedRateLimitStore implements Store {
   private readonly now: () => number
   private readonly timer: NodeJS.Timeout
   private soon = false
+  /** counts whose first report is not back yet (see Count.waiting) */
+  private firstReports = new Set<Count>()
 
   constructor(
     private readonly redis: RedisConnection,
@@ -86,7 +97,9 @@ export class SyncedRateLimitStore implements Store {
     const { windowMs } = this.opts
     const window = now - (now % windowMs)
     if (window !== this.window) {
-      // a new minute: last minute's counts (reported or not) decide nothing any more
+      // a new minute: last minute's counts (reported or not) decide nothing any more; requests still waiting for
+      // a first report of last minute are judged on what this replica knows of it
+      this.releaseAll()
       this.window = window
       this.counts = new Map()
     }
@@ -94,12 +107,39 @@ export class SyncedRateLimitStore implements Store {
     if (c === undefined) {
       c = { window, shared: 0, pending: 0, reporting: 0 }
       this.counts.set(key, c)
-      // a client new to this replica (or to this replica since a restart) may be over its limit elsewhere
+      // a client new to this replica (or to this replica since a restart) may be over its limit elsewhere: its
+      // next requests wait for the first report (none will come while Redis is down)
+      if (this.redis.up) {
+        c.waiting = []
+        this.firstReports.add(c)
+      }
       this.syncSoon()
+    } else if (c.waiting !== undefined) {
+      c.pending++
+      c.waiting.push(cb)
+      return
     }
     c.pending++
     if (c.pending >= this.early) this.syncSoon()
     cb(null, { current: c.shared + c.reporting + c.pending, ttl: window + windowMs - now })
+  }
+
+  /** Answers the requests that waited for `c`'s first report, each with its own place in the count. */
+  private release(c: Count): void {
+    const waiting = c.waiting
+    if (waiting === undefined) return
+    c.waiting = undefined
+    this.firstReports.delete(c)
+    const now = this.now()
+    const ttl = Math.max(0, c.window + this.opts.windowMs - now)
+    // the waiting requests are this replica's latest ones for the client
+    const first = c.shared + c.reporting + c.pending - waiting.length
+    waiting.forEach((cb, i) => cb(null, { current: first + i + 1, ttl }))
+    if (c.pending >= this.early) this.syncSoon()
+  }
+
+  private releaseAll(): void {
+    for (const c of this.firstReports) this.release(c)
   }
 
   private syncSoon(): void {
@@ -118,9 +158,10 @@ export class SyncedRateLimitStore implements Store {
   async sync(): Promise<void> {
     if (this.redis.closed) {
       clearInterval(this.timer)
+      this.releaseAll()
       return
     }
-    if (!this.redis.up) return
+    if (!this.redis.up) return this.releaseAll()
     const batch: [string, Count, number][] = []
     for (const [key, c] of this.counts) {
       if (c.pending === 0) continue
@@ -141,12 +182,14 @@ export class SyncedRateLimitStore implements Store {
         for (const [, c, n] of batch.slice(i)) {
           c.reporting -= n
           c.pending += n
+          this.release(c)
         }
         return
       }
       part.forEach(([, c, n], j) => {
         c.reporting -= n
         c.shared = Math.max(totals[j] as number, c.shared + n)
+        this.release(c)
       })
     }
   }
