@@ -10,7 +10,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { chromium } from 'playwright-core'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 import { startGateway } from './helpers/gateway.js'
 
 const CHROMIUM = '/usr/bin/chromium'

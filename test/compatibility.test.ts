@@ -11,7 +11,7 @@ import { SECURITY_HEADERS } from '../src/http/security-headers.js'
 import { CORS_EXPOSED_HEADERS } from '../src/http/cors-policy.js'
 import { startGateway, type Gateway } from './helpers/gateway.js'
 import { rawAnswer, send, waitFor, type HttpResult, type RawAnswer } from './helpers/net.js'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 
 const APP = 'https://frontend.example.com'
 const TOKEN = 'tok-compat-5c1e0a77d2'

@@ -5,7 +5,7 @@ import { sample } from './helpers/gateway.js'
 import { startImageGateway } from './helpers/image-gateway.js'
 import { waitFor } from './helpers/net.js'
 import { openSse } from './helpers/sse-client.js'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 
 const IMMUTABLE = 'private, max-age=31536000, immutable'
 

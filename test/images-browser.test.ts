@@ -5,7 +5,7 @@ import { chromium } from 'playwright-core'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { isolatedDataEnv } from './helpers/data-dir.js'
-import { idFromUrl, startFakeUpstream, taskBody } from './helpers/fake-upstream.js'
+import { idFromUrl, startSimulatedUpstream, taskBody } from '../src/demo/simulated-upstream.js'
 import { UPSTREAM_KEY } from './helpers/gateway.js'
 import { exIn, startImageCdn } from './helpers/image-cdn.js'
 import { pngBytes } from '../src/demo/png.js'
@@ -26,7 +26,7 @@ t.test('docs/images.md: a page on another origin shows a task image through IMAG
   const image = pngBytes(40, 30, 11)
   const cdn = await startImageCdn(() => ({ kind: 'image', bytes: image }))
   t.teardown(() => cdn.close())
-  const upstream = await startFakeUpstream()
+  const upstream = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => upstream.close())
   upstream.setHandler((req) => {
     const id = idFromUrl(req.url) ?? 'x'

@@ -3,7 +3,7 @@ import { etagOf } from '../src/cache/task-cache.js'
 import { ImageSigner } from '../src/images/image-signing.js'
 import { TaskRewriter } from '../src/images/task-rewrite.js'
 import { loadConfig } from '../src/config.js'
-import { idFromUrl, taskBody } from './helpers/fake-upstream.js'
+import { idFromUrl, taskBody } from '../src/demo/simulated-upstream.js'
 import { startImageGateway } from './helpers/image-gateway.js'
 import { get, post } from './helpers/net.js'
 

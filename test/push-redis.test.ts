@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { sample, startGateway, type Gateway } from './helpers/gateway.js'
-import { startFakeUpstream, taskBody } from './helpers/fake-upstream.js'
+import { startSimulatedUpstream, taskBody } from '../src/demo/simulated-upstream.js'
 import { startRedisServer } from './helpers/redis-server.js'
 import { openSse } from './helpers/sse-client.js'
 import { taskWorld } from './helpers/task-world.js'
@@ -16,7 +16,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const KEY = 'upstream-key-push-redis-4471'
 
 const redis = await startRedisServer(t)
-const upstream = await startFakeUpstream()
+const upstream = await startSimulatedUpstream({ inventUnknownTasks: true })
 t.teardown(() => upstream.close())
 const world = taskWorld(upstream)
 

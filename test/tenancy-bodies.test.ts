@@ -2,7 +2,7 @@ import t from 'tap'
 import { UPSTREAM_KEY } from './helpers/gateway.js'
 import { gatewayWithFake } from './helpers/tenancy.js'
 import { post, send } from './helpers/net.js'
-import { taskBody, type RecordedRequest } from './helpers/fake-upstream.js'
+import { taskBody, type RecordedRequest } from '../src/demo/simulated-upstream.js'
 
 const TOKEN = 'bodies-client-token-1'
 const AUTH = { authorization: `Bearer ${TOKEN}` }

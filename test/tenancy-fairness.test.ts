@@ -5,7 +5,7 @@ import t from 'tap'
 import { startGateway, sample } from './helpers/gateway.js'
 import { gatewayWithFake } from './helpers/tenancy.js'
 import { post, waitFor, type HttpResult } from './helpers/net.js'
-import { idFromUrl, taskBody } from './helpers/fake-upstream.js'
+import { idFromUrl, taskBody } from '../src/demo/simulated-upstream.js'
 import { FairShare } from '../src/upstream/fair-share.js'
 
 // 20 maximum-size submits through one process take a while on a busy machine

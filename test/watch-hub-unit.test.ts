@@ -3,7 +3,7 @@ import { TaskCache } from '../src/cache/task-cache.js'
 import { WatchHub } from '../src/push/watch-hub.js'
 import { taskState, type TaskState } from '../src/push/task-state.js'
 import type { TaskListener } from '../src/push/watch-hub.js'
-import { taskBody } from './helpers/fake-upstream.js'
+import { taskBody } from '../src/demo/simulated-upstream.js'
 
 t.test('WatchHub.apply: a terminal state is final, an older body replayed after it changes nothing', async (t) => {
   const cache = new TaskCache({ maxBytes: 1 << 20, staleIfErrorMs: 0 })

@@ -3,7 +3,7 @@
  * (IMAGE_HOSTS=127.0.0.1), for the image archive tests.
  */
 import type { Test } from 'tap'
-import { idFromUrl, taskBody } from './fake-upstream.js'
+import { idFromUrl, taskBody } from '../../src/demo/simulated-upstream.js'
 import { startGateway, type Gateway } from './gateway.js'
 import { exIn, pngBytes, startImageCdn, type ImageCdn } from './image-cdn.js'
 import { send, waitFor } from './net.js'

@@ -4,7 +4,7 @@
  * (known tasks among the ids asked, in the upstream's own bytes).
  */
 import type { Test } from 'tap'
-import { idFromUrl, startFakeUpstream, taskBody, type FakeUpstream } from './fake-upstream.js'
+import { idFromUrl, startSimulatedUpstream, taskBody, type SimulatedUpstream } from '../../src/demo/simulated-upstream.js'
 import { startGateway, type Gateway, type GatewayOptions } from './gateway.js'
 
 export interface TaskWorld {
@@ -20,7 +20,7 @@ export interface TaskWorld {
   readonly listed: string[][]
 }
 
-export function taskWorld(up: FakeUpstream): TaskWorld {
+export function taskWorld(up: SimulatedUpstream): TaskWorld {
   const tasks = new Map<string, string>()
   let failing = 0
   up.setHandler((req) => {
@@ -69,8 +69,8 @@ export async function pushGateway(
   t: Test,
   env: Record<string, string> = {},
   opts: Omit<GatewayOptions, 'upstreamUrl'> = {}
-): Promise<{ gw: Gateway; world: TaskWorld; upstream: FakeUpstream }> {
-  const upstream = await startFakeUpstream()
+): Promise<{ gw: Gateway; world: TaskWorld; upstream: SimulatedUpstream }> {
+  const upstream = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => upstream.close())
   const world = taskWorld(upstream)
   const gw = await startGateway(t, env, { ...opts, upstreamUrl: upstream.url })

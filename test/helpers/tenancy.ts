@@ -4,10 +4,8 @@
  */
 import { createSigner } from 'fast-jwt'
 import type { FastifyInstance } from 'fastify'
-import type { SimulatedUpstream } from '../../src/demo/simulated-upstream.js'
-import { startSimulatedUpstream } from '../../src/demo/simulated-upstream.js'
 import { startGateway as startHarness, UPSTREAM_KEY } from './gateway.js'
-import { startFakeUpstream, type FakeUpstream } from './fake-upstream.js'
+import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/demo/simulated-upstream.js'
 import type { HttpResult } from './net.js'
 
 export { UPSTREAM_KEY }
@@ -99,7 +97,7 @@ export async function startTenancy(t: Teardown, env: Record<string, string> = {}
 
 /** the shared harness's gateway in front of a scriptable fake upstream (setHandler, hang, recorded bodies) */
 export async function gatewayWithFake(t: Teardown, env: Record<string, string>) {
-  const up: FakeUpstream = await startFakeUpstream()
+  const up: SimulatedUpstream = await startSimulatedUpstream({ inventUnknownTasks: true })
   t.teardown(() => up.close())
   const gw = await startHarness(t, env, { upstreamUrl: up.url })
   return { gw, up }
