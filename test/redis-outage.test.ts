@@ -74,8 +74,16 @@ t.test('docs/operations.md §7 Redis killed mid-traffic: no request fails, /read
   const id = sim.finishedTask()
   t.equal((await a.fetchTask(id)).headers['x-cache'], 'MISS')
   t.equal((await b.fetchTask(id)).headers['x-cache'], 'HIT', 'sharing works again on the restarted (empty) Redis')
-  const warnings = a.logLines().filter((l) => l.includes('"level":40') && l.includes('redis:')).length
-  t.ok(warnings >= 1 && warnings <= 6, `Redis trouble is logged a few times, not once per request (${warnings} warnings)`)
+  // each kind of trouble is logged once or twice, however many requests met it (a busy machine can add a breaker
+  // opening after the restart: a line of its own)
+  const byMessage = new Map<string, number>()
+  for (const l of a.logLines().filter((l) => l.includes('"level":40') && l.includes('redis:'))) {
+    const msg = (JSON.parse(l) as { msg: string }).msg
+    byMessage.set(msg, (byMessage.get(msg) ?? 0) + 1)
+  }
+  const counts = [...byMessage].map(([m, n]) => `${n}× ${m}`).join('; ')
+  t.ok(byMessage.size >= 1, 'Redis trouble is logged')
+  t.ok(Math.max(...byMessage.values()) <= 3, `each kind a few times, not once per request of ${served} (${counts})`)
   t.ok(a.logLines().some((l) => l.includes('redis: connection lost')), 'the loss is logged')
 })
 
@@ -85,17 +93,18 @@ t.test('docs/operations.md §7 a Redis that never answers costs a request at mos
   await r.waitRedis('up')
   const closing = await startGateway(t, env(redis.url))
   await closing.waitRedis('up')
-  await redis.admin().call('CLIENT', 'PAUSE', '3000', 'ALL')
+  // paused far longer than the bounds below (generous for a busy machine): waiting for Redis would show
+  await redis.admin().call('CLIENT', 'PAUSE', '10000', 'ALL')
   const started = Date.now()
   const res = await r.fetchTask(sim.finishedTask())
   const elapsed = Date.now() - started
   t.equal(res.status, 200)
   t.equal(res.headers['x-cache'], 'MISS')
-  t.ok(elapsed < 2000, `answered while Redis hangs (${elapsed} ms, Redis paused for 3000 ms)`)
+  t.ok(elapsed < 5000, `answered while Redis hangs (${elapsed} ms, Redis paused for 10000 ms)`)
   t.equal(await r.metric('mj_gateway_redis_up'), 1, 'the connection itself is still up')
   const closeStarted = Date.now()
   await closing.app.close()
-  t.ok(Date.now() - closeStarted < 2000, 'closing does not wait for a hung Redis')
+  t.ok(Date.now() - closeStarted < 5000, `closing does not wait for a hung Redis (${Date.now() - closeStarted} ms)`)
 })
 
 t.test('docs/operations.md §7 a REDIS_URL nobody answers: the gateway starts and serves; /readyz 200 with redis down; one warning', async (t) => {

@@ -85,19 +85,27 @@ t.test('replicas share one count through Redis; a report tells each replica ever
   t.ok(await other.hit('client:team'), 'a gateway with another upstream key counts apart')
 })
 
+/** Waits until every report the replicas have started is answered (a PING on the same connection comes back after it). */
+async function settled(...replicas: Replica[]): Promise<void> {
+  await new Promise((r) => setImmediate(r))
+  await Promise.all(replicas.map((r) => r.conn.client.ping()))
+  await new Promise((r) => setImmediate(r))
+}
+
 t.test('tolerance: two replicas and a client alternating between them get at most (N-1) x (5 % of the limit + one report\'s worth) over it', async (t) => {
-  // the reports run as they do in the gateway: at once for a new client and at 5 % of the limit (here 5)
+  // the reports run as they do in the gateway: at once for a new client and at 5 % of the limit (here 5). Each
+  // request waits until the reports it caused are answered, so "what it sends during one report" is none and the
+  // bound is the 5 % alone, however slow this machine or its Redis.
   const max = 100
   const a = await replica('fp-tolerance', max, { syncMs: 100 })
   const b = await replica('fp-tolerance', max, { syncMs: 100 })
   let admitted = 0
   for (let i = 0; i < 400; i++) {
     if (await (i % 2 === 0 ? a : b).hit('client:burst')) admitted++
-    // a client's request takes at least a network round trip (here 1 ms): the reports run meanwhile
-    await new Promise((r) => setTimeout(r, 1))
+    await settled(a, b)
   }
   t.ok(admitted >= max, `the limit itself is admitted (${admitted})`)
-  t.ok(admitted <= max + 5 + 5, `at most ${max + 10} admitted of 400 (${admitted})`)
+  t.ok(admitted <= max + 5, `at most ${max + 5} admitted of 400 (${admitted})`)
 })
 
 t.test('a new window starts every count again, on every replica alike', async (t) => {

@@ -5,6 +5,7 @@ import { startSimulatedUpstream } from '../src/demo/simulated-upstream.js'
 import { metricNamesUsedByDeployFiles } from './helpers/deploy-metrics.js'
 import { startRedisServer } from './helpers/redis-server.js'
 import { startGateway, type Gateway } from './helpers/gateway.js'
+import { waitFor } from './helpers/net.js'
 
 const KEY_A = 'upstream-key-alpha-0123456789'
 const KEY_B = 'upstream-key-bravo-9876543210'
@@ -164,7 +165,8 @@ t.test('closing an app closes its Redis client quietly', async (t) => {
   if (r === undefined) throw new Error('no replica')
   t.ok((await clients()) > clientsBefore, 'the app holds connections')
   await r.app.close()
-  await sleep(100)
+  // Redis notices a closed connection a moment later
+  await waitFor(async () => (await clients()) === clientsBefore, 5000).catch(() => undefined)
   t.equal(await clients(), clientsBefore, 'its connections are gone')
   t.notOk(r.logLines().some((l) => l.includes('connection lost')), 'a deliberate close is not reported as a lost connection')
 })

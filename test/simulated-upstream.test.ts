@@ -503,7 +503,8 @@ t.test('latencyMs delays answers; close() cancels pending ones and idle keep-ali
 
 t.test('latencyJitterMs spreads the delay around latencyMs, never below 0', async (t) => {
   const draws = [0, 1, 0.5]
-  const sim = await startSimulatedUpstream({ latencyMs: 100, latencyJitterMs: 80, random: () => draws.shift() ?? 0.5 })
+  // wide enough that a busy machine cannot blur 100 ms into 1,000 ms (or 1,000 into 1,900)
+  const sim = await startSimulatedUpstream({ latencyMs: 1000, latencyJitterMs: 900, random: () => draws.shift() ?? 0.5 })
   t.teardown(() => sim.close())
   const took = async (): Promise<number> => {
     const started = Date.now()
@@ -511,8 +512,8 @@ t.test('latencyJitterMs spreads the delay around latencyMs, never below 0', asyn
     return Date.now() - started
   }
   const [low, high] = [await took(), await took()]
-  t.ok(low >= 15 && low < 120, `100 - 80 ms (took ${low})`)
-  t.ok(high >= 170, `100 + 80 ms (took ${high})`)
+  t.ok(low >= 95 && low < 700, `1000 - 900 ms (took ${low})`)
+  t.ok(high >= 1850, `1000 + 900 ms (took ${high})`)
   const none = await startSimulatedUpstream({ latencyMs: 5, latencyJitterMs: 50, random: () => 0 })
   t.teardown(() => none.close())
   const started = Date.now()
