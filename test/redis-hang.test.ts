@@ -1,7 +1,8 @@
 /**
  * A Redis that hangs (SIGSTOP: socket open, no answers) is a Redis that is down (docs/operations-resilience.md,
- * "Redis"): memory hits never wait on it, a few timeouts in a row open the breaker (redis down in /readyz and
- * mj_gateway_redis_up), a probe closes it once Redis answers again, and rate limits hold all along.
+ * "Redis"): memory hits do not wait on it (a client's first rate-limit report of the minute aside, at most the
+ * command timeout), a few timeouts in a row open the breaker (redis down in /readyz and mj_gateway_redis_up), a
+ * probe closes it once Redis answers again, and rate limits hold all along.
  */
 import t from 'tap'
 import { startSimulatedUpstream } from '../src/demo/simulated-upstream.js'

@@ -139,10 +139,37 @@ t.test('requests waiting for a first report that hangs are answered after the co
   t.teardown(() => redis.resume())
   const started = Date.now()
   t.equal(a.atOnce('client:w'), 1)
+  t.equal(a.atOnce('client:w'), undefined, 'the second waits for the first report')
   const waited = await Promise.all([a.hit('client:w'), a.hit('client:w')])
-  t.same(waited, [true, false], 'judged on this replica\'s own count: the second within the limit, the third over it')
-  t.ok(Date.now() - started < 2000, `answered after the command timeout (${Date.now() - started} ms), not when Redis comes back`)
+  const ms = Date.now() - started
+  t.same(waited, [false, false], 'judged on this replica\'s own count once the report gave up: the third and fourth over the limit')
+  t.ok(ms >= 150, `they waited for the report (${ms} ms)`)
+  t.ok(ms < 2000, `answered after the command timeout (${ms} ms), not when Redis comes back`)
   redis.resume()
+})
+
+t.test('a waiting request whose answer throws does not strand the others nor the report', async (t) => {
+  const a = await replica('fp-first-throw', 5)
+  t.equal(a.atOnce('client:t'), 1)
+  a.store.incr('client:t', () => {
+    throw new Error('a handler broke')
+  })
+  const next = a.hit('client:t')
+  await a.store.sync()
+  t.equal(await next, true, 'the next waiting request is answered')
+  t.equal(a.atOnce('client:t'), 4, 'and counting goes on')
+  await a.store.sync()
+  t.equal(Number(await redis.admin().get(`mjgw:fp-first-throw:rl:${clock - (clock % 60_000)}:client:t`)), 4, 'every request reported')
+})
+
+t.test('more clients than one report carries: every client\'s waiting request is answered, each from its own count', async (t) => {
+  const a = await replica('fp-many', 1)
+  const keys = Array.from({ length: 1200 }, (_, i) => `ip:10.0.${i >> 8}.${i & 255}`)
+  for (const k of keys) t.equal(a.atOnce(k), 1)
+  const second = await Promise.all(keys.map((k) => a.hit(k)))
+  t.equal(second.filter((ok) => !ok).length, keys.length, 'each client\'s second request is over the limit of 1')
+  await a.store.sync()
+  t.equal(Number(await redis.admin().get(`mjgw:fp-many:rl:${clock - (clock % 60_000)}:${keys.at(-1) as string}`)), 2)
 })
 
 t.test('requests waiting for a first report when the minute turns are judged in their own minute', async (t) => {
@@ -178,7 +205,8 @@ t.test('Redis hangs (SIGSTOP), restarts empty: counts go on from what the replic
 t.test('while Redis is down, requests are counted and not reported; reports stop once the connection closes', async (t) => {
   const a = await replica('fp-down', 2)
   await a.conn.close()
-  t.equal(a.atOnce('ip:9'), 1, 'a client new to the replica does not wait for a report that cannot be sent')
+  t.equal(a.atOnce('ip:9'), 1)
+  t.equal(a.atOnce('ip:9'), 2, 'a client new to the replica does not wait for a report that cannot be sent')
   await a.store.sync()
   t.equal((await redis.admin().keys('mjgw:fp-down:*')).length, 0)
 })

@@ -66,7 +66,10 @@ export interface HitLaneOptions {
  * the request, so Fastify does not count or identify a declined request again.
  */
 export class HitLane {
-  /** set when the app starts closing: Fastify then answers every request (connection: close, 503 once closed) */
+  /**
+   * set when the app starts closing: Fastify then answers every new request (503, connection: close); one the lane
+   * took before, still waiting for its rate-limit count, is answered here with connection: close
+   */
   closing = false
   /** true while the event loop lags (EVENT_LOOP_MAX_DELAY_MS): the shedding plugin decides those requests */
   underPressure: () => boolean = () => false
@@ -119,8 +122,6 @@ export class HitLane {
     start: number,
     rateLimitHeaders: Readonly<HeaderList> | undefined
   ): boolean {
-    // a count from Redis comes back later: the app may have started closing meanwhile
-    if (this.closing) return false
     // who may see the task: the route's own check (routes/task-fetch.ts). A promise (an owner to look up in Redis)
     // is dropped and the route decides: it never rejects, and the owner it finds is remembered for the next hit.
     if (this.opts.ownership.canRead(client, id) !== true) return false
@@ -158,6 +159,9 @@ export class HitLane {
     const rewriter = this.opts.rewriter
     const { body, etag } = rewriter === undefined ? hit : rewriter.present(hit.body, hit.etag, now)
     headers.push('x-cache', 'HIT', 'etag', etag)
+    // a request the lane took before close began (its count came back later): answered, and its socket let go as
+    // Fastify's onSend does while closing (docs/operations.md §3)
+    if (this.closing) headers.push('connection', 'close')
     const status = etagMatches(req.headers['if-none-match'], etag) ? 304 : 200
     if (status === 304) {
       res.writeHead(304, headers)

@@ -24,6 +24,9 @@ declare module 'ioredis' {
   }
 }
 
+/** a client's key, its count, and how many of its requests this report carries */
+type Reported = [string, Count, number]
+
 interface Count {
   /** the window (its start, ms) this count belongs to */
   readonly window: number
@@ -53,12 +56,12 @@ export interface SyncedStoreOptions {
 }
 
 /**
- * RATE_LIMIT_PER_MINUTE shared by every replica through Redis, without a Redis round trip on any request: each
- * replica decides from its own count (what Redis last said for all replicas plus its own requests since) and
- * reports its requests in the background, at least every RATE_LIMIT_SYNC_MS, at once when it sees a client for
- * the first time in a window, and as soon as a client has used 5 % of the limit since the last report. The answer
- * to each report is the count over all replicas. Windows are fixed minutes of the wall clock, the same on every
- * replica.
+ * RATE_LIMIT_PER_MINUTE shared by every replica through Redis, without a Redis round trip on a request (one
+ * exception, below): each replica decides from its own count (what Redis last said for all replicas plus its own
+ * requests since) and reports its requests in the background, at least every RATE_LIMIT_SYNC_MS, at once when it
+ * sees a client for the first time in a window, and as soon as a client has used 5 % of the limit since the last
+ * report. The answer to each report is the count over all replicas. Windows are fixed minutes of the wall clock,
+ * the same on every replica.
  *
  * Tolerance (README): across N replicas, a client can get through at most (N − 1) × (5 % of the limit + what it
  * sends one replica during one report) more than the limit in a window; on one replica the limit is exact.
@@ -134,7 +137,14 @@ export class SyncedRateLimitStore implements Store {
     const ttl = Math.max(0, c.window + this.opts.windowMs - now)
     // the waiting requests are this replica's latest ones for the client
     const first = c.shared + c.reporting + c.pending - waiting.length
-    waiting.forEach((cb, i) => cb(null, { current: first + i + 1, ttl }))
+    waiting.forEach((cb, i) => {
+      // a request's own trouble must not strand the others, nor the report that answered them
+      try {
+        cb(null, { current: first + i + 1, ttl })
+      } catch (err) {
+        this.redis.warn('rate-limit-waiting', err, 'rate limit: a request waiting for its count failed')
+      }
+    })
     if (c.pending >= this.early) this.syncSoon()
   }
 
@@ -152,8 +162,9 @@ export class SyncedRateLimitStore implements Store {
   }
 
   /**
-   * Reports the pending counts, one Redis call per SYNC_BATCH clients; never throws. Reports may overlap (an
-   * increment is an increment): a replica never waits for one report before sending the next.
+   * Reports the pending counts, one Redis call per SYNC_BATCH clients, all sent at once (so a request waiting for
+   * its client's first report waits for one round trip, however many clients there are); never throws. Reports may
+   * overlap (an increment is an increment): a replica never waits for one report before sending the next.
    */
   async sync(): Promise<void> {
     if (this.redis.closed) {
@@ -162,35 +173,37 @@ export class SyncedRateLimitStore implements Store {
       return
     }
     if (!this.redis.up) return this.releaseAll()
-    const batch: [string, Count, number][] = []
+    const batch: Reported[] = []
     for (const [key, c] of this.counts) {
       if (c.pending === 0) continue
       batch.push([key, c, c.pending])
       c.reporting += c.pending
       c.pending = 0
     }
-    const px = 2 * this.opts.windowMs
-    for (let i = 0; i < batch.length; i += SYNC_BATCH) {
-      const part = batch.slice(i, i + SYNC_BATCH)
-      const keys = part.map(([key, c]) => `${this.prefix}${c.window}:${key}`)
-      let totals: number[]
-      try {
-        totals = await this.redis.within(this.redis.client.mjgwRateSync(keys.length, ...keys, ...part.map(([, , n]) => n), px))
-      } catch (err) {
-        this.redis.warn('rate-limit', err, 'redis: rate-limit counts not reported; counting on from what this replica knows')
-        // reported again next time (a report that did land but timed out counts twice: the strict side)
-        for (const [, c, n] of batch.slice(i)) {
-          c.reporting -= n
-          c.pending += n
-          this.release(c)
-        }
-        return
-      }
-      part.forEach(([, c, n], j) => {
+    const parts: Promise<void>[] = []
+    for (let i = 0; i < batch.length; i += SYNC_BATCH) parts.push(this.report(batch.slice(i, i + SYNC_BATCH)))
+    await Promise.all(parts)
+  }
+
+  private async report(part: Reported[]): Promise<void> {
+    const keys = part.map(([key, c]) => `${this.prefix}${c.window}:${key}`)
+    let totals: number[]
+    try {
+      totals = await this.redis.within(this.redis.client.mjgwRateSync(keys.length, ...keys, ...part.map(([, , n]) => n), 2 * this.opts.windowMs))
+    } catch (err) {
+      this.redis.warn('rate-limit', err, 'redis: rate-limit counts not reported; counting on from what this replica knows')
+      // reported again next time (a report that did land but timed out counts twice: the strict side)
+      for (const [, c, n] of part) {
         c.reporting -= n
-        c.shared = Math.max(totals[j] as number, c.shared + n)
+        c.pending += n
         this.release(c)
-      })
+      }
+      return
     }
+    part.forEach(([, c, n], j) => {
+      c.reporting -= n
+      c.shared = Math.max(totals[j] as number, c.shared + n)
+      this.release(c)
+    })
   }
 }

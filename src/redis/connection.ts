@@ -101,9 +101,9 @@ export class RedisConnection {
     this.log.info(obj, msg)
   }
 
-  /** ready and answering: false while disconnected and while the breaker is open */
+  /** ready and answering: false while disconnected, while the breaker is open, and once close() was called */
   get up(): boolean {
-    return this.client.status === 'ready' && !this.breaker.open
+    return !this.closing && this.client.status === 'ready' && !this.breaker.open
   }
 
   /** true once close() was called */
@@ -162,10 +162,11 @@ export class RedisConnection {
   }
 
   async close(): Promise<void> {
+    const answering = this.up
     this.closing = true
     this.breaker.stop()
     clearInterval(this.pinger)
-    if (this.up) {
+    if (answering) {
       try {
         await this.client.quit()
         return
