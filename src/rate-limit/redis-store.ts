@@ -81,7 +81,7 @@ export class SyncedRateLimitStore implements Store {
   private readonly timer: NodeJS.Timeout
   private soon = false
   /** counts whose first report is not back yet (see Count.waiting) */
-  private firstReports = new Set<Count>()
+  private readonly firstReports = new Set<Count>()
 
   constructor(
     private readonly redis: RedisConnection,
