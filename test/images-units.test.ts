@@ -6,6 +6,11 @@ import t from 'tap'
 import { failureOf, ImageFetchError } from '../src/images/cdn-fetch.js'
 import { DiskImageStore, HOT_IMAGE_MAX_BYTES } from '../src/images/disk-store.js'
 import { archivable, linkAt, taskImages } from '../src/images/task-images.js'
+import { pino } from 'pino'
+import { CdnFetcher } from '../src/images/cdn-fetch.js'
+import { ImageArchiver } from '../src/images/image-archiver.js'
+import { GatewayMetrics } from '../src/metrics/gateway-metrics.js'
+import { startImageCdn, pngBytes } from './helpers/image-cdn.js'
 
 function tempDir(t: { teardown(fn: () => unknown): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'mjgw-store-'))
@@ -119,4 +124,28 @@ t.test('disk store: an image up to HOT_IMAGE_MAX_BYTES is read once and then ser
   unread?.release()
   rmSync(join(dir, 'blobs', big.hash.slice(0, 2), big.hash))
   t.equal(await store.open('big'), undefined, 'not held in memory: its file gone, it is a miss')
+})
+
+t.test('archiver: an image stored while its caller looked the task up is not downloaded again (docs/images.md §3)', async (t) => {
+  const cdn = await startImageCdn(() => ({ kind: 'image', bytes: pngBytes(8, 8) }))
+  t.teardown(() => cdn.close())
+  const store = new DiskImageStore(tempDir(t), 1 << 20)
+  t.teardown(() => store.close())
+  const archiver = new ImageArchiver({
+    store,
+    fetcher: new CdnFetcher({ hosts: ['127.0.0.1'], maxBytes: 1 << 20, idleTimeoutMs: 5000 }),
+    metrics: new GatewayMetrics({ cache: { entries: () => 0, bytes: () => 0 }, redis: false }),
+    concurrency: 1,
+    namespace: 'ns',
+    log: pino({ level: 'silent' })
+  })
+  t.teardown(() => archiver.close())
+  const url = `${cdn.url}/img/a.png`
+  // a request and the background archive at once: one download
+  await Promise.all([archiver.archive('ns/a', url), archiver.archive('ns/a', url)])
+  t.equal(cdn.calls, 1, 'one download for two callers at once')
+  // a request that found nothing stored, then looked the task up while that download ended
+  await archiver.archive('ns/a', url)
+  t.equal(cdn.calls, 1, 'stored by then: not downloaded again')
+  t.ok(store.has('ns/a'))
 })

@@ -50,14 +50,18 @@ export class ImageArchiver {
     for (const { n, url } of archivable(images)) this.background(this.key((images as TaskImages).id, n), url, 0)
   }
 
-  /** The single download of key's image from url, started now if none is under way; rejects with what went wrong. */
-  archive(key: string, url: string): Promise<StoredImage> {
+  /**
+   * The single download of key's image from url, started now if none is under way and the image is not stored
+   * (a download may have ended while the caller looked the task up); rejects with what went wrong.
+   */
+  archive(key: string, url: string): Promise<void> {
     let flight = this.flights.get(key)
     if (flight === undefined) {
+      if (this.opts.store.has(key)) return Promise.resolve()
       flight = this.download(key, url).finally(() => this.flights.delete(key))
       this.flights.set(key, flight)
     }
-    return flight
+    return flight.then(() => undefined)
   }
 
   close(): void {
@@ -73,8 +77,7 @@ export class ImageArchiver {
     this.queued.add(key)
     void this.limit(async () => {
       this.queued.delete(key)
-      // archived meanwhile by a request for it
-      if (this.opts.store.has(key)) return
+      // (archived meanwhile by a request for it: archive() finds it stored)
       try {
         await this.archive(key, url)
       } catch (err) {
